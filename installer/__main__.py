@@ -1,0 +1,3 @@
+from llm_installer.cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""The ``llm-installer`` command line: thin commands that parse, call a library function, print."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+import typer
+
+from llm_installer import __version__
+from llm_installer.config import Settings, load_settings
+from llm_installer.console import Output, simple_table
+from llm_installer.errors import InstallerError, NotBuiltYetError
+from llm_installer.logs import setup_logging
+from llm_installer.options import ConfigOpt, JsonOpt, ModelArg, RevisionOpt
+
+app = typer.Typer(
+    name="llm-installer",
+    help="Check, install, serve and fine-tune Hugging Face models in Docker.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("llm_installer")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llm-installer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Check, install, serve and fine-tune Hugging Face models in Docker."""
+
+
+def run_command(json_mode: bool, config_path: str | None, body: Callable[[Settings, Output], None]) -> None:
+    """Load settings, set up logging, run ``body``; turn every known error into a message."""
+    output = Output(json_mode=json_mode)
+    try:
+        settings = load_settings(config_path)
+        setup_logging(settings)
+        body(settings, output)
+    except InstallerError as exc:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+        if os.environ.get("LLM_INSTALLER_DEBUG"):
+            raise
+        if json_mode:
+            output.error_json(exc.message, exc.hint, exc.exit_code, type(exc).__name__)
+        else:
+            output.error(exc.message, exc.hint)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        output.error("Interrupted.")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def check(model: ModelArg, revision: RevisionOpt = None, json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Check a model's family, requirements and whether this machine can run it (no weights)."""
+    from llm_installer.check import run_check
+    from llm_installer.report import render_report
+
+    def body(settings: Settings, output: Output) -> None:
+        result = run_check(model, revision=revision, settings=settings, output=output)
+        output.result(result.profile, render_report(result.profile))
+
+    run_command(json, config, body)
+
+
+@app.command()
+def install(model: ModelArg, revision: RevisionOpt = None, config: ConfigOpt = None) -> None:
+    """Download a model and build its Docker image (not built yet)."""
+
+    def body(settings: Settings, output: Output) -> None:
+        raise NotBuiltYetError(
+            "install is not built yet",
+            hint=f"Run `llm-installer check {model}` to see what the model needs.",
+        )
+
+    run_command(False, config, body)
+
+
+@app.command(name="list")
+def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """List installed models with family, status and size."""
+    from llm_installer.inventory import installed_models
+
+    def body(settings: Settings, output: Output) -> None:
+        models = installed_models(settings.models_path)
+        rows = [[m["name"], m["model_id"], m["family"], m["status"], m["size"]] for m in models]
+        table = simple_table(f"Installed models in {settings.models_path}", ["Folder", "Model", "Family", "Status", "Size"], rows)
+        output.result(models, table if models else f"No models installed in {settings.models_path}")
+
+    run_command(json, config, body)
+
+
+@app.command(name="config")
+def show_config(json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Print the effective configuration and where each value came from."""
+
+    def body(settings: Settings, output: Output) -> None:
+        values = settings.public_dict()
+        data = {"config_file": settings.config_file, "values": values, "sources": settings.sources}
+        rows = [[key, value, settings.sources[key]] for key, value in values.items()]
+        title = f"Configuration (file: {settings.config_file or 'none, defaults used'})"
+        output.result(data, simple_table(title, ["Key", "Value", "Source"], rows))
+
+    run_command(json, config, body)
+
+
+def main() -> None:
+    app(prog_name="llm-installer")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

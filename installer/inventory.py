@@ -1,0 +1,46 @@
+"""Installed models under models_dir: what ``llm-installer list`` shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def installed_models(models_dir: Path) -> list[dict[str, Any]]:
+    """One entry per model folder: id, family, status (complete/incomplete) and size."""
+    if not models_dir.is_dir():
+        return []
+    return [_describe(folder) for folder in sorted(models_dir.iterdir()) if folder.is_dir()]
+
+
+def _describe(folder: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    info_path = folder / "model_info.json"
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            info = {}
+    size = folder_size(folder)
+    return {
+        "name": folder.name,
+        "model_id": info.get("model_id", folder.name.replace("_", "/", 1)),
+        "family": info.get("family", "unknown"),
+        "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
+        "size_bytes": size,
+        "size": human_size(size),
+        "path": str(folder),
+    }
