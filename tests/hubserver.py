@@ -62,7 +62,10 @@ __all__ = [
 ]
 
 # Names shared by the fixtures (tests/integration/conftest.py) and the tests.
-REALCONFIGS_DIR = Path("/work/shared/realconfigs")
+# shared/ lies beside the repository's clone (locally and in CI); LLM_INSTALLER_REALCONFIGS overrides.
+REALCONFIGS_DIR = Path(
+    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[2] / "shared" / "realconfigs")
+)
 HUB_TOKEN = "hf_test_token"
 PRIVATE_REPO = "test-org/private-model"
 GATED_REPO = "test-org/gated-model"
