@@ -1,0 +1,78 @@
+"""The FastAPI application: public health and metrics routes, and the routers."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from llm_runtime import __version__, routes_native, routes_openai
+from llm_runtime.errors import install_error_handlers
+from llm_runtime.metrics import Metrics
+from llm_runtime.serving import ModelHost, host_of
+from llm_runtime.values import ServeConfig
+
+KNOWN_PATHS = {
+    "/health", "/health/ready", "/info", "/metrics", "/generate", "/generate/stream",
+    "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+}  # fmt: skip
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The server for config; the model starts loading when the app starts."""
+    metrics = Metrics()
+    host = ModelHost(config, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        host.start()
+        yield
+        host.close()
+
+    app = FastAPI(title="llm_runtime", version=__version__, lifespan=lifespan)
+    app.state.config, app.state.host, app.state.metrics = config, host, metrics
+    install_error_handlers(app)
+    _count_requests(app, metrics)
+    _public_routes(app)
+    app.include_router(routes_native.router)
+    app.include_router(routes_native.ws_router)
+    app.include_router(routes_openai.router)
+    return app
+
+
+def _public_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    async def health(request: Request) -> dict:
+        host = host_of(request)
+        return {
+            "status": "ok",
+            "model_state": host.state,
+            "uptime_s": round(time.time() - host.started_at, 1),
+        }
+
+    @app.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        host = host_of(request)
+        body = {"ready": host.state == "ready", "model_state": host.state, "error": host.error}
+        headers = None if host.state == "ready" else {"Retry-After": "5"}
+        return JSONResponse(body, status_code=200 if body["ready"] else 503, headers=headers)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> PlainTextResponse:
+        text = request.app.state.metrics.render()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _count_requests(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        response = await call_next(request)
+        path = request.url.path if request.url.path in KNOWN_PATHS else "other"
+        metrics.inc(
+            "http_requests_total",
+            help="HTTP requests by path and status",
+            path=path,
+            status=str(response.status_code),
+        )
+        return response

@@ -1,0 +1,240 @@
+"""Dynamic batching: one worker thread runs `model.generate` over every waiting request.
+
+Requests queue up (bounded: a full queue raises Overloaded, answered 429); whenever the model
+is free the worker takes up to `max_batch_size` of them, left-pads their prompts into one
+batch and generates. Requests that arrive while a batch runs form the next batch. Rows are
+independent: each has its own sampling, stops and budget (see decoding.py), and a cancelled
+row stops at the next step without disturbing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import torch
+from llm_runtime.decoding import RowSampler, RowState, RowStopper
+from llm_runtime.errors import Overloaded, RuntimeServeError
+from llm_runtime.handlers.base import TextStream
+from llm_runtime.loading import translate_oom
+from llm_runtime.metrics import BATCH_BUCKETS, Metrics
+from llm_runtime.values import TextDelta, TextResult
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+log = logging.getLogger("llm_runtime")
+
+
+class QueuedTextStream(TextStream):
+    """The asyncio side of one queued request; the worker thread feeds it."""
+
+    def __init__(self, engine: BatchEngine, row: RowState) -> None:
+        self.engine, self.row = engine, row
+        self._loop = asyncio.get_running_loop()
+        self._items: asyncio.Queue = asyncio.Queue()
+        self._result: TextResult | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def reasoning(self) -> bool:
+        return self.row.think is not None
+
+    def push(self, item: TextDelta | TextResult | BaseException) -> None:
+        """Thread-safe: hand an item to the event loop."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    async def __aiter__(self) -> AsyncIterator[TextDelta]:
+        while self._result is None and self._error is None:
+            item = await self._items.get()
+            if isinstance(item, TextDelta):
+                yield item
+            elif isinstance(item, TextResult):
+                self._result = item
+            else:
+                self._error = item
+        if self._error is not None:
+            raise self._error
+
+    async def result(self) -> TextResult:
+        async for _ in self:
+            pass
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        if self._result is None:
+            self.engine.cancel(self)
+
+
+@dataclass
+class _Job:
+    stream: QueuedTextStream
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def row(self) -> RowState:
+        return self.stream.row
+
+
+class BatchEngine:
+    """Owns the model's generate loop; everything touching the model runs on its thread."""
+
+    def __init__(
+        self,
+        *,
+        model,
+        pad_id: int,
+        metrics: Metrics,
+        max_batch_size: int = 16,
+        max_queue: int = 64,
+        batch_window_s: float = 0.002,
+    ) -> None:
+        self.model, self.pad_id, self.metrics = model, pad_id, metrics
+        self.max_batch_size, self.max_queue, self.batch_window_s = (
+            max_batch_size,
+            max_queue,
+            batch_window_s,
+        )
+        self._waiting: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="llm-batch-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, row: RowState) -> QueuedTextStream:
+        """Queue row and return its stream; raises Overloaded when the queue is full."""
+        stream = QueuedTextStream(self, row)
+        row.emit = stream.push
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                self.metrics.inc("requests_rejected_total", help="Requests refused with 429")
+                raise Overloaded(
+                    f"The server is busy: {len(self._waiting)} requests are already waiting "
+                    f"(--max-queue {self.max_queue}). Retry shortly."
+                )
+            self._waiting.append(_Job(stream))
+            self._set_waiting()
+            self._cond.notify()
+        return stream
+
+    def cancel(self, stream: QueuedTextStream) -> None:
+        """Stop stream's row: drop it from the queue, or end it at the next decoding step."""
+        stream.row.cancelled.set()
+        with self._cond:
+            job = next((j for j in self._waiting if j.stream is stream), None)
+            if job is not None:
+                self._waiting.remove(job)
+                self._set_waiting()
+        if job is not None:
+            job.row.finish("cancelled")
+            self._deliver(job)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            self._run(jobs)
+
+    def _take(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            if len(self._waiting) < self.max_batch_size and self.batch_window_s > 0:
+                # A short window lets requests sent together share the batch.
+                self._cond.wait(self.batch_window_s)
+            count = min(self.max_batch_size, len(self._waiting))
+            jobs = [self._waiting.popleft() for _ in range(count)]
+            self._set_waiting()
+            return jobs
+
+    def _run(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        self.metrics.observe("batch_size", len(jobs), BATCH_BUCKETS, "Requests per generate batch")
+        self.metrics.set("num_requests_running", len(jobs), "Requests in the running batch")
+        try:
+            self._generate([job.row for job in jobs])
+        except RuntimeServeError as exc:
+            self._fail(jobs, exc)
+        except Exception as exc:  # the worker must survive any model error
+            log.exception("Generation failed")
+            self._fail(jobs, RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+        else:
+            for job in jobs:
+                self._deliver(job)
+            self._record_speed(jobs, time.perf_counter() - started)
+        finally:
+            self.metrics.set("num_requests_running", 0, "Requests in the running batch")
+
+    def _generate(self, rows: list[RowState]) -> None:
+        width = max(len(row.prompt_ids) for row in rows)
+        pads = [width - len(row.prompt_ids) for row in rows]
+        device = self.model.device
+        input_ids = torch.tensor(
+            [[self.pad_id] * pad + row.prompt_ids for pad, row in zip(pads, rows, strict=True)],
+            device=device,
+        )
+        mask = torch.tensor(
+            [[0] * pad + [1] * len(row.prompt_ids) for pad, row in zip(pads, rows, strict=True)],
+            device=device,
+        )
+        config = GenerationConfig(
+            max_new_tokens=max(row.sampling.max_tokens for row in rows),
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+        )
+        with torch.inference_mode(), translate_oom("generating"):
+            self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([RowSampler(rows, pads)]),
+                stopping_criteria=StoppingCriteriaList([RowStopper(rows)]),
+            )
+
+    def _deliver(self, job: _Job) -> None:
+        row = job.row
+        if not row.finished:
+            row.finish("length")
+        result = row.result()
+        job.stream.push(result)
+        self._record_request(job, result)
+
+    def _fail(self, jobs: list[_Job], exc: RuntimeServeError) -> None:
+        for job in jobs:
+            job.stream.push(exc)
+            self.metrics.inc("request_failure_total", help="Generations that raised an error")
+
+    def _record_request(self, job: _Job, result: TextResult) -> None:
+        m = self.metrics
+        m.inc(
+            "request_success_total", help="Finished requests", finished_reason=result.finish_reason
+        )
+        m.inc("prompt_tokens_total", result.usage.prompt_tokens, "Prefill tokens processed")
+        m.inc("generation_tokens_total", result.usage.completion_tokens, "Tokens generated")
+        m.observe("e2e_request_latency_seconds", time.perf_counter() - job.enqueued_at)
+        if result.time_to_first_token_s is not None:
+            m.observe("time_to_first_token_seconds", result.time_to_first_token_s)
+
+    def _record_speed(self, jobs: list[_Job], seconds: float) -> None:
+        tokens = sum(job.row.generated for job in jobs)
+        if seconds > 0 and tokens:
+            self.metrics.set("generation_tokens_per_second", tokens / seconds, "Last batch speed")
+
+    def _set_waiting(self) -> None:
+        self.metrics.set("num_requests_waiting", len(self._waiting), "Requests in the queue")

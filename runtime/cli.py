@@ -1,0 +1,100 @@
+"""Command line: `python -m llm_runtime serve --model DIR ...`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from llm_runtime.values import LoadSettings, ServeConfig
+
+API_KEY_ENV = "LLM_API_KEY"
+log = logging.getLogger("llm_runtime")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llm_runtime")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve a model folder over HTTP")
+    serve.add_argument("--model", type=Path, default=Path("/model"), help="model folder")
+    serve.add_argument("--lora", type=Path, help="PEFT adapter folder (default: /lora if mounted)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in images)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--dtype", choices=["auto", "float16", "bfloat16", "float32"], default="auto"
+    )
+    serve.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    quant = serve.add_mutually_exclusive_group()
+    quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit (CUDA)")
+    quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit (CUDA)")
+    serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
+    serve.add_argument("--max-concurrency", type=_positive, default=16, help="largest batch")
+    serve.add_argument("--max-queue", type=_non_negative, default=64, help="waiting requests")
+    serve.add_argument("--batch-window-ms", type=float, default=2.0, help="wait to fill a batch")
+    serve.add_argument("--logs-dir", type=Path, default=Path("logs"))
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    quantization = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
+    return ServeConfig(
+        model_dir=args.model,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or None,
+        logs_dir=args.logs_dir,
+        log_level=args.log_level,
+        load=LoadSettings(
+            device=args.device,
+            dtype=args.dtype,
+            quantization=quantization,
+            lora_dir=args.lora,
+            max_batch_size=args.max_concurrency,
+            max_queue=args.max_queue,
+            batch_window_ms=args.batch_window_ms,
+        ),
+    )
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the server until interrupted; the model loads while it already answers /health."""
+    import uvicorn
+    from llm_runtime.app import create_app
+    from llm_runtime.logs import setup_logging
+
+    log_path = setup_logging(config.logs_dir, config.log_level)
+    log.info("Starting API server (logs in %s)", log_path)
+    if not config.model_dir.is_dir():
+        log.error("Error: model folder %s not found", config.model_dir)
+        raise SystemExit(1)
+    log.info("Server running on http://%s:%d", config.host, config.port)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        serve(config_from_args(args))
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number

@@ -1,0 +1,195 @@
+"""Text generation: transformers causal LMs, dense and MoE, reasoning or not."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from llm_runtime.batching import BatchEngine
+from llm_runtime.decoding import RowState
+from llm_runtime.errors import InvalidRequest
+from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
+from llm_runtime.loading import (
+    adapter_dir,
+    apply_adapter,
+    model_kwargs,
+    resolve_placement,
+    translate_oom,
+)
+from llm_runtime.profile import ModelProfile
+from llm_runtime.reasoning import ReasoningTokens, detect_reasoning
+from llm_runtime.schemas import GenerateBody
+from llm_runtime.text_formats import native_result
+from llm_runtime.values import (
+    Capabilities,
+    LoadSettings,
+    ModelDescription,
+    TextRequest,
+)
+
+log = logging.getLogger("llm_runtime")
+
+DEFAULT_MAX_TOKENS = 512
+FALLBACK_CONTEXT = 2048
+
+
+class TextGenerationHandler(Handler, TextGeneration):
+    """Causal LMs through transformers `generate`, batched by a BatchEngine."""
+
+    family = "text-generation"
+
+    def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.profile, self.placement = profile, resolve_placement(settings)
+        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir)
+        kwargs = model_kwargs(settings, self.placement)
+        log.info("Loading %s on %s (%s)", profile.model_dir, self.placement.device, kwargs["dtype"])
+        with translate_oom("loading"):
+            model = AutoModelForCausalLM.from_pretrained(profile.model_dir, **kwargs)
+            if "device_map" not in kwargs:
+                model = model.to(self.placement.device)
+            self.adapter = adapter_dir(settings)
+            if self.adapter is not None:
+                model = apply_adapter(model, self.adapter, merge=settings.quantization is None)
+        self.model = model.eval()
+        self.think = self._reasoning_tokens(profile)
+        self.eos_ids = self._eos_ids()
+        self.max_context = self._max_context()
+        self.engine = BatchEngine(
+            model=self.model,
+            pad_id=self._pad_id(),
+            metrics=self.metrics,
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            batch_window_s=settings.batch_window_ms / 1000,
+        )
+
+    def describe(self) -> ModelDescription:
+        template = self._template()
+        return ModelDescription(
+            family=self.family,
+            device=self.placement.device,
+            dtype=self.placement.dtype_name,
+            adapter=str(self.adapter) if self.adapter else None,
+            capabilities=Capabilities(
+                supports_reasoning=self.think is not None,
+                supports_streaming=True,
+                supports_system_prompt=not template or "system" in template,
+                max_context_length=self.max_context,
+            ),
+            details={
+                "architecture": (self.model.config.architectures or [None])[0],
+                "is_moe": self.profile.is_moe,
+                "is_reasoning": self.think is not None,
+                "chat_template": bool(template),
+                "thinking_toggle": bool(self.think and self.think.template_toggle),
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+            },
+        )
+
+    async def generate(self, *, body: dict[str, Any]) -> dict[str, Any]:
+        request = GenerateBody.model_validate(body).to_text_request()
+        return native_result(await self.start(request=request).result(), request)
+
+    def start(self, *, request: TextRequest) -> TextStream:
+        thinking = self._thinking_enabled(request)
+        prompt_ids = self._prompt_ids(request, thinking)
+        sampling = dataclasses.replace(
+            request.sampling, max_tokens=self._max_tokens(request, len(prompt_ids))
+        )
+        row = RowState(
+            tokenizer=self.tokenizer,
+            prompt_ids=prompt_ids,
+            sampling=sampling,
+            stop=request.stop,
+            eos_ids=self.eos_ids,
+            emit=lambda _: None,  # the engine connects the row to its stream
+            think=self.think if thinking else None,
+            banned_ids=frozenset({self.think.start_id})
+            if self.think and not thinking
+            else frozenset(),
+            max_thinking_tokens=request.reasoning.max_thinking_tokens,
+            max_answer_tokens=request.reasoning.max_answer_tokens,
+        )
+        return self.engine.submit(row)
+
+    def count_tokens(self, *, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def close(self) -> None:
+        if getattr(self, "engine", None) is not None:
+            self.engine.close()
+
+    def _thinking_enabled(self, request: TextRequest) -> bool:
+        if self.think is None:
+            return False
+        enabled = request.reasoning.enabled
+        return True if enabled is None else enabled
+
+    def _prompt_ids(self, request: TextRequest, thinking: bool) -> list[int]:
+        if request.messages is None:
+            ids = self.tokenizer.encode(request.prompt or "", add_special_tokens=True)
+        else:
+            ids = self.tokenizer.encode(
+                self._render_chat(request, thinking), add_special_tokens=False
+            )
+        if not ids:
+            raise InvalidRequest("The prompt encodes to no tokens.")
+        return ids
+
+    def _render_chat(self, request: TextRequest, thinking: bool) -> str:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        if not self._template():
+            # No chat template: a plain transcript the model can continue.
+            lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+            return "\n".join(lines) + "\nAssistant:"
+        extra = {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **extra
+        )
+
+    def _max_tokens(self, request: TextRequest, prompt_len: int) -> int:
+        room = self.max_context - prompt_len
+        wanted = request.sampling.max_tokens
+        if room <= 0 or (wanted is not None and wanted > room):
+            raise InvalidRequest(
+                f"This model's context is {self.max_context} tokens; the prompt uses "
+                f"{prompt_len} and max_tokens asks for {wanted or 1} more. Shorten the "
+                "prompt or lower max_tokens.",
+                code="context_length_exceeded",
+            )
+        return wanted if wanted is not None else min(DEFAULT_MAX_TOKENS, room)
+
+    def _reasoning_tokens(self, profile: ModelProfile) -> ReasoningTokens | None:
+        if profile.is_reasoning is False:
+            return None
+        return detect_reasoning(self.tokenizer)
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if source is not None:
+                ids.update(source if isinstance(source, list) else [source])
+        return frozenset(ids)
+
+    def _pad_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
+            if candidate is not None:
+                return candidate
+        return 0
+
+    def _max_context(self) -> int:
+        config = self.model.config
+        value = getattr(config, "max_position_embeddings", None)
+        if value is None and hasattr(config, "get_text_config"):
+            value = getattr(config.get_text_config(), "max_position_embeddings", None)
+        if value is None:
+            limit = self.tokenizer.model_max_length
+            value = limit if limit and limit < 1_000_000 else FALLBACK_CONTEXT
+        return int(value)
+
+    def _template(self) -> str:
+        template = self.tokenizer.chat_template
+        return template if isinstance(template, str) else ""

@@ -1,0 +1,142 @@
+"""Device, dtype, quantization and adapter choices shared by every handler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from llm_runtime.errors import ModelLoadError, OutOfMemory
+from llm_runtime.values import LoadSettings
+
+log = logging.getLogger("llm_runtime")
+
+DEFAULT_LORA_MOUNT = Path("/lora")
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+QUANTIZE_HINT = "Try a quantized load: --load-in-8bit or --load-in-4bit (CUDA only)."
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision the weights go."""
+
+    device: str
+    dtype: torch.dtype
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """auto -> cuda, then mps, then cpu; an explicit device must exist."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available.get(requested, False):
+        raise ModelLoadError(f"Device {requested!r} is not available here; use --device auto.")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> torch.dtype:
+    """auto -> bf16 (or fp16) on cuda, fp16 on mps, fp32 on cpu."""
+    if requested != "auto":
+        return DTYPES[requested]
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device == "mps" else torch.float32
+
+
+def resolve_placement(settings: LoadSettings) -> Placement:
+    device = resolve_device(settings.device)
+    return Placement(device=device, dtype=resolve_dtype(settings.dtype, device))
+
+
+def quantization_config(settings: LoadSettings, placement: Placement):
+    """A BitsAndBytesConfig for --load-in-4bit/8bit; refuses anything but CUDA clearly."""
+    if settings.quantization is None:
+        return None
+    if placement.device != "cuda":
+        raise ModelLoadError(
+            f"--load-in-{settings.quantization} uses bitsandbytes, which needs an NVIDIA GPU "
+            f"(CUDA); this model would run on {placement.device}. Drop the flag, or pick a "
+            "smaller dtype with --dtype float16."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(
+            "Quantized loading needs the bitsandbytes package: pip install bitsandbytes"
+        ) from exc
+    from transformers import BitsAndBytesConfig
+
+    if settings.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=placement.dtype,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def model_kwargs(settings: LoadSettings, placement: Placement) -> dict:
+    """Keyword arguments for `from_pretrained` matching settings and placement."""
+    kwargs: dict = {"dtype": placement.dtype}
+    quant = quantization_config(settings, placement)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = "auto"
+    return kwargs
+
+
+def adapter_dir(settings: LoadSettings) -> Path | None:
+    """--lora DIR when given, else a mounted /lora holding an adapter, else None."""
+    if settings.lora_dir is not None:
+        if not (settings.lora_dir / "adapter_config.json").is_file():
+            raise ModelLoadError(f"--lora {settings.lora_dir}: no adapter_config.json there.")
+        return settings.lora_dir
+    if (DEFAULT_LORA_MOUNT / "adapter_config.json").is_file():
+        return DEFAULT_LORA_MOUNT
+    return None
+
+
+def apply_adapter(model, path: Path, *, merge: bool):
+    """Load a PEFT adapter on model; merge it into the weights when not quantized."""
+    from peft import PeftModel
+
+    log.info("Loading adapter from %s", path)
+    peft_model = PeftModel.from_pretrained(model, str(path))
+    return peft_model.merge_and_unload() if merge else peft_model
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def translate_oom(stage: str) -> Iterator[None]:
+    """Turn out-of-memory during stage into a clear error that suggests quantization."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        error = ModelLoadError if stage == "loading" else OutOfMemory
+        raise error(
+            f"Out of memory while {stage}: {exc}. {QUANTIZE_HINT} "
+            "Shorter prompts, a lower max_tokens or --max-concurrency also use less memory.",
+            code="out_of_memory",
+        ) from exc
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())

@@ -1,0 +1,133 @@
+"""What model a folder holds: read model_info.json (written by the installer) or detect it.
+
+Detection is structural, never by name: sentence-transformers files, then config.json
+`architectures` / `model_type` through transformers' own auto-mappings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_runtime.errors import UnsupportedFamily
+
+MODEL_INFO_ENV = "LLM_MODEL_INFO"
+MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The model to serve: its folder, family and the facts model_info.json adds."""
+
+    model_dir: Path
+    family: str
+    model_id: str
+    is_moe: bool = False
+    is_reasoning: bool | None = None  # None: decide from the tokenizer at load time
+    source: str = "detected"
+    info: dict = field(default_factory=dict)
+
+
+def model_info_candidates(model_dir: Path) -> list[Path]:
+    """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
+    found = [Path(os.environ[MODEL_INFO_ENV])] if os.environ.get(MODEL_INFO_ENV) else []
+    return [*found, model_dir / "model_info.json", model_dir.resolve().parent / "model_info.json"]
+
+
+def read_model_info(model_dir: Path) -> tuple[dict, Path] | None:
+    for path in model_info_candidates(model_dir):
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8")), path
+    return None
+
+
+def load_profile(model_dir: Path) -> ModelProfile:
+    """Profile of model_dir from model_info.json when present, else detected from its files."""
+    found = read_model_info(model_dir)
+    if found and (found[0].get("family") or found[0].get("model_family")):
+        info, path = found
+        family = info.get("family") or info["model_family"]
+        caps = info.get("capabilities", {})
+        reasoning = info.get("is_reasoning", caps.get("supports_reasoning"))
+        return ModelProfile(
+            model_dir=model_dir,
+            family=family,
+            model_id=info.get("model_id") or model_dir.name,
+            is_moe=bool(info.get("is_moe", False)),
+            is_reasoning=reasoning,
+            source=str(path),
+            info=info,
+        )
+    config = _read_json(model_dir / "config.json")
+    return ModelProfile(
+        model_dir=model_dir,
+        family=detect_family(model_dir, config),
+        model_id=model_dir.resolve().name,
+        is_moe=is_moe_config(config),
+    )
+
+
+def detect_family(model_dir: Path, config: dict) -> str:
+    """Family name from the folder's structure; raises UnsupportedFamily when unknown."""
+    if (model_dir / "modules.json").is_file() or (
+        model_dir / "config_sentence_transformers.json"
+    ).is_file():
+        return "embedding"
+    architectures = config.get("architectures") or []
+    causal, encoders = _auto_mapping_names()
+    if any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "text-generation"
+    if any(a in encoders for a in architectures):
+        return "embedding"
+    if not architectures and config.get("model_type") in _encoder_model_types():
+        return "embedding"
+    raise UnsupportedFamily(
+        f"Cannot tell which family the model in {model_dir} belongs to "
+        f"(architectures={architectures or None}, model_type={config.get('model_type')!r}). "
+        "Supported here: causal language models (text-generation) and sentence-transformers "
+        "or encoder models (embedding). Write model_info.json with a 'family' to override."
+    )
+
+
+def is_moe_config(config: dict) -> bool:
+    sections = [config, config.get("text_config") or {}]
+    return any((section.get(key) or 0) > 1 for section in sections for key in MOE_KEYS)
+
+
+def _auto_mapping_names() -> tuple[set[str], set[str]]:
+    """(causal LM class names, base encoder class names) from transformers' auto-mappings."""
+    from transformers.models.auto import modeling_auto as auto
+
+    causal = set(_flatten(auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()))
+    base = {
+        name
+        for model_type, names in auto.MODEL_MAPPING_NAMES.items()
+        if model_type in _encoder_model_types()
+        for name in _flatten([names])
+    }
+    return causal, base
+
+
+def _encoder_model_types() -> set[str]:
+    """Model types with a masked-LM head and no causal-LM head: BERT-like encoders."""
+    from transformers.models.auto import modeling_auto as auto
+
+    return set(auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES) - set(auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def _flatten(values) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(value if isinstance(value, (list, tuple)) else [value])
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UnsupportedFamily(
+            f"{path.parent} has neither model_info.json nor config.json/modules.json: "
+            "is this a model folder?"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))

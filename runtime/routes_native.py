@@ -1,0 +1,148 @@
+"""The seed's endpoints: /info, /generate, /generate/stream (SSE) and /ws."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
+from llm_runtime import __version__
+from llm_runtime.errors import (
+    InvalidRequest,
+    RuntimeServeError,
+    describe_validation_error,
+    error_body,
+)
+from llm_runtime.handlers.base import TextGeneration, TextStream
+from llm_runtime.schemas import GenerateBody
+from llm_runtime.serving import (
+    check_api_key,
+    check_ws_api_key,
+    host_of,
+    result_unless_disconnected,
+)
+from llm_runtime.text_formats import native_events, native_result
+from llm_runtime.values import TextRequest
+from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
+
+log = logging.getLogger("llm_runtime")
+router = APIRouter(dependencies=[Depends(check_api_key)])
+ws_router = APIRouter()
+
+
+@router.get("/info")
+async def info(request: Request) -> dict[str, Any]:
+    host = host_of(request)
+    handler = host.require()
+    description = handler.describe()
+    return {
+        "model_id": host.model_id,
+        "family": description.family,
+        "runtime_version": __version__,
+        "device": description.device,
+        "dtype": description.dtype,
+        "adapter": description.adapter,
+        "capabilities": dataclasses.asdict(description.capabilities),
+        "endpoints": handler.served_endpoints(),
+        "details": description.details,
+        "model_info_source": host.profile.source if host.profile else None,
+    }
+
+
+@router.post("/generate")
+async def generate(request: Request, body: dict = Body(...)):
+    handler = host_of(request).require()
+    if not isinstance(handler, TextGeneration):
+        return await handler.generate(body=body)
+    parsed = GenerateBody.model_validate(body)
+    text_request = parsed.to_text_request()
+    stream = handler.start(request=text_request)
+    if parsed.stream:
+        return _sse(stream, text_request)
+    result = await result_unless_disconnected(stream, request)
+    return native_result(result, text_request)
+
+
+@router.post("/generate/stream")
+async def generate_stream(request: Request, body: GenerateBody):
+    text_request = body.to_text_request()
+    handler = host_of(request).require_capability(TextGeneration, "POST /generate/stream")
+    return _sse(handler.start(request=text_request), text_request)
+
+
+@router.get("/generate/stream")
+async def generate_stream_get(request: Request):
+    """EventSource can only GET: the body's fields come as query parameters."""
+    params: dict[str, Any] = dict(request.query_params)
+    if "stop" in params:
+        params["stop"] = request.query_params.getlist("stop")
+    if "messages" in params:
+        params["messages"] = _json_param("messages", params["messages"])
+    text_request = GenerateBody.model_validate(params).to_text_request()
+    handler = host_of(request).require_capability(TextGeneration, "GET /generate/stream")
+    return _sse(handler.start(request=text_request), text_request)
+
+
+@ws_router.websocket("/ws")
+async def websocket_stream(websocket: WebSocket) -> None:
+    """Each JSON message is a /generate body; tokens come back as the SSE events do."""
+    try:
+        check_ws_api_key(websocket)
+    except RuntimeServeError as exc:
+        await websocket.close(code=1008, reason=exc.message)
+        return
+    await websocket.accept()
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await websocket.receive_text()
+            await _answer_ws(websocket, message)
+
+
+async def _answer_ws(websocket: WebSocket, message: str) -> None:
+    try:
+        text_request = GenerateBody.model_validate(
+            _json_param("message", message)
+        ).to_text_request()
+        handler = websocket.app.state.host.require_capability(TextGeneration, "WS /ws")
+        stream = handler.start(request=text_request)
+    except ValidationError as exc:
+        await websocket.send_json(_error(InvalidRequest(describe_validation_error(exc))))
+        return
+    except RuntimeServeError as exc:
+        await websocket.send_json(_error(exc))
+        return
+    try:
+        async for event in native_events(stream, text_request):
+            await websocket.send_json(event)
+    except RuntimeServeError as exc:
+        await websocket.send_json(_error(exc))
+    finally:
+        stream.cancel()  # no-op when finished; stops the work when the socket went away
+
+
+def _sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:
+    async def events():
+        try:
+            async for event in native_events(stream, text_request):
+                yield {"data": json.dumps(event, ensure_ascii=False)}
+        except RuntimeServeError as exc:
+            yield {"data": json.dumps(_error(exc))}
+        finally:
+            stream.cancel()
+
+    return EventSourceResponse(events())
+
+
+def _json_param(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{name!r} must be JSON: {exc}") from exc
+
+
+def _error(exc: RuntimeServeError) -> dict:
+    return error_body(exc.message, exc.error_type, exc.code)

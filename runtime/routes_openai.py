@@ -1,0 +1,110 @@
+"""OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_body
+from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
+from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
+from llm_runtime.serving import check_api_key, host_of, result_unless_disconnected
+from llm_runtime.text_formats import ChatFormat, CompletionFormat, sse_event
+from sse_starlette.sse import EventSourceResponse
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict:
+    host = host_of(request)
+    host.require()
+    model = {
+        "id": host.model_id,
+        "object": "model",
+        "created": int(host.started_at),
+        "owned_by": "llm-installer",
+    }
+    return {"object": "list", "data": [model]}
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: ChatCompletionBody):
+    host = host_of(request)
+    handler = host.require_capability(TextGeneration, "POST /v1/chat/completions")
+    text_request = body.to_text_request()
+    stream = handler.start(request=text_request)
+    chat = ChatFormat(host.model_id)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _sse(stream, chat.chunks(stream, text_request, include_usage))
+    return chat.completion(await result_unless_disconnected(stream, request), text_request)
+
+
+@router.post("/completions")
+async def completions(request: Request, body: CompletionBody):
+    host = host_of(request)
+    handler = host.require_capability(TextGeneration, "POST /v1/completions")
+    text_requests = body.to_text_requests()
+    fmt = CompletionFormat(host.model_id)
+    if body.stream:
+        if len(text_requests) > 1:
+            raise InvalidRequest("Streaming takes a single prompt.", code="invalid_prompt")
+        stream = handler.start(request=text_requests[0])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _sse(stream, fmt.chunks(stream, include_usage))
+    streams = [handler.start(request=r) for r in text_requests]  # batched together
+    try:
+        results = await asyncio.gather(*(result_unless_disconnected(s, request) for s in streams))
+    finally:
+        for stream in streams:
+            stream.cancel()
+    return fmt.completion(list(results), body.prompts(), body.echo)
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request, body: EmbeddingsBody) -> dict:
+    host = host_of(request)
+    handler = host.require_capability(Embedding, "POST /v1/embeddings")
+    result = await handler.embed(inputs=body.inputs(), normalize=body.normalize)
+    vectors = [_shorten(v, body.dimensions, body.normalize) for v in result.vectors]
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return {"object": "list", "data": data, "model": host.model_id, "usage": usage}
+
+
+def _shorten(vector: list[float], dimensions: int | None, normalize: bool) -> np.ndarray:
+    """Matryoshka-style truncation to `dimensions`, renormalized when vectors are normalized."""
+    array = np.asarray(vector, dtype=np.float32)
+    if dimensions is None or dimensions >= array.size:
+        return array
+    array = array[:dimensions]
+    norm = float(np.linalg.norm(array))
+    return array / norm if normalize and norm > 0 else array
+
+
+def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+def _sse(stream: TextStream, events: AsyncIterator[dict]) -> EventSourceResponse:
+    async def guarded():
+        try:
+            async for event in events:
+                yield event
+        except RuntimeServeError as exc:
+            yield sse_event(error_body(exc.message, exc.error_type, exc.code))
+        finally:
+            with contextlib.suppress(Exception):
+                stream.cancel()
+
+    return EventSourceResponse(guarded())
