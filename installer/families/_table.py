@@ -1,0 +1,178 @@
+"""The data behind detection: architecture-name markers and model_type sets, per family.
+
+Compact on purpose: the installer does not depend on transformers. tests/unit/test_families.py
+cross-checks these rows against transformers' own auto-mappings so they cannot drift silently.
+"""
+
+from __future__ import annotations
+
+# A head marker inside an architecture class name decides the family on its own.
+HEAD_MARKERS: dict[str, tuple[str, ...]] = {
+    "speech-recognition": ("ForCTC", "ForSpeechSeq2Seq", "ForSpeechToText", "ForRNNT", "ForTDT"),
+    "audio-generation": (
+        "ForTextToSpeech",
+        "ForTextToWaveform",
+        "ForSpeechToSpeech",
+        "WithHifiGan",
+    ),
+    "image-classification": ("ForImageClassification",),
+    "object-detection": ("ForObjectDetection",),
+    "image-segmentation": (
+        "ForSemanticSegmentation",
+        "ForInstanceSegmentation",
+        "ForUniversalSegmentation",
+        "ForSegmentation",
+        "ForMaskGeneration",
+    ),
+    "zero-shot-image-classification": ("ForImageTextRetrieval",),
+    "image-text-to-text": ("ForVisionText2Text", "ForProteinText2Text"),
+    "text2text-generation": ("ForSeq2SeqLM", "MTModel", "ForTextToText", "T5WithLMHeadModel"),
+    "text-generation": ("ForCausalLM", "LMHeadModel", "ModelWithLMHead", "GenerationDecoder"),
+    "embedding": ("ForMaskedLM",),
+}
+
+# Generic class-name endings whose family depends on model_type and config structure.
+CONDITIONAL_GENERATION = ("ForConditionalGeneration",)
+ENCODER_DECODER = ("EncoderDecoderModel",)
+
+# model_type sets for architectures that a head marker does not settle.
+SPEECH_RECOGNITION_TYPES = frozenset(
+    {
+        "whisper",
+        "speech_to_text",
+        "speech-encoder-decoder",
+        "moonshine",
+        "moonshine_streaming",
+        "canary",
+        "cohere_asr",
+        "fun_asr_nano",
+        "glmasr",
+        "granite_speech",
+        "granite_speech_plus",
+        "kyutai_speech_to_text",
+        "moss_transcribe_diarize",
+        "nemo_speechlm",
+        "qwen2_audio",
+        "qwen3_asr",
+        "vibevoice_asr",
+        "voxtral",
+        "voxtral_realtime",
+        "audioflamingo3",
+        "musicflamingo",
+        "pop2piano",
+    }
+)
+AUDIO_GENERATION_TYPES = frozenset(
+    {
+        "vits",
+        "bark",
+        "musicgen",
+        "musicgen_melody",
+        "csm",
+        "dia",
+        "fastspeech2_conformer",
+        "fastspeech2_conformer_with_hifigan",
+        "gradium_phonon_tts",
+        "higgs_audio_v2",
+        "pocket_tts",
+        "qwen2_5_omni",
+        "qwen3_omni_moe",
+        "seamless_m4t",
+        "seamless_m4t_v2",
+        "vibevoice",
+    }
+)
+ZERO_SHOT_IMAGE_TYPES = frozenset(
+    {
+        "align",
+        "altclip",
+        "blip",
+        "blip-2",
+        "chinese_clip",
+        "clip",
+        "clipseg",
+        "metaclip_2",
+        "siglip",
+        "siglip2",
+        "tipsv2",
+        "videoprism",
+    }
+)
+# Image-text-to-text models whose config.json has no vision_config to show it.
+IMAGE_TEXT_TYPES = frozenset(
+    {
+        "fuyu",
+        "git",
+        "idefics",
+        "kosmos-2",
+        "kosmos-2.5",
+        "vision-encoder-decoder",
+        "nougat",
+        "pix2struct",
+        "udop",
+        "evolla",
+        "diffusion_gemma",
+        "nemotron_h_omni",
+    }
+)
+TEXT2TEXT_TYPES = frozenset(
+    {
+        "bart",
+        "bigbird_pegasus",
+        "blenderbot",
+        "blenderbot-small",
+        "encoder-decoder",
+        "fsmt",
+        "led",
+        "longt5",
+        "m2m_100",
+        "marian",
+        "mbart",
+        "mt5",
+        "mvp",
+        "nllb-moe",
+        "pegasus",
+        "pegasus_x",
+        "plbart",
+        "prophetnet",
+        "switch_transformers",
+        "t5",
+        "t5gemma",
+        "t5gemma2",
+        "umt5",
+    }
+)
+
+# State-space and hybrid models: model_type -> packages that make them fast (or run at all).
+_MAMBA_KERNELS = ("mamba-ssm", "causal-conv1d")
+STATE_SPACE_TYPES: dict[str, tuple[str, ...]] = {
+    "mamba": _MAMBA_KERNELS,
+    "mamba2": _MAMBA_KERNELS,
+    "falcon_mamba": _MAMBA_KERNELS,
+    "jamba": _MAMBA_KERNELS,
+    "zamba": _MAMBA_KERNELS,
+    "zamba2": _MAMBA_KERNELS,
+    "bamba": _MAMBA_KERNELS,
+    "falcon_h1": _MAMBA_KERNELS,
+    "granitemoehybrid": _MAMBA_KERNELS,
+    "nemotron_h": _MAMBA_KERNELS,
+    "rwkv": ("rwkv",),
+    "rwkv5": ("rwkv",),
+    "rwkv6": ("rwkv",),
+    "rwkv7": ("rwkv",),
+    "xlstm": (),
+    "recurrent_gemma": (),
+}
+
+# auto_map keys of custom-code repos -> family, for architectures nothing above knows.
+AUTO_MAP_FAMILIES: dict[str, str] = {
+    "AutoModelForCausalLM": "text-generation",
+    "AutoModelForSeq2SeqLM": "text2text-generation",
+    "AutoModelForSpeechSeq2Seq": "speech-recognition",
+    "AutoModelForCTC": "speech-recognition",
+    "AutoModelForImageClassification": "image-classification",
+    "AutoModelForObjectDetection": "object-detection",
+    "AutoModelForImageTextToText": "image-text-to-text",
+    "AutoModelForVision2Seq": "image-text-to-text",
+    "AutoModelForTextToWaveform": "audio-generation",
+}

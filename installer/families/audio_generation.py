@@ -1,0 +1,46 @@
+"""audio-generation: text-to-speech (VITS/MMS-TTS, SpeechT5, Bark), music (MusicGen), voice conversion."""
+
+from __future__ import annotations
+
+from llm_installer.families._common import (
+    AUDIO,
+    Config,
+    TransformersFamily,
+    architecture,
+    auto_map_family,
+    head_family,
+    model_type,
+)
+from llm_installer.families._table import AUDIO_GENERATION_TYPES
+from llm_installer.source import ModelSource
+
+# (marker in the class name or model_type, task), first match wins; text-to-speech otherwise.
+TASKS = (
+    ("SpeechToSpeech", "audio-to-audio"),
+    ("musicgen", "text-to-audio"),
+    ("Musicgen", "text-to-audio"),
+)
+
+
+class AudioGenerationFamily(TransformersFamily):
+    """An audio-output head (``…ForTextToSpeech``, ``…ForSpeechToSpeech``) or a TTS/music model_type."""
+
+    name = "audio-generation"
+    task = "text-to-speech"
+    packages = AUDIO
+
+    def matches(self, source: ModelSource, config: Config) -> bool:
+        family = head_family(architecture(config))
+        if family in (None, "text-generation") and model_type(config) in AUDIO_GENERATION_TYPES:
+            return True
+        return family == self.name or (family is None and auto_map_family(config) == self.name)
+
+    def task_for(self, config: Config) -> str:
+        names = f"{architecture(config)} {model_type(config)}"
+        return next((task for marker, task in TASKS if marker in names), self.task)
+
+    def details(self, source: ModelSource, config: Config) -> dict:
+        rate = config.get("sampling_rate") or (source.config("preprocessor_config.json") or {}).get(
+            "sampling_rate"
+        )
+        return {"sampling_rate": rate} if rate else {}
