@@ -33,7 +33,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title="llm_runtime", version=__version__, lifespan=lifespan)
     app.state.config, app.state.host, app.state.metrics = config, host, metrics
     install_error_handlers(app)
-    _count_requests(app, metrics)
+    app.add_middleware(RequestCounter, metrics=metrics)
     _public_routes(app)
     app.include_router(routes_native.router)
     app.include_router(routes_native.ws_router)
@@ -64,15 +64,29 @@ def _public_routes(app: FastAPI) -> None:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
-def _count_requests(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        path = request.url.path if request.url.path in KNOWN_PATHS else "other"
-        metrics.inc(
-            "http_requests_total",
-            help="HTTP requests by path and status",
-            path=path,
-            status=str(response.status_code),
-        )
-        return response
+class RequestCounter:
+    """Pure ASGI middleware counting responses by path and status.
+
+    (Starlette's BaseHTTPMiddleware would hide client disconnects from the routes.)
+    """
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+
+        async def counting_send(message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.inc(
+                    "http_requests_total",
+                    help="HTTP requests by path and status",
+                    path=path,
+                    status=str(message["status"]),
+                )
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

@@ -33,7 +33,7 @@ class ModelProfile:
 def model_info_candidates(model_dir: Path) -> list[Path]:
     """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
     found = [Path(os.environ[MODEL_INFO_ENV])] if os.environ.get(MODEL_INFO_ENV) else []
-    return [*found, model_dir / "model_info.json", model_dir.resolve().parent / "model_info.json"]
+    return [*found, model_dir / "model_info.json", model_dir.absolute().parent / "model_info.json"]
 
 
 def read_model_info(model_dir: Path) -> tuple[dict, Path] | None:
@@ -111,10 +111,10 @@ def _auto_mapping_names() -> tuple[set[str], set[str]]:
 
 
 def _encoder_model_types() -> set[str]:
-    """Model types with a masked-LM head and no causal-LM head: BERT-like encoders."""
+    """Model types with a masked-LM head: BERT-like encoders (their bare model embeds)."""
     from transformers.models.auto import modeling_auto as auto
 
-    return set(auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES) - set(auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    return set(auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
 def _flatten(values) -> list[str]:

@@ -1,0 +1,108 @@
+"""Dynamic batching, the bounded queue, cancellation on disconnect, and the API key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+CHAT = [{"role": "user", "content": "count to ten"}]
+
+
+async def _post_many(server, bodies: list[dict], path: str = "/v1/chat/completions"):
+    async with httpx.AsyncClient(base_url=server.url, headers=server.headers, timeout=60) as client:
+        return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
+
+
+def _wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sixteen_concurrent_requests_are_batched(llama_server, read_metric):
+    batches_before = read_metric(llama_server, "batch_size_count")
+    singles_before = read_metric(llama_server, "batch_size_bucket", le="1")
+    bodies = [
+        {"messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 24, "temperature": 0}
+        for i in range(16)
+    ]
+    responses = asyncio.run(_post_many(llama_server, bodies))
+    assert [r.status_code for r in responses] == [200] * 16
+    assert all(r.json()["usage"]["completion_tokens"] == 24 for r in responses)
+    batches = read_metric(llama_server, "batch_size_count") - batches_before
+    singles = read_metric(llama_server, "batch_size_bucket", le="1") - singles_before
+    assert batches - singles >= 1, "no batch with more than one request ran"
+    assert batches < 16  # fewer generate calls than requests
+
+
+def test_full_queue_answers_429_with_retry_after(restricted_server):
+    bodies = [{"messages": CHAT, "max_tokens": 300, "temperature": 0} for _ in range(6)]
+    responses = asyncio.run(_post_many(restricted_server, bodies))
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 429 in codes, codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def _cancelled(server, read_metric) -> float:
+    return read_metric(server, "request_success_total", finished_reason="cancelled")
+
+
+def test_stream_disconnect_cancels_generation(llama_server, read_metric):
+    before = _cancelled(llama_server, read_metric)
+    generated_before = read_metric(llama_server, "generation_tokens_total")
+    body = {"messages": CHAT, "max_tokens": 1900, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{llama_server.url}/v1/chat/completions", json=body) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+    assert _wait_for(lambda: _cancelled(llama_server, read_metric) == before + 1)
+    assert _wait_for(lambda: read_metric(llama_server, "num_requests_running") == 0)
+    generated = read_metric(llama_server, "generation_tokens_total") - generated_before
+    assert generated < 1900
+
+
+def test_non_streaming_disconnect_cancels_generation(llama_server, read_metric):
+    before = _cancelled(llama_server, read_metric)
+    body = {"messages": CHAT, "max_tokens": 1900, "temperature": 0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{llama_server.url}/v1/chat/completions", json=body, timeout=0.5)
+    assert _wait_for(lambda: _cancelled(llama_server, read_metric) == before + 1)
+
+
+def test_websocket_close_cancels_generation(llama_server, read_metric):
+    before = _cancelled(llama_server, read_metric)
+    with connect(llama_server.url.replace("http", "ws") + "/ws") as ws:
+        ws.send(json.dumps({"prompt": "the fox", "max_tokens": 1900, "temperature": 0}))
+        for _ in range(3):
+            ws.recv()
+    assert _wait_for(lambda: _cancelled(llama_server, read_metric) == before + 1)
+
+
+def test_api_key_guards_inference_but_not_health(restricted_server):
+    url = restricted_server.url
+    denied = httpx.post(f"{url}/v1/chat/completions", json={"messages": CHAT, "max_tokens": 2})
+    assert denied.status_code == 401
+    assert denied.json()["error"]["code"] == "invalid_api_key"
+    wrong = httpx.get(f"{url}/info", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert httpx.get(f"{url}/health").status_code == 200
+    assert httpx.get(f"{url}/metrics").status_code == 200
+    allowed = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": CHAT, "max_tokens": 2},
+        headers=restricted_server.headers,
+    )
+    assert allowed.status_code == 200
+    with connect(url.replace("http", "ws") + "/ws?api_key=sekret") as ws:
+        ws.send(json.dumps({"prompt": "hi", "max_tokens": 2}))
+        assert "token" in json.loads(ws.recv())

@@ -1,0 +1,179 @@
+"""In-process checks of the runtime's parts: detection, registry, loading choices, decoding rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from llm_runtime.decoding import RowState
+from llm_runtime.errors import ModelLoadError, OutOfMemory, UnsupportedFamily
+from llm_runtime.handlers import FAMILIES, handler_class, supported_families
+from llm_runtime.loading import (
+    Placement,
+    quantization_config,
+    resolve_dtype,
+    resolve_placement,
+    translate_oom,
+)
+from llm_runtime.profile import detect_family, load_profile
+from llm_runtime.reasoning import detect_reasoning
+from llm_runtime.values import LoadSettings, SamplingParams
+
+
+def test_families_detected_from_folder_structure(
+    llama_dir, moe_dir, reasoning_dir, minilm_dir, encoder_dir
+):
+    assert load_profile(llama_dir).family == "text-generation"
+    moe = load_profile(moe_dir)
+    assert (moe.family, moe.is_moe) == ("text-generation", True)
+    assert load_profile(reasoning_dir).family == "text-generation"
+    assert load_profile(minilm_dir).family == "embedding"
+    assert load_profile(encoder_dir).family == "embedding"
+    assert load_profile(llama_dir).source == "detected"
+
+
+def test_detection_ignores_names(tmp_path):
+    folder = tmp_path / "bert-base-but-really-llama"
+    folder.mkdir()
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+    assert detect_family(folder, config) == "text-generation"
+
+
+def test_model_info_json_wins_over_detection(tmp_path, llama_dir):
+    info = {"family": "embedding", "model_id": "owner/name", "is_moe": True}
+    (tmp_path / "model_info.json").write_text(json.dumps(info))
+    model = tmp_path / "model"
+    model.symlink_to(llama_dir)
+    profile = load_profile(model)
+    assert (profile.family, profile.model_id, profile.is_moe) == ("embedding", "owner/name", True)
+    assert profile.source.endswith("model_info.json")
+
+
+def test_unknown_architecture_lists_what_is_supported(tmp_path):
+    (tmp_path / "config.json").write_text('{"architectures": ["FooForBar"], "model_type": "foo"}')
+    with pytest.raises(UnsupportedFamily, match="text-generation"):
+        load_profile(tmp_path)
+
+
+def test_registry_is_lazy_and_names_supported_families():
+    assert set(supported_families()) >= {"text-generation", "embedding"}
+    assert all(module.startswith("llm_runtime.handlers.") for module, _ in FAMILIES.values())
+    assert handler_class("embedding").family == "embedding"
+    with pytest.raises(UnsupportedFamily, match="Supported families: embedding, text-generation"):
+        handler_class("teleportation")
+
+
+def test_runtime_imports_nothing_from_installer():
+    code = (
+        "import sys, llm_runtime.cli, llm_runtime.app, llm_runtime.handlers.text_generation, "
+        "llm_runtime.handlers.embeddings; "
+        "print([m for m in sys.modules if m.startswith('llm_installer')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_registry_does_not_import_handlers():
+    code = (
+        "import sys, llm_runtime.handlers; "
+        "print(any(m.endswith(('text_generation', 'embeddings')) for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_auto_device_and_dtype_on_this_machine():
+    placement = resolve_placement(LoadSettings())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert placement.device == expected
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "mps") == torch.float16
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+
+
+def test_bitsandbytes_refused_without_cuda():
+    settings = LoadSettings(quantization="4bit")
+    with pytest.raises(ModelLoadError, match="needs an NVIDIA GPU"):
+        quantization_config(settings, Placement(device="cpu", dtype=torch.float32))
+
+
+def test_out_of_memory_becomes_a_hint_to_quantize():
+    with pytest.raises(ModelLoadError, match="--load-in-8bit") as info:
+        with translate_oom("loading"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+    assert info.value.code == "out_of_memory"
+    with pytest.raises(OutOfMemory, match="--load-in-4bit"), translate_oom("generating"):
+        raise RuntimeError("CUDA error: out of memory")
+    with pytest.raises(ValueError), translate_oom("loading"):
+        raise ValueError("unrelated")
+
+
+@pytest.fixture(scope="module")
+def reasoning_tokenizer(reasoning_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(reasoning_dir)
+
+
+def _row(tokenizer, **kwargs) -> tuple[RowState, list]:
+    deltas: list = []
+    defaults = dict(
+        tokenizer=tokenizer,
+        prompt_ids=tokenizer.encode("hi"),
+        sampling=SamplingParams(max_tokens=50, temperature=0),
+        stop=(),
+        eos_ids=frozenset({tokenizer.eos_token_id}),
+        emit=deltas.append,
+    )
+    return RowState(**{**defaults, **kwargs}), deltas
+
+
+def test_row_splits_thinking_from_answer(reasoning_tokenizer):
+    tok = reasoning_tokenizer
+    think = detect_reasoning(tok)
+    assert think is not None and think.template_toggle
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
+                                                add_generation_prompt=True), add_special_tokens=False)
+    row, deltas = _row(tok, prompt_ids=prompt, think=think)
+    for token in tok.encode(" the fox", add_special_tokens=False) + [think.end_id]:
+        row.push(token)
+    for token in tok.encode(" the dog", add_special_tokens=False) + [tok.eos_token_id]:
+        row.push(token)
+    result = row.result()
+    assert (result.thinking, result.text, result.finish_reason) == (" the fox", " the dog", "stop")
+    assert {d.channel for d in deltas} == {"thinking", "answer"}
+    assert "".join(d.text for d in deltas if d.channel == "answer") == " the dog"
+    assert result.usage.thinking_tokens == len(tok.encode(" the fox", add_special_tokens=False))
+
+
+def test_row_forces_end_of_thinking_at_budget(reasoning_tokenizer):
+    tok = reasoning_tokenizer
+    think = detect_reasoning(tok)
+    row, _ = _row(tok, prompt_ids=[think.start_id], think=think, max_thinking_tokens=2)
+    row.push(tok.encode("a", add_special_tokens=False)[0])
+    assert row.forced_token() is None
+    row.push(tok.encode("b", add_special_tokens=False)[0])
+    assert row.forced_token() == think.end_id
+
+
+def test_row_stop_sequence_truncates_and_holds_back(reasoning_tokenizer):
+    tok = reasoning_tokenizer
+    row, deltas = _row(tok, stop=("fox",))
+    for token in tok.encode("the quick brown fox jumps", add_special_tokens=False):
+        row.push(token)
+        if row.finished:
+            break
+    assert row.result().text == "the quick brown "
+    assert row.finish_reason == "stop"
+    assert "".join(d.text for d in deltas) == "the quick brown "
+
+
+def test_row_length_budget(reasoning_tokenizer):
+    tok = reasoning_tokenizer
+    row, _ = _row(tok, sampling=SamplingParams(max_tokens=3, temperature=0))
+    for token in tok.encode("the quick brown fox jumps", add_special_tokens=False):
+        row.push(token)
+    assert (row.finish_reason, row.result().usage.completion_tokens) == ("length", 3)
