@@ -60,7 +60,11 @@ def train_tokenizer(*, thinking: bool):
         single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
     )
     if thinking:
         fast.add_tokens(["<think>", "</think>"])
@@ -204,7 +208,9 @@ def minilm_dir() -> Path:
 def broken_dir(models_dir) -> Path:
     path = models_dir / "broken"
     path.mkdir()
-    (path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    (path / "config.json").write_text(
+        '{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}'
+    )
     return path
 
 
@@ -273,7 +279,9 @@ def start_server(model: Path, logs_dir: Path, *args: str, api_key: str | None = 
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return Server(url=f"http://127.0.0.1:{port}", process=process, logs_dir=logs_dir, api_key=api_key)
+    return Server(
+        url=f"http://127.0.0.1:{port}", process=process, logs_dir=logs_dir, api_key=api_key
+    )
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,11 @@ def test_sixteen_concurrent_requests_are_batched(llama_server, read_metric):
     batches_before = read_metric(llama_server, "batch_size_count")
     singles_before = read_metric(llama_server, "batch_size_bucket", le="1")
     bodies = [
-        {"messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 24, "temperature": 0}
+        {
+            "messages": [{"role": "user", "content": f"question {i}"}],
+            "max_tokens": 24,
+            "temperature": 0,
+        }
         for i in range(16)
     ]
     responses = asyncio.run(_post_many(llama_server, bodies))

@@ -101,9 +101,8 @@ def test_bitsandbytes_refused_without_cuda():
 
 
 def test_out_of_memory_becomes_a_hint_to_quantize():
-    with pytest.raises(ModelLoadError, match="--load-in-8bit") as info:
-        with translate_oom("loading"):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+    with pytest.raises(ModelLoadError, match="--load-in-8bit") as info, translate_oom("loading"):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
     assert info.value.code == "out_of_memory"
     with pytest.raises(OutOfMemory, match="--load-in-4bit"), translate_oom("generating"):
         raise RuntimeError("CUDA error: out of memory")
@@ -135,8 +134,12 @@ def test_row_splits_thinking_from_answer(reasoning_tokenizer):
     tok = reasoning_tokenizer
     think = detect_reasoning(tok)
     assert think is not None and think.template_toggle
-    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
-                                                add_generation_prompt=True), add_special_tokens=False)
+    prompt = tok.encode(
+        tok.apply_chat_template(
+            [{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True
+        ),
+        add_special_tokens=False,
+    )
     row, deltas = _row(tok, prompt_ids=prompt, think=think)
     for token in tok.encode(" the fox", add_special_tokens=False) + [think.end_id]:
         row.push(token)

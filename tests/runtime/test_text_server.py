@@ -144,9 +144,10 @@ def test_openai_client_chat_completions_models(llama_server):
     completion = client.completions.create(
         model=model_id, prompt="hello world", max_tokens=5, temperature=0
     )
-    assert completion.choices[0].text == generate(
-        llama_server, prompt="hello world", max_tokens=5, temperature=0
-    )["text"]
+    assert (
+        completion.choices[0].text
+        == generate(llama_server, prompt="hello world", max_tokens=5, temperature=0)["text"]
+    )
 
 
 def test_streamed_chat_ends_with_done(llama_server):
@@ -163,7 +164,9 @@ def test_batched_greedy_matches_single_greedy(llama_server):
     import concurrent.futures
 
     prompts = ["the fox", "hello world, this is a much longer prompt than the others", "a"]
-    alone = [generate(llama_server, prompt=p, max_tokens=10, temperature=0)["text"] for p in prompts]
+    alone = [
+        generate(llama_server, prompt=p, max_tokens=10, temperature=0)["text"] for p in prompts
+    ]
     with concurrent.futures.ThreadPoolExecutor(len(prompts) * 2) as pool:
         together = list(
             pool.map(

@@ -147,13 +147,21 @@ FORMATS: tuple[DataFormat, ...] = (
 )
 FORMAT_NAMES = tuple(dict.fromkeys(f.name for f in FORMATS))
 # Column aliases seen in CSV files and Hub datasets, mapped onto the canonical fields.
-ALIASES = {"response": "output", "input_text": "instruction", "prompt_text": "prompt", "q": "question", "a": "answer"}
+ALIASES = {
+    "response": "output",
+    "input_text": "instruction",
+    "prompt_text": "prompt",
+    "q": "question",
+    "a": "answer",
+}
 
 
 def format_by_name(name: str) -> tuple[DataFormat, ...]:
     found = tuple(f for f in FORMATS if f.name == name)
     if not found:
-        raise DataFormatError(f"unknown --dataset-format {name!r} (known: {', '.join(FORMAT_NAMES)})")
+        raise DataFormatError(
+            f"unknown --dataset-format {name!r} (known: {', '.join(FORMAT_NAMES)})"
+        )
     return found
 
 
@@ -183,7 +191,9 @@ def convert(record, candidates: tuple[DataFormat, ...], source: str, index: int)
 
 
 def _aliased(record: dict) -> dict:
-    return {ALIASES.get(k, k) if ALIASES.get(k, k) not in record else k: v for k, v in record.items()}
+    return {
+        ALIASES.get(k, k) if ALIASES.get(k, k) not in record else k: v for k, v in record.items()
+    }
 
 
 def _record_error(source: str, index: int, record, reason: str) -> DataFormatError:

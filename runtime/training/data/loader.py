@@ -51,8 +51,9 @@ class LoadedData:
         return "text" if tasks == {"text"} else "instruction"
 
 
-def load_examples(spec: str, *, dataset_format: str | None = None, max_examples: int | None = None,
-                  seed: int = 42) -> LoadedData:
+def load_examples(
+    spec: str, *, dataset_format: str | None = None, max_examples: int | None = None, seed: int = 42
+) -> LoadedData:
     """All examples named by `spec`; `max_examples` keeps a seeded random subset."""
     candidates = format_by_name(dataset_format) if dataset_format else None
     examples: list[Example] = []

@@ -34,14 +34,18 @@ class PreparedData:
         from datasets import Dataset
 
         def build(items):
-            columns = {"input_ids": [list(i.input_ids) for i in items], "labels": [i.labels for i in items]}
+            columns = {
+                "input_ids": [list(i.input_ids) for i in items],
+                "labels": [i.labels for i in items],
+            }
             return Dataset.from_dict(columns)
 
         return build(self.train), build(self.validation) if self.validation else None
 
 
-def prepare(loaded: LoadedData, tokenizer, *, max_seq_length: int, validation_split: float,
-            seed: int = 42) -> PreparedData:
+def prepare(
+    loaded: LoadedData, tokenizer, *, max_seq_length: int, validation_split: float, seed: int = 42
+) -> PreparedData:
     """Tokenize, truncate, pack text into blocks, then split by a seeded shuffle."""
     items, texts = [], []
     for example in loaded.examples:
@@ -55,7 +59,9 @@ def prepare(loaded: LoadedData, tokenizer, *, max_seq_length: int, validation_sp
         raise DataFormatError("every example is empty after tokenization (nothing to train on)")
     random.Random(seed).shuffle(items)
     train, validation = split(items, validation_split)
-    return PreparedData(loaded, tuple(train), tuple(validation), sample, len(blocks), max_seq_length)
+    return PreparedData(
+        loaded, tuple(train), tuple(validation), sample, len(blocks), max_seq_length
+    )
 
 
 def _truncate(item: Tokenized, length: int) -> Tokenized:
@@ -71,7 +77,9 @@ def pack_text(texts: list[Tokenized], length: int) -> list[Tokenized]:
 
     dataset = Dataset.from_dict({"input_ids": [list(t.input_ids) for t in texts]})
     packed = pack_dataset(dataset, length, strategy="wrapped")
-    return [Tokenized(tuple(ids), (True,) * len(ids)) for ids in packed["input_ids"] if len(ids) > 1]
+    return [
+        Tokenized(tuple(ids), (True,) * len(ids)) for ids in packed["input_ids"] if len(ids) > 1
+    ]
 
 
 def split(items: list, fraction: float) -> tuple[list, list]:
@@ -93,7 +101,11 @@ def describe(data: PreparedData, tokenizer, *, color: bool = False) -> str:
     for summary in loaded.files:
         counts = ", ".join(f"{fmt} {n}" for fmt, n in summary.counts) or "empty"
         lines.append(f"   {summary.name}: {summary.total} records ({counts})")
-    packed = f", {data.packed_blocks} packed text blocks of ≤{data.max_seq_length} tokens" if data.packed_blocks else ""
+    packed = (
+        f", {data.packed_blocks} packed text blocks of ≤{data.max_seq_length} tokens"
+        if data.packed_blocks
+        else ""
+    )
     lines.append(
         f"   examples: {len(loaded.examples)} → train {len(data.train)}, validation {len(data.validation)}"
         f"{packed}; {data.train_tokens} train tokens, {data.trained_tokens} with loss"
