@@ -86,10 +86,10 @@ def load_detector(target: str) -> Family:
 
 
 def _no_family_error(source: ModelSource) -> Exception:
-    if not source.configs:
-        return NoConfigError(f"No configuration files found in {source.model_id}")
     path = main_config_path(source.configs)
-    config = source.config(path) if path else {}
+    if path is None:
+        return NoConfigError(f"No configuration files found in {source.model_id}")
+    config = source.config(path) or {}
     names = config.get("architectures") or [config.get("model_type") or "unknown"]
     return UnsupportedArchitectureError(
         f"Unsupported model architecture {', '.join(map(str, names))} in {source.model_id}. "

@@ -143,6 +143,20 @@ TEXT2TEXT_TYPES = frozenset(
     }
 )
 
+# Promptable mask generators (SAM and kin) ship bare ``…Model`` classes: image-segmentation.
+MASK_GENERATION_TYPES = frozenset(
+    {
+        "sam",
+        "sam2",
+        "sam2_video",
+        "sam_hq",
+        "sam3_tracker",
+        "sam3_video",
+        "edgetam",
+        "edgetam_video",
+    }
+)
+
 # State-space and hybrid models: model_type -> packages that make them fast (or run at all).
 _MAMBA_KERNELS = ("mamba-ssm", "causal-conv1d")
 STATE_SPACE_TYPES: dict[str, tuple[str, ...]] = {

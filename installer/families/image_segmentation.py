@@ -1,12 +1,20 @@
-"""image-segmentation: semantic, instance, universal and mask-generation models (SegFormer, Mask2Former, SAM)."""
+"""image-segmentation: semantic, instance, universal and mask-generation models (SegFormer, SAM …)."""
 
 from __future__ import annotations
 
+from llm_installer.families._common import Config, architecture, is_bare_model, model_type
+from llm_installer.families._table import MASK_GENERATION_TYPES
 from llm_installer.families._vision import VisionHeadFamily
+from llm_installer.source import ModelSource
 
 
 class ImageSegmentationFamily(VisionHeadFamily):
-    """``…ForSemanticSegmentation``, ``…ForUniversalSegmentation``, ``…ForMaskGeneration`` …"""
+    """``…ForSemanticSegmentation``, ``…ForUniversalSegmentation``, or a SAM-like mask generator."""
 
     name = "image-segmentation"
     task = "image-segmentation"
+
+    def matches(self, source: ModelSource, config: Config) -> bool:
+        if is_bare_model(architecture(config)) and model_type(config) in MASK_GENERATION_TYPES:
+            return True
+        return super().matches(source, config)

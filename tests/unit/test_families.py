@@ -439,6 +439,23 @@ def test_config_with_api_key_is_ignored(tmp_path: Path) -> None:
         detect(tmp_path, files)
 
 
+def test_tokenizer_files_alone_are_no_configuration(tmp_path: Path) -> None:
+    files = {"tokenizer_config.json": {"model_max_length": 512}, "tokenizer.model": 10}
+    with pytest.raises(NoConfigError) as error:
+        detect(tmp_path, files)
+    assert error.value.message == "No configuration files found in repo"
+
+
+def test_sentencepiece_without_tokenizer_json_needs_protobuf(tmp_path: Path) -> None:
+    config = {
+        "model_type": "t5",
+        "architectures": ["T5ForConditionalGeneration"],
+        "is_encoder_decoder": True,
+    }
+    _, requirements = detect(tmp_path, {"config.json": config, "spiece.model": 10})
+    assert [r.package for r in requirements.architecture] == ["sentencepiece", "protobuf"]
+
+
 def test_unknown_architecture_lists_supported_families(tmp_path: Path) -> None:
     config = {"model_type": "frobnicator", "architectures": ["FrobnicatorForTabularRegression"]}
     with pytest.raises(UnsupportedArchitectureError) as error:
@@ -514,6 +531,7 @@ MAPPING_FAMILIES = {
     "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES": "image-segmentation",
     "MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES": "image-segmentation",
     "MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES": "image-segmentation",
+    "MODEL_FOR_MASK_GENERATION_MAPPING_NAMES": "image-segmentation",
     "MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES": "zero-shot-image-classification",
     "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES": "image-text-to-text",
 }
@@ -587,6 +605,7 @@ def test_table_model_types_exist_in_transformers() -> None:
         | table.ZERO_SHOT_IMAGE_TYPES
         | table.IMAGE_TEXT_TYPES
         | table.TEXT2TEXT_TYPES
+        | table.MASK_GENERATION_TYPES
         | set(table.STATE_SPACE_TYPES)
     )
     assert ours - set(CONFIG_MAPPING_NAMES) == CUSTOM_CODE_TYPES
