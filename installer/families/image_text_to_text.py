@@ -20,13 +20,15 @@ from llm_installer.families._table import CONDITIONAL_GENERATION, IMAGE_TEXT_TYP
 from llm_installer.families.base import Detection, Requirements
 from llm_installer.source import ModelSource
 
-# Sub-configs that carry a vision tower (vq_config: Chameleon/Emu3 image tokenizers).
+# Sub-configs that carry a vision tower (vq_config: Chameleon/Emu3 image tokenizers;
+# visual: Qwen-VL custom code; img_processor: Phi-3-vision custom code).
 VISION_CONFIG_KEYS = (
     "vision_config",
     "vision_tower_config",
     "visual",
     "vision_encoder_config",
     "vq_config",
+    "img_processor",
 )
 LLAVA_ORIGINAL_KEY = "mm_vision_tower"  # liuhaotian/llava-*: the LLaVA code base's own format
 GENERATIVE_FAMILIES = ("text-generation", "image-text-to-text")

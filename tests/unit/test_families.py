@@ -340,6 +340,17 @@ def test_wav2vec2_ctc_is_speech_recognition(tmp_path: Path) -> None:
     assert {"librosa", "soundfile"} <= {r.package for r in requirements.architecture}
 
 
+def test_custom_code_vision_model_without_vision_config(tmp_path: Path) -> None:
+    config = {
+        "model_type": "phi3_v",
+        "architectures": ["Phi3VForCausalLM"],
+        "auto_map": {"AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM"},
+        "img_processor": {"name": "clip_vision_model", "image_dim_out": 1024},
+    }
+    detection, _ = detect(tmp_path, {"config.json": config})
+    assert (detection.family, detection.trust_remote_code) == ("image-text-to-text", True)
+
+
 def test_bare_text_encoder_is_embedding_and_audio_backbone_is_feature_extraction(
     tmp_path: Path,
 ) -> None:
