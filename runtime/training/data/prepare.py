@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from llm_runtime.training.data.loader import LoadedData
 from llm_runtime.training.data.render import Tokenized, marked_text, tokenize_example
 from llm_runtime.training.errors import DataFormatError
+from llm_runtime.training.params import text_block_length
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class PreparedData:
     validation: tuple[Tokenized, ...]
     sample: Tokenized
     packed_blocks: int
-    max_seq_length: int
+    block_length: int
 
     @property
     def train_tokens(self) -> int:
@@ -44,24 +45,34 @@ class PreparedData:
 
 
 def prepare(
-    loaded: LoadedData, tokenizer, *, max_seq_length: int, validation_split: float, seed: int = 42
+    loaded: LoadedData,
+    tokenizer,
+    *,
+    max_seq_length: int,
+    validation_split: float,
+    seed: int = 42,
+    fit_blocks: bool = False,
 ) -> PreparedData:
-    """Tokenize, truncate, pack text into blocks, then split by a seeded shuffle."""
+    """Tokenize, truncate, pack text into blocks, then split by a seeded shuffle.
+
+    `fit_blocks` shrinks text blocks for tiny corpora (when the user gave no length).
+    """
     items, texts = [], []
     for example in loaded.examples:
         tokenized = tokenize_example(tokenizer, example)
         (texts if example.format == "text" else items).append(tokenized)
     sample = items[0] if items else texts[0] if texts else None
     items = [t for t in (_truncate(i, max_seq_length) for i in items) if any(t.trained)]
-    blocks = pack_text(texts, max_seq_length)
+    block = max_seq_length
+    if fit_blocks:
+        block = text_block_length(sum(len(t.input_ids) for t in texts), max_seq_length)
+    blocks = pack_text(texts, block)
     items.extend(blocks)
     if not items:
         raise DataFormatError("every example is empty after tokenization (nothing to train on)")
     random.Random(seed).shuffle(items)
     train, validation = split(items, validation_split)
-    return PreparedData(
-        loaded, tuple(train), tuple(validation), sample, len(blocks), max_seq_length
-    )
+    return PreparedData(loaded, tuple(train), tuple(validation), sample, len(blocks), block)
 
 
 def _truncate(item: Tokenized, length: int) -> Tokenized:
@@ -102,7 +113,7 @@ def describe(data: PreparedData, tokenizer, *, color: bool = False) -> str:
         counts = ", ".join(f"{fmt} {n}" for fmt, n in summary.counts) or "empty"
         lines.append(f"   {summary.name}: {summary.total} records ({counts})")
     packed = (
-        f", {data.packed_blocks} packed text blocks of ≤{data.max_seq_length} tokens"
+        f", {data.packed_blocks} packed text blocks of ≤{data.block_length} tokens"
         if data.packed_blocks
         else ""
     )

@@ -1,0 +1,198 @@
+"""Load the model for training and wrap it for the chosen method (LoRA, QLoRA, full, MoE LoRA).
+
+The model folder is described by model_info.json when the installer wrote one (family,
+is_moe, target modules), otherwise by its own files; nothing from llm_installer is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_runtime.training import moe
+from llm_runtime.training.errors import ModelLoadError, UnsupportedMethod
+from llm_runtime.training.params import ModelFacts, TrainPlan
+
+TRAINABLE_FAMILIES = ("text-generation", "reasoning", "moe", "causal-lm", "text")
+INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model folder as the trainer sees it."""
+
+    model_dir: Path
+    model_id: str
+    family: str
+    is_moe: bool
+    target_modules: tuple[str, ...] | None
+    info: dict
+
+
+def read_spec(model_dir: Path) -> ModelSpec:
+    """From model_info.json (here or one folder up, as the installer lays it out) or config.json."""
+    info = _model_info(model_dir)
+    config = _json(model_dir / "config.json")
+    if not config:
+        raise ModelLoadError(f"{model_dir} has no config.json: not a transformers model folder")
+    is_moe = bool(info.get("is_moe")) or any(config.get(k) for k in moe.EXPERT_COUNT_KEYS)
+    targets = next((info[k] for k in INFO_TARGET_KEYS if info.get(k)), None)
+    training = info.get("training") or {}
+    targets = targets or training.get("target_modules")
+    return ModelSpec(
+        model_dir=model_dir,
+        model_id=info.get("model_id") or model_dir.resolve().name,
+        family=info.get("family") or info.get("model_family") or "text-generation",
+        is_moe=is_moe,
+        target_modules=tuple(targets) if targets else None,
+        info=info,
+    )
+
+
+def _model_info(model_dir: Path) -> dict:
+    for path in (model_dir / "model_info.json", model_dir.resolve().parent / "model_info.json"):
+        if path.is_file():
+            return _json(path)
+    return {}
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> None:
+    """QLoRA, 8-bit loading and 8-bit optimizers need bitsandbytes on CUDA."""
+    needs_bnb = method == "qlora" or use_8bit or optimizer.endswith("8bit")
+    if not needs_bnb:
+        return
+    what = "--method qlora" if method == "qlora" else "--use-8bit" if use_8bit else f"--optimizer {optimizer}"
+    if device != "cuda":
+        raise UnsupportedMethod(f"{what} needs an NVIDIA GPU (CUDA); this run is on {device}.\n"
+                                "Use --method lora (or --optimizer adamw_torch) here.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UnsupportedMethod(f"{what} needs the bitsandbytes package, which is not installed.")
+
+
+def load_tokenizer(spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": _train_dtype(device)}
+    if method == "qlora" or use_8bit:
+        kwargs["quantization_config"] = _quantization(method)
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.model_dir, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{spec.model_dir}: {error}") from error
+    if "device_map" not in kwargs and device != "cpu":
+        model.to(torch.device(device))
+    return model
+
+
+def _train_dtype(device: str):
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _quantization(method: str):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if method == "qlora":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def model_facts(model, device: str) -> ModelFacts:
+    import psutil
+    import torch
+
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = psutil.virtual_memory().available
+    context = getattr(model.config, "max_position_embeddings", None) or 2048
+    return ModelFacts(
+        parameters=model.num_parameters(),
+        is_moe=bool(moe.config_value(model.config, moe.EXPERT_COUNT_KEYS)),
+        context_length=int(context),
+        free_memory_gb=free / 1e9,
+        device=device,
+    )
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """The model ready for the trainer, plus what the MoE checks need."""
+
+    model: object
+    moe_targets: moe.MoeTargets | None
+    predicted_adapter_parameters: int | None
+
+
+def wrap(model, plan: TrainPlan, *, train_router: bool, router_aux_loss_coef: float | None) -> Wrapped:
+    """Apply the method: nothing (full), LoRA on linear layers, or LoRA on the experts."""
+    if plan.method == "full":
+        model.requires_grad_(True)
+        return Wrapped(model, None, None)
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if plan.method == "qlora" or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, plan.gradient_checkpointing)
+    targets, predicted = None, None
+    if plan.method == "moe-lora":
+        targets = moe.find_targets(model)
+        _enable_router_aux_loss(model, router_aux_loss_coef)
+        config = moe.lora_config(targets, r=plan.lora_r, alpha=plan.lora_alpha,
+                                 dropout=plan.lora_dropout, train_router=train_router)
+        predicted = moe.predicted_adapter_parameters(model, targets, plan.lora_r, train_router)
+    else:
+        config = LoraConfig(
+            r=plan.lora_r,
+            lora_alpha=plan.lora_alpha,
+            lora_dropout=plan.lora_dropout,
+            target_modules=list(plan.target_modules) if plan.target_modules else "all-linear",
+            task_type="CAUSAL_LM",
+        )
+    return Wrapped(get_peft_model(model, config), targets, predicted)
+
+
+def _enable_router_aux_loss(model, coefficient: float | None) -> None:
+    """Turn on the load-balancing loss: router logits out, a non-zero coefficient."""
+    config = getattr(model.config, "text_config", None) or model.config
+    config.output_router_logits = True
+    current = getattr(config, "router_aux_loss_coef", 0.0) or 0.0
+    config.router_aux_loss_coef = coefficient if coefficient is not None else (current or 0.001)
