@@ -80,12 +80,19 @@ def relative_gap(state: AutoLearnState, window: int) -> float:
 
 
 def _gap_series(state: AutoLearnState) -> list[float]:
-    return [(v - t) / t if t > 0 else 0.0 for t, v in zip(state.train_losses, state.val_losses, strict=True)]
+    return [
+        (v - t) / t if t > 0 else 0.0
+        for t, v in zip(state.train_losses, state.val_losses, strict=True)
+    ]
 
 
 # The seed's decision matrix: (trend label, gap large/growing) → severity, action, reason.
-TREND_LABELS = (("rapidly_worsening", "↑↑ Rapidly worsening"), ("worsening", "↑ Worsening"),
-                ("stable", "→ Stable"), ("improving", "↓ Improving"))
+TREND_LABELS = (
+    ("rapidly_worsening", "↑↑ Rapidly worsening"),
+    ("worsening", "↑ Worsening"),
+    ("stable", "→ Stable"),
+    ("improving", "↓ Improving"),
+)
 
 
 def classify_trend(slope: float, config: AutoLearnConfig) -> str:
@@ -96,7 +103,9 @@ def classify_trend(slope: float, config: AutoLearnConfig) -> str:
     return "rapidly_worsening" if slope > 10 * config.trend_epsilon else "worsening"
 
 
-def matrix(trend: str, gap: float, gap_growing: bool, config: AutoLearnConfig) -> tuple[str, str, str]:
+def matrix(
+    trend: str, gap: float, gap_growing: bool, config: AutoLearnConfig
+) -> tuple[str, str, str]:
     """(severity, action, reason) from the decision matrix, before patience is applied."""
     over = gap > config.overfitting_threshold
     if trend == "improving":
@@ -104,7 +113,11 @@ def matrix(trend: str, gap: float, gap_growing: bool, config: AutoLearnConfig) -
     if trend == "stable":
         if gap_growing and gap > 2 * config.overfitting_threshold:
             return "moderate", "stop", "overfitting_gap_growing"
-        return ("mild", "watch", "gap_growing") if gap_growing and over else ("none", "continue", "stable")
+        return (
+            ("mild", "watch", "gap_growing")
+            if gap_growing and over
+            else ("none", "continue", "stable")
+        )
     if gap > config.severe_gap:
         return "severe", "stop", "severe_overfitting"
     if over:
@@ -112,8 +125,9 @@ def matrix(trend: str, gap: float, gap_growing: bool, config: AutoLearnConfig) -
     return "mild", "watch", "validation_rising"
 
 
-def evaluate(state: AutoLearnState, step: int, train_loss: float, val_loss: float,
-             config: AutoLearnConfig) -> Decision:
+def evaluate(
+    state: AutoLearnState, step: int, train_loss: float, val_loss: float, config: AutoLearnConfig
+) -> Decision:
     """Record one evaluation and decide (seed flowchart: best → patience → overfitting checks)."""
     state.steps.append(step)
     state.train_losses.append(train_loss)
@@ -134,8 +148,18 @@ def evaluate(state: AutoLearnState, step: int, train_loss: float, val_loss: floa
         action, reason = "continue", f"{reason} (auto-stop off)"
     if action == "stop":
         state.stop_reason = reason
-    return Decision(state.evaluations, improved, slope, dict(TREND_LABELS)[trend], gap, gap_growing,
-                    severity, action, reason, overfitting_score=max(0.0, gap))
+    return Decision(
+        state.evaluations,
+        improved,
+        slope,
+        dict(TREND_LABELS)[trend],
+        gap,
+        gap_growing,
+        severity,
+        action,
+        reason,
+        overfitting_score=max(0.0, gap),
+    )
 
 
 def _decide(state, trend, gap, gap_growing, train_loss, val_loss, config) -> tuple[str, str, str]:
@@ -160,12 +184,22 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
-ACTION_LABELS = {"continue": "✅ Continue training", "watch": "⚠️ Watch (overfitting signs)",
-                 "stop": "🛑 Stop"}
+ACTION_LABELS = {
+    "continue": "✅ Continue training",
+    "watch": "⚠️ Watch (overfitting signs)",
+    "stop": "🛑 Stop",
+}
 
 
-def console_block(decision: Decision, state: AutoLearnState, *, step: int, max_steps: int,
-                  elapsed: str, config: AutoLearnConfig) -> str:
+def console_block(
+    decision: Decision,
+    state: AutoLearnState,
+    *,
+    step: int,
+    max_steps: int,
+    elapsed: str,
+    config: AutoLearnConfig,
+) -> str:
     """The seed's per-evaluation block, plus the guide's perplexity line for text tasks."""
     train, val = state.train_losses[-1], state.val_losses[-1]
     lines = [

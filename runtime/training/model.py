@@ -80,10 +80,18 @@ def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> No
     needs_bnb = method == "qlora" or use_8bit or optimizer.endswith("8bit")
     if not needs_bnb:
         return
-    what = "--method qlora" if method == "qlora" else "--use-8bit" if use_8bit else f"--optimizer {optimizer}"
+    what = (
+        "--method qlora"
+        if method == "qlora"
+        else "--use-8bit"
+        if use_8bit
+        else f"--optimizer {optimizer}"
+    )
     if device != "cuda":
-        raise UnsupportedMethod(f"{what} needs an NVIDIA GPU (CUDA); this run is on {device}.\n"
-                                "Use --method lora (or --optimizer adamw_torch) here.")
+        raise UnsupportedMethod(
+            f"{what} needs an NVIDIA GPU (CUDA); this run is on {device}.\n"
+            "Use --method lora (or --optimizer adamw_torch) here."
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise UnsupportedMethod(f"{what} needs the bitsandbytes package, which is not installed.")
 
@@ -140,10 +148,7 @@ def model_facts(model, device: str) -> ModelFacts:
     import psutil
     import torch
 
-    if device == "cuda":
-        free = torch.cuda.mem_get_info()[0]
-    else:
-        free = psutil.virtual_memory().available
+    free = torch.cuda.mem_get_info()[0] if device == "cuda" else psutil.virtual_memory().available
     context = getattr(model.config, "max_position_embeddings", None) or 2048
     return ModelFacts(
         parameters=model.num_parameters(),
@@ -163,7 +168,9 @@ class Wrapped:
     predicted_adapter_parameters: int | None
 
 
-def wrap(model, plan: TrainPlan, *, train_router: bool, router_aux_loss_coef: float | None) -> Wrapped:
+def wrap(
+    model, plan: TrainPlan, *, train_router: bool, router_aux_loss_coef: float | None
+) -> Wrapped:
     """Apply the method: nothing (full), LoRA on linear layers, or LoRA on the experts."""
     if plan.method == "full":
         model.requires_grad_(True)
@@ -176,8 +183,13 @@ def wrap(model, plan: TrainPlan, *, train_router: bool, router_aux_loss_coef: fl
     if plan.method == "moe-lora":
         targets = moe.find_targets(model)
         _enable_router_aux_loss(model, router_aux_loss_coef)
-        config = moe.lora_config(targets, r=plan.lora_r, alpha=plan.lora_alpha,
-                                 dropout=plan.lora_dropout, train_router=train_router)
+        config = moe.lora_config(
+            targets,
+            r=plan.lora_r,
+            alpha=plan.lora_alpha,
+            dropout=plan.lora_dropout,
+            train_router=train_router,
+        )
         predicted = moe.predicted_adapter_parameters(model, targets, plan.lora_r, train_router)
     else:
         config = LoraConfig(

@@ -22,7 +22,9 @@ LAYER_INDEX = re.compile(r"\.\d+\.")
 
 class AdapterSizeMismatch(TrainingError):
     title = "The saved adapter does not match its configuration"
-    hint = "Some targeted weights were not saved; the adapter would silently leave experts untrained."
+    hint = (
+        "Some targeted weights were not saved; the adapter would silently leave experts untrained."
+    )
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,13 @@ def find_targets(model) -> MoeTargets:
                 fused.add(f"{leaf}.{pname}")
     if not fused and not any(".experts." in n for n, _ in model.named_modules()):
         raise TrainingError("moe-lora found no expert weights in this model; use --method lora")
-    return MoeTargets(tuple(sorted(linears)), tuple(sorted(fused)), tuple(sorted(routers)), experts,
-                      config_value(model.config, TOPK_KEYS, 2))
+    return MoeTargets(
+        tuple(sorted(linears)),
+        tuple(sorted(fused)),
+        tuple(sorted(routers)),
+        experts,
+        config_value(model.config, TOPK_KEYS, 2),
+    )
 
 
 def _suffix(name: str) -> str:
@@ -74,7 +81,7 @@ def lora_config(targets: MoeTargets, *, r: int, alpha: int, dropout: float, trai
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
-        lora_dropout=dropout,
+        lora_dropout=0.0 if targets.expert_parameters else dropout,  # PEFT's ParamWrapper needs 0
         target_modules=list(targets.linear_modules),
         target_parameters=list(targets.expert_parameters),
         modules_to_save=list(targets.router_modules) if train_router else None,
@@ -135,7 +142,8 @@ class ExpertLoadMonitor:
         self.handles = [
             module.register_forward_hook(self._hook(name))
             for name, module in model.named_modules()
-            if _suffix(name) in targets.router_modules and "base_layer" not in name
+            if _suffix(name) in targets.router_modules
+            and "base_layer" not in name
             and not name.endswith(tuple(f".{n}" for n in ("modules_to_save", "original_module")))
         ]
 
@@ -148,7 +156,9 @@ class ExpertLoadMonitor:
                 if chosen is None:
                     logits = output[0] if isinstance(output, tuple) else output
                     chosen = logits.topk(self.targets.top_k, dim=-1).indices
-                counts = torch.bincount(chosen.reshape(-1).cpu(), minlength=self.targets.num_experts)
+                counts = torch.bincount(
+                    chosen.reshape(-1).cpu(), minlength=self.targets.num_experts
+                )
                 self.counts[name] = self.counts.get(name, 0) + counts[: self.targets.num_experts]
 
         return record

@@ -24,8 +24,15 @@ class TrainPaths:
     logs: Path
 
     @classmethod
-    def for_model(cls, model_dir: Path, output_dir: Path | None = None, *, lora: Path | None = None,
-                  checkpoints: Path | None = None, logs: Path | None = None) -> TrainPaths:
+    def for_model(
+        cls,
+        model_dir: Path,
+        output_dir: Path | None = None,
+        *,
+        lora: Path | None = None,
+        checkpoints: Path | None = None,
+        logs: Path | None = None,
+    ) -> TrainPaths:
         root = output_dir or model_dir.resolve().parent
         return cls(
             lora=lora or root / "lora",

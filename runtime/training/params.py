@@ -113,7 +113,9 @@ class TrainPlan:
     @classmethod
     def from_dict(cls, data: dict) -> TrainPlan:
         fields = {**data, "autolearn": AutoLearnConfig(**data["autolearn"])}
-        fields["target_modules"] = tuple(fields["target_modules"]) if fields["target_modules"] else None
+        fields["target_modules"] = (
+            tuple(fields["target_modules"]) if fields["target_modules"] else None
+        )
         return cls(**fields)
 
 
@@ -160,7 +162,9 @@ def autolearn_config(options: TrainOptions, task_type: str, mode: Mode) -> AutoL
     threshold = options.overfitting_threshold or base.overfitting_threshold
     if options.circular:
         patience = options.patience or patience * CIRCULAR_TOLERANCE["patience"]
-        threshold = options.overfitting_threshold or threshold * CIRCULAR_TOLERANCE["overfitting_threshold"]
+        threshold = (
+            options.overfitting_threshold or threshold * CIRCULAR_TOLERANCE["overfitting_threshold"]
+        )
     return AutoLearnConfig(
         enabled=mode.auto_stop and not options.force_epochs,
         patience=patience,
@@ -173,8 +177,16 @@ def autolearn_config(options: TrainOptions, task_type: str, mode: Mode) -> AutoL
     )
 
 
-def make_plan(options: TrainOptions, facts: ModelFacts, *, method: str, train_items: int,
-              examples: int, task_type: str, max_seq_length: int) -> TrainPlan:
+def make_plan(
+    options: TrainOptions,
+    facts: ModelFacts,
+    *,
+    method: str,
+    train_items: int,
+    examples: int,
+    task_type: str,
+    max_seq_length: int,
+) -> TrainPlan:
     mode = MODES[options.mode]
     rank = options.lora_r or lora_rank(facts.size_b)
     batch = options.batch_size or batch_size(facts.free_memory_gb, train_items)
@@ -190,7 +202,8 @@ def make_plan(options: TrainOptions, facts: ModelFacts, *, method: str, train_it
         lora_alpha=options.lora_alpha or 2 * rank,
         lora_dropout=options.lora_dropout,
         target_modules=options.target_modules,
-        learning_rate=options.learning_rate or learning_rate(method, facts.size_b, examples, options.mode),
+        learning_rate=options.learning_rate
+        or learning_rate(method, facts.size_b, examples, options.mode),
         batch_size=batch,
         gradient_accumulation_steps=accum,
         epochs=float(epochs),

@@ -25,7 +25,9 @@ def corpus() -> list[str]:
     words = COLORS + THINGS + ["what", "is", "the", "color", "of", "answer", "question", "hello"]
     rng = random.Random(0)
     lines = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)]
-    return lines + [f"What is the color of the {t}? The {t} is {c}." for t in THINGS for c in COLORS]
+    return lines + [
+        f"What is the color of the {t}? The {t} is {c}." for t in THINGS for c in COLORS
+    ]
 
 
 def build_tokenizer(folder: Path):
@@ -36,7 +38,9 @@ def build_tokenizer(folder: Path):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     core.train_from_iterator(corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(
@@ -73,8 +77,13 @@ def tiny_llama(tmp_path_factory) -> Path:
     from transformers import LlamaConfig
 
     config = LlamaConfig(
-        hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
     )
     info = {"model_id": "tests/tiny-llama", "family": "text-generation", "is_moe": False}
     return _save_model(tmp_path_factory.mktemp("tiny-llama"), config, info)
@@ -85,9 +94,15 @@ def tiny_mixtral(tmp_path_factory) -> Path:
     from transformers import MixtralConfig
 
     config = MixtralConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
-        max_position_embeddings=256, tie_word_embeddings=False,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
     )
     info = {"model_id": "tests/tiny-mixtral", "family": "text-generation", "is_moe": True}
     return _save_model(tmp_path_factory.mktemp("tiny-mixtral"), config, info)

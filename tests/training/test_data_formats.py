@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from training_helpers import write_json, write_jsonl
+
 from llm_runtime.training.data.loader import load_examples
 from llm_runtime.training.data.prepare import describe, prepare
 from llm_runtime.training.errors import DataFormatError, DataSourceError, HubDatasetError
-from training_helpers import write_json, write_jsonl
 
 SAMPLES = {
     "alpaca": [{"instruction": "Translate to French", "input": "Hello", "output": "Bonjour"}],
@@ -22,7 +23,9 @@ SAMPLES = {
             ]
         }
     ],
-    "qa": [{"question": "Capital of France?", "answer": "Paris", "context": "France is in Europe."}],
+    "qa": [
+        {"question": "Capital of France?", "answer": "Paris", "context": "France is in Europe."}
+    ],
     "completion": [{"prompt": "The weather today is", "completion": " sunny."}],
     "text": [{"text": "Plain text for continued pretraining."}],
 }
@@ -49,7 +52,10 @@ def test_plain_text_file_is_split_into_paragraphs(tmp_path):
     path.write_text("First paragraph.\nStill first.\n\nSecond paragraph.\n", encoding="utf-8")
     loaded = load_examples(str(path))
     assert loaded.formats == ("text",)
-    assert [e.text for e in loaded.examples] == ["First paragraph.\nStill first.", "Second paragraph."]
+    assert [e.text for e in loaded.examples] == [
+        "First paragraph.\nStill first.",
+        "Second paragraph.",
+    ]
     assert loaded.task_type == "text"
 
 
@@ -139,8 +145,12 @@ def test_chat_rendering_trains_only_assistant_tokens(tiny_llama, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     path = write_json(tmp_path / "chat.json", SAMPLES["openai"] * 2 + SAMPLES["completion"] * 2)
     data = prepare(load_examples(str(path)), tokenizer, max_seq_length=128, validation_split=0.25)
-    chat = next(i for i in data.train + data.validation if tokenizer.decode(i.input_ids).count("im_start"))
-    trained = tokenizer.decode([t for t, keep in zip(chat.input_ids, chat.trained, strict=True) if keep])
+    chat = next(
+        i for i in data.train + data.validation if tokenizer.decode(i.input_ids).count("im_start")
+    )
+    trained = tokenizer.decode(
+        [t for t, keep in zip(chat.input_ids, chat.trained, strict=True) if keep]
+    )
     assert trained.startswith("Hello!") and "<|im_end|>" in trained
     assert "Be brief" not in trained and "Hi" not in trained.replace("Hello!", "")
     printout = describe(data, tokenizer)
@@ -152,7 +162,9 @@ def test_plain_text_is_packed_into_blocks(tiny_llama, tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     path = tmp_path / "corpus.txt"
-    path.write_text("\n\n".join(f"paragraph {i} about the red apple" for i in range(40)), encoding="utf-8")
+    path.write_text(
+        "\n\n".join(f"paragraph {i} about the red apple" for i in range(40)), encoding="utf-8"
+    )
     data = prepare(load_examples(str(path)), tokenizer, max_seq_length=32, validation_split=0.1)
     blocks = data.train + data.validation
     assert data.packed_blocks == len(blocks) and len(blocks) > 4

@@ -9,7 +9,20 @@ import sys
 from pathlib import Path
 
 COLORS = ["red", "blue", "green", "black", "white", "yellow", "brown", "pink"]
-THINGS = ["apple", "sky", "grass", "coal", "snow", "sun", "bear", "rose", "car", "boat", "tree", "fish"]
+THINGS = [
+    "apple",
+    "sky",
+    "grass",
+    "coal",
+    "snow",
+    "sun",
+    "bear",
+    "rose",
+    "car",
+    "boat",
+    "tree",
+    "fish",
+]
 
 
 def color_qa(count: int, seed: int = 0) -> list[dict]:

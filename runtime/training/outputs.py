@@ -1,0 +1,124 @@
+"""What a run leaves behind: the adapter (written atomically), best/ and last/, the report,
+the history across runs and its plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+ADAPTER_FILES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "trainer_state.json",
+    "autolearn_state.json",
+    "README.md",
+)
+
+
+def write_json_atomically(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def replace_directory(build, target: Path) -> None:
+    """Build a folder next to `target`, then swap it in; a failed build leaves `target` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        temporary.mkdir()
+        build(temporary)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if target.exists():
+        os.replace(target, old)
+    os.replace(temporary, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_adapter(model, target: Path, info: dict, tokenizer=None) -> None:
+    """model.save_pretrained into a temporary folder + adapter_info.json, then swap it in."""
+
+    def build(folder: Path) -> None:
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        write_json_atomically(folder / "adapter_info.json", info)
+
+    replace_directory(build, target)
+
+
+def copy_checkpoint(checkpoint: Path, target: Path) -> None:
+    """best/ and last/: the adapter and state files of a checkpoint (no optimizer state)."""
+
+    def build(folder: Path) -> None:
+        for name in ADAPTER_FILES:
+            if (checkpoint / name).is_file():
+                shutil.copy2(checkpoint / name, folder / name)
+        (folder / "source_checkpoint.txt").write_text(checkpoint.name + "\n", encoding="utf-8")
+
+    replace_directory(build, target)
+
+
+def append_history(path: Path, run: dict) -> list:
+    history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    history.append(run)
+    write_json_atomically(path, history)
+    return history
+
+
+def loss_curves(log_history: list[dict]) -> dict:
+    """Train/validation loss and learning rate per step from the Trainer's log history."""
+    curves = {"train": [], "validation": [], "learning_rate": []}
+    for entry in log_history:
+        step = entry.get("step")
+        if "loss" in entry:
+            curves["train"].append((step, entry["loss"]))
+        if "eval_loss" in entry:
+            curves["validation"].append((step, entry["eval_loss"]))
+        if "learning_rate" in entry:
+            curves["learning_rate"].append((step, entry["learning_rate"]))
+    return curves
+
+
+def plot_history(log_history: list[dict], path: Path, best_step: int | None = None) -> Path | None:
+    """training_history.png: loss curves (and the learning rate) with the best step marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    curves = loss_curves(log_history)
+    figure, (loss_axis, lr_axis) = plt.subplots(
+        2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for name, style in (("train", "-"), ("validation", "o-")):
+        if curves[name]:
+            steps, values = zip(*curves[name], strict=True)
+            loss_axis.plot(steps, values, style, label=f"{name} loss", markersize=3)
+    if best_step:
+        loss_axis.axvline(
+            best_step, color="green", linestyle="--", label=f"best (step {best_step})"
+        )
+    loss_axis.set_ylabel("loss")
+    loss_axis.legend()
+    loss_axis.grid(alpha=0.3)
+    if curves["learning_rate"]:
+        steps, values = zip(*curves["learning_rate"], strict=True)
+        lr_axis.plot(steps, values, color="tab:orange")
+    lr_axis.set_ylabel("learning rate")
+    lr_axis.set_xlabel("step")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,395 @@
+"""One training run: data → plan → model → TRL SFTTrainer with our callbacks → outputs.
+
+The loop is TRL's SFTTrainer (transformers Trainer); auto-learning, divergence control,
+metrics and Ctrl+C are callbacks. The resolved plan is saved beside the checkpoints so a
+resumed run uses the same hyperparameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_runtime.training import board, callbacks, moe, outputs, params
+from llm_runtime.training import model as models
+from llm_runtime.training.callbacks import say
+from llm_runtime.training.data.loader import load_examples
+from llm_runtime.training.data.prepare import PreparedData, describe, prepare
+from llm_runtime.training.data.render import ensure_chat_template
+from llm_runtime.training.errors import OutOfMemory, ResumeError, TrainingError, is_out_of_memory
+from llm_runtime.training.options import TrainOptions, TrainPaths
+from llm_runtime.training.params import TrainPlan
+from llm_runtime.training.report import build_report, history_entry, now_iso
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunResult:
+    report: dict
+    exit_code: int
+
+
+def find_resume_checkpoint(options: TrainOptions) -> Path | None:
+    if options.resume_from:
+        path = options.resume_from
+        if not (path / "trainer_state.json").is_file():
+            raise ResumeError(f"{path} is not a training checkpoint (no trainer_state.json)")
+        return path
+    if not options.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = options.paths.checkpoints
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise ResumeError(f"no checkpoint-N folder in {folder} to resume from")
+    return Path(last)
+
+
+def _saved_plan(paths: TrainPaths, resuming: bool) -> TrainPlan | None:
+    if resuming and paths.plan.is_file():
+        return TrainPlan.from_dict(json.loads(paths.plan.read_text(encoding="utf-8")))
+    return None
+
+
+def _plan(
+    options, facts, data: PreparedData, method: str, saved: TrainPlan | None, seq: int
+) -> TrainPlan:
+    if saved is not None:
+        return saved
+    return params.make_plan(
+        options,
+        facts,
+        method=method,
+        train_items=len(data.train),
+        examples=len(data.loaded.examples),
+        task_type=data.loaded.task_type,
+        max_seq_length=seq,
+    )
+
+
+def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
+    effective = plan.batch_size * plan.gradient_accumulation_steps
+    stop = "on" if plan.autolearn.enabled else "off"
+    epochs = "∞" if plan.epochs >= params.NON_STOP_EPOCHS else f"{plan.epochs:g}"
+    return (
+        f"⚙️  {plan.method} on {facts.device} | model {facts.parameters / 1e6:.1f}M params | "
+        f"mode {plan.mode}\n"
+        f"   LoRA r={plan.lora_r} alpha={plan.lora_alpha} | lr {plan.learning_rate:.2e} | "
+        f"batch {plan.batch_size}×{plan.gradient_accumulation_steps}={effective} | epochs {epochs} | "
+        f"steps {plan.max_steps} | eval every {plan.eval_steps} | seq {plan.max_seq_length}\n"
+        f"   auto-stop {stop}: patience {plan.autolearn.patience}, overfitting threshold "
+        f"{plan.autolearn.overfitting_threshold:.0%}, min evaluations {plan.autolearn.min_evaluations}"
+    )
+
+
+def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bool):
+    import torch
+    from trl import SFTConfig
+
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return SFTConfig(
+        output_dir=str(options.paths.checkpoints),
+        max_steps=plan.max_steps,
+        num_train_epochs=plan.epochs,
+        per_device_train_batch_size=plan.batch_size,
+        per_device_eval_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=plan.learning_rate,
+        lr_scheduler_type=plan.scheduler,
+        warmup_steps=min(100, plan.max_steps // 30),
+        optim=plan.optimizer,
+        **_checkpointing_argument(plan.gradient_checkpointing),
+        logging_steps=max(1, min(plan.eval_steps, 10)),
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=plan.eval_steps,
+        save_strategy="steps",
+        save_steps=plan.eval_steps,
+        save_total_limit=3,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        max_length=plan.max_seq_length,
+        packing=False,
+        report_to="none",
+        seed=options.seed,
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16,
+        use_cpu=device == "cpu",
+        disable_tqdm=not sys.stdout.isatty(),
+        dataloader_num_workers=0,
+    )
+
+
+def _checkpointing_argument(enabled: bool) -> dict:
+    """transformers 5 renamed gradient_checkpointing; pass it only when on, under the known name."""
+    from trl import SFTConfig
+
+    if not enabled:
+        return {}
+    fields = SFTConfig.__dataclass_fields__
+    return {
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing": True
+    }
+
+
+def quiet_libraries() -> None:
+    """Progress bars of datasets/transformers only on a terminal; our own lines say what happens."""
+    if sys.stdout.isatty():
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def ctrl_c(interrupt: callbacks.InterruptCallback):
+    """First Ctrl+C: finish the step, save, stop. Second: abort at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handle(signum, frame):
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+        say("\n⏸  Interrupted: saving a resumable checkpoint… (Ctrl+C again to abort)")
+
+    signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Run:
+    """State shared by the steps of one run."""
+
+    def __init__(self, options: TrainOptions):
+        self.options = options
+        self.paths = options.paths
+        self.started, self.clock = now_iso(), time.monotonic()
+
+    def prepare(self) -> None:
+        options = self.options
+        self.spec = models.read_spec(options.model_dir)
+        self.device = models.pick_device(options.device)
+        self.method = options.method or ("moe-lora" if self.spec.is_moe else "lora")
+        if self.method == "moe-lora" and not self.spec.is_moe:
+            raise TrainingError(
+                "--method moe-lora needs a Mixture-of-Experts model; use --method lora"
+            )
+        models.check_method(self.method, options.use_8bit, self.device, options.optimizer)
+        self.resume_from = find_resume_checkpoint(options)
+        self.tokenizer = models.load_tokenizer(self.spec)
+        self.fallback_template = ensure_chat_template(self.tokenizer)
+        loaded = load_examples(
+            options.data,
+            dataset_format=options.dataset_format,
+            max_examples=options.max_examples,
+            seed=options.seed,
+        )
+        self.model = models.load_model(
+            self.spec, method=self.method, use_8bit=options.use_8bit, device=self.device
+        )
+        self.facts = models.model_facts(self.model, self.device)
+        saved = _saved_plan(self.paths, self.resume_from is not None)
+        seq = (
+            saved.max_seq_length
+            if saved
+            else options.max_seq_length or params.default_seq_length(self.facts)
+        )
+        self.data = prepare(
+            loaded,
+            self.tokenizer,
+            max_seq_length=seq,
+            validation_split=options.validation_split,
+            seed=options.seed,
+            fit_blocks=saved is None and options.max_seq_length is None,
+        )
+        say(describe(self.data, self.tokenizer, color=sys.stdout.isatty()))
+        self.plan = _plan(options, self.facts, self.data, self.method, saved, seq)
+        outputs.write_json_atomically(self.paths.plan, self.plan.to_dict())
+        say(describe_plan(self.plan, self.facts))
+
+    def build_trainer(self):
+        from transformers.trainer_callback import PrinterCallback
+        from trl import SFTTrainer
+
+        options, plan = self.options, self.plan
+        wrapped = models.wrap(
+            self.model,
+            plan,
+            train_router=options.train_router,
+            router_aux_loss_coef=options.router_aux_loss_coef,
+        )
+        self.wrapped = wrapped
+        self.state = callbacks.load_autolearn_state(self.resume_from)
+        self.writer = callbacks.ScalarWriter(self.paths.logs)
+        self.expert_monitor = (
+            moe.ExpertLoadMonitor(wrapped.model, wrapped.moe_targets)
+            if wrapped.moe_targets
+            else None
+        )
+        self.autolearn = callbacks.AutoLearningCallback(plan.autolearn, self.state, self.writer)
+        self.metrics = callbacks.MetricsCallback(self.writer, self.expert_monitor)
+        self.interrupt = callbacks.InterruptCallback()
+        train, validation = self.data.as_datasets()
+        trainer = SFTTrainer(
+            model=wrapped.model,
+            args=sft_config(plan, options, self.device, validation is not None),
+            train_dataset=train,
+            eval_dataset=validation,
+            processing_class=self.tokenizer,
+            callbacks=[
+                self.autolearn,
+                callbacks.DivergenceCallback(self.state),
+                self.metrics,
+                self.interrupt,
+                callbacks.FinalStepCallback(validation is not None),
+            ],
+        )
+        trainer.remove_callback(PrinterCallback)  # MetricsCallback prints a compact line instead
+        return trainer
+
+    def train(self, trainer) -> None:
+        with ctrl_c(self.interrupt):
+            try:
+                trainer.train(
+                    resume_from_checkpoint=str(self.resume_from) if self.resume_from else None
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                self.finish(trainer, "out_of_memory", save_adapter=False)
+                raise OutOfMemory(str(error).splitlines()[0]) from error
+
+    def stop_reason(self, trainer) -> str:
+        if self.interrupt.honoured:
+            return "interrupted"
+        if self.state.stop_reason:
+            return self.state.stop_reason
+        return "max_epochs" if self.options.max_steps is None else "max_steps"
+
+    def finish(self, trainer, reason: str, *, save_adapter: bool) -> dict:
+        checkpoints = sorted(
+            self.paths.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+        )
+        if checkpoints:
+            outputs.copy_checkpoint(checkpoints[-1], self.paths.last)
+        best = trainer.state.best_model_checkpoint
+        if best and Path(best).is_dir():
+            outputs.copy_checkpoint(Path(best), self.paths.best)
+        moe_info = self._moe_info()
+        report = self._report(trainer, reason, moe_info)
+        if save_adapter:
+            self._save_adapter(trainer, report)
+            report = self._report(trainer, reason, self._moe_info(check=True))
+        outputs.write_json_atomically(self.paths.report, report)
+        outputs.append_history(self.paths.history, history_entry(report))
+        outputs.plot_history(
+            trainer.state.log_history, self.paths.plot, self.state.best_step or None
+        )
+        self.writer.close()
+        return report
+
+    def _save_adapter(self, trainer, report: dict) -> None:
+        target = (
+            self.paths.lora if self.method != "full" else self.paths.lora.with_name("finetuned")
+        )
+        info = {**report, "base_model": str(self.spec.model_dir), "adapter": str(target)}
+        tokenizer = self.tokenizer if self.fallback_template or self.method == "full" else None
+        outputs.save_adapter(trainer.model, target, info, tokenizer)
+        say(f"✅ Adapter saved: {target}")
+
+    def _moe_info(self, check: bool = False) -> dict | None:
+        if not self.wrapped.moe_targets:
+            return None
+        targets = self.wrapped.moe_targets
+        info = {
+            "num_experts": targets.num_experts,
+            "expert_parameters": list(targets.expert_parameters),
+            "router_trained": self.options.train_router,
+            "aux_loss": self.metrics.aux_losses[-1] if self.metrics.aux_losses else None,
+            "expert_load": self.metrics.expert_load,
+            "adapter_parameters_expected": self.wrapped.predicted_adapter_parameters,
+        }
+        if check:
+            info["adapter_parameters_saved"] = moe.check_adapter_size(
+                self.paths.lora, self.wrapped.predicted_adapter_parameters
+            )
+        return info
+
+    def _report(self, trainer, reason: str, moe_info: dict | None) -> dict:
+        targets = self.wrapped.moe_targets
+        extra = {
+            "target_modules": list(targets.linear_modules)
+            if targets
+            else list(self.plan.target_modules or ["all-linear"])
+        }
+        if targets:
+            extra["target_parameters"] = list(targets.expert_parameters)
+        paths = {
+            "lora": str(self.paths.lora),
+            "checkpoints": str(self.paths.checkpoints),
+            "logs": str(self.paths.logs),
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "resumed_from": str(self.resume_from) if self.resume_from else None,
+        }
+        return build_report(
+            model_id=self.spec.model_id,
+            started=self.started,
+            duration_s=time.monotonic() - self.clock,
+            stop_reason=reason,
+            plan=self.plan,
+            data=self.data,
+            state=self.state,
+            log_history=trainer.state.log_history,
+            global_step=trainer.state.global_step,
+            epoch=trainer.state.epoch,
+            lora_extra=extra,
+            paths=paths,
+            moe=moe_info,
+        )
+
+
+def run(options: TrainOptions) -> RunResult:
+    """Train as the options say; returns the report and the process exit code."""
+    quiet_libraries()
+    session = Run(options)
+    session.prepare()
+    trainer = session.build_trainer()
+    dashboard = (
+        board.start(options.paths.logs, options.tensorboard_port, options.tensorboard_host)
+        if options.tensorboard
+        else None
+    )
+    try:
+        session.train(trainer)
+        reason = session.stop_reason(trainer)
+        interrupted = reason == "interrupted"
+        report = session.finish(trainer, reason, save_adapter=not interrupted)
+    finally:
+        if session.expert_monitor is not None:
+            session.expert_monitor.close()
+        board.stop(dashboard)
+    _summary(report, options.paths, interrupted)
+    return RunResult(report, EXIT_INTERRUPTED if interrupted else 0)
+
+
+def _summary(report: dict, paths: TrainPaths, interrupted: bool) -> None:
+    metrics = report["final_metrics"]
+    say(
+        f"🏁 Stopped: {report['stop_reason']} at step {report['global_step']} | best val "
+        f"{metrics['best_val_loss']} (step {metrics['best_step']}) | report {paths.report}"
+    )
+    if interrupted:
+        say("   Resume with --resume (the adapter in lora/ was left unchanged).")
