@@ -407,7 +407,7 @@ def choose_weights(source: ModelSource) -> WeightSet:
         by_folder.setdefault(f.folder, []).append(f)
     components = [c for c in component_folders(source) if by_folder.get(c)]
     diffusers = source.config("model_index.json") is not None and components
-    folders = components if diffusers else [_root_folder(by_folder), *components]
+    folders = components if diffusers else dict.fromkeys([_root_folder(by_folder), *components])
     chosen = tuple(f for folder in folders if folder is not None for f in best_group(by_folder.get(folder, ())))
     first = chosen[0] if chosen else None
     return WeightSet(

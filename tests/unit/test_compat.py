@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from llm_installer.compat import CLOSE_NOTE, REQUIRES_QUANTIZATION, check_compatibility
 from llm_installer.estimate import GiB, estimate
 from llm_installer.hardware import Gpu, Hardware

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from llm_installer import estimate as est
 from llm_installer.estimate import GiB, choose_weights, estimate, model_shape
 from llm_installer.source import ModelSource, RepoFile
@@ -304,3 +305,16 @@ def test_deepseek_r1_active_parameters():
     found = estimate(real_source("deepseek-ai__DeepSeek-R1"))
     assert 670e9 < found.params.total < 690e9
     assert 36e9 < found.moe.active < 41e9  # ≈ 37B active, plus the MTP layer's share
+
+
+def test_sentence_transformers_modules_join_the_root_weights():
+    modules = [{"idx": 0, "path": ""}, {"idx": 1, "path": "1_Pooling"}, {"idx": 2, "path": "2_Dense"}]
+    files = [
+        ("model.safetensors", 100),
+        ("pytorch_model.bin", 100),
+        ("onnx/model.onnx", 100),
+        ("2_Dense/model.safetensors", 10),
+        ("2_Dense/pytorch_model.bin", 10),
+    ]
+    found = choose_weights(source({"modules.json": modules}, files))
+    assert [f.path for f in found.files] == ["model.safetensors", "2_Dense/model.safetensors"]

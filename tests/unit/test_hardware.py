@@ -6,6 +6,7 @@ import sys
 import types
 
 import pytest
+
 from llm_installer import hardware
 from llm_installer.hardware import Gpu, Hardware, probe_hardware
 
