@@ -262,6 +262,7 @@ class HubRow:
     weight_fetched: int
     beyond_headers: int
     params: str
+    error: str = ""
 
 
 def weight_bytes_beyond_headers(server, repo: str, header_sizes: dict[str, int]) -> tuple[int, int]:
@@ -308,7 +309,13 @@ def time_check(server, repo: str, home: Path, header_sizes: dict[str, int]) -> H
         weight_fetched=fetched,
         beyond_headers=beyond,
         params=_params_of(done.stdout),
+        error="" if done.returncode == 0 else _last_line(done.stderr or done.stdout),
     )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:70] if lines else ""
 
 
 def _params_of(stdout: str) -> str:
@@ -363,7 +370,7 @@ def print_hub(rows: list[HubRow]) -> None:
     for r in rows:
         print(
             f"{r.repo:42} {r.files:5d} {_size(r.repo_bytes):>10} {r.seconds:6.2f} {r.exit_code:4d} {r.requests:4d}"
-            f" {_size(r.fetched):>10} {r.weight_fetched:8d} {r.beyond_headers:10d} {r.params:>8}"
+            f" {_size(r.fetched):>10} {r.weight_fetched:8d} {r.beyond_headers:10d} {r.params:>8}  {r.error}"
         )
     clean = all(r.beyond_headers == 0 for r in rows)
     print(f"weight bytes beyond safetensors headers: {'none' if clean else 'SOME'}")
