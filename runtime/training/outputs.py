@@ -12,6 +12,8 @@ ADAPTER_FILES = (
     "adapter_config.json",
     "adapter_model.safetensors",
     "adapter_model.bin",
+    "config.json",
+    "model.safetensors",
     "trainer_state.json",
     "autolearn_state.json",
     "README.md",

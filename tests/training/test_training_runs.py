@@ -1,0 +1,234 @@
+"""End-to-end runs of the trainer on tiny CPU models: LoRA, auto-stop, force-epochs, MoE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from training_helpers import color_qa, random_qa, write_json
+
+from llm_runtime.training.cli import main
+
+SCALARS = {
+    "loss/train",
+    "loss/validation",
+    "learning_rate",
+    "overfitting_score",
+    "gradient_norm",
+    "tokens_per_second",
+}
+
+
+def train(model: Path, data: Path, out: Path, *extra: str) -> dict:
+    code = main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--no-tensorboard",
+            *extra,
+        ]
+    )
+    assert code == 0
+    return json.loads((out / "logs" / "training" / "training_report.json").read_text())
+
+
+def eval_losses(out: Path, checkpoint: str = "last") -> list[tuple[int, float]]:
+    state = json.loads((out / "checkpoints" / checkpoint / "trainer_state.json").read_text())
+    return [(e["step"], e["eval_loss"]) for e in state["log_history"] if "eval_loss" in e]
+
+
+def scalar_tags(folder: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in folder.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_llama, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora-run")
+    data = write_json(root / "qa.json", color_qa(64))
+    report = train(
+        tiny_llama,
+        data,
+        root / "out",
+        "--learning-rate",
+        "5e-3",
+        "--lora-r",
+        "16",
+        "--epochs",
+        "3",
+        "--eval-steps",
+        "4",
+        "--batch-size",
+        "8",
+    )
+    return root / "out", report
+
+
+def test_lora_run_lowers_validation_loss_and_saves_the_adapter(lora_run):
+    out, report = lora_run
+    losses = [loss for _, loss in eval_losses(out)]
+    assert losses[-1] < losses[0]
+    assert report["stop_reason"] in ("max_epochs", "early_stopping_patience")
+    assert report["final_metrics"]["best_val_loss"] <= min(losses) + 1e-6
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_info.json"):
+        assert (out / "lora" / name).is_file()
+    info = json.loads((out / "lora" / "adapter_info.json").read_text())
+    assert info["lora_config"]["r"] == 16 and info["lora_config"]["alpha"] == 32
+    assert info["dataset_info"]["format"] == "qa"
+    for folder in ("best", "last"):
+        assert (out / "checkpoints" / folder / "adapter_model.safetensors").is_file()
+    assert list((out / "checkpoints").glob("checkpoint-*"))
+
+
+def test_lora_run_writes_logs_history_and_plot(lora_run):
+    out, report = lora_run
+    assert scalar_tags(out / "logs" / "training") >= SCALARS
+    history = json.loads((out / "logs" / "training_history.json").read_text())
+    assert len(history) == 1 and history[0]["stop_reason"] == report["stop_reason"]
+    assert (out / "logs" / "training_history.png").stat().st_size > 1000
+    for field in (
+        "model_id",
+        "training_completed",
+        "duration_hours",
+        "final_metrics",
+        "lora_config",
+        "dataset_info",
+    ):
+        assert field in report
+
+
+def test_adapter_changes_the_model_output(lora_run, tiny_llama):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _ = lora_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the color of the sky?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    with torch.no_grad():
+        before = base(**inputs).logits
+        tuned = PeftModel.from_pretrained(base, out / "lora").eval()
+        after = tuned(**inputs).logits
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_overfitting_stops_within_patience_and_restores_best(tiny_llama, tmp_path):
+    data = write_json(tmp_path / "random.json", random_qa(24))
+    patience = 3
+    report = train(
+        tiny_llama,
+        data,
+        tmp_path / "out",
+        "--learning-rate",
+        "3e-2",
+        "--lora-r",
+        "32",
+        "--epochs",
+        "60",
+        "--eval-steps",
+        "3",
+        "--batch-size",
+        "6",
+        "--validation-split",
+        "0.25",
+        "--patience",
+        str(patience),
+    )
+    assert report["stop_reason"] in (
+        "early_stopping_patience",
+        "moderate_overfitting",
+        "severe_overfitting",
+        "overfitting_gap_growing",
+        "perfect_loss",
+    )
+    losses = eval_losses(tmp_path / "out")
+    best_index = min(range(len(losses)), key=lambda i: losses[i][1])
+    assert len(losses) - 1 - best_index <= patience + 1
+    assert report["global_step"] < report["training_parameters"]["max_steps"]
+    assert report["final_metrics"]["best_step"] == losses[best_index][0]
+    best = (tmp_path / "out" / "checkpoints" / "best" / "adapter_model.safetensors").read_bytes()
+    assert _tensors(tmp_path / "out" / "lora") == _tensors(
+        tmp_path / "out" / "checkpoints" / "best"
+    )
+    assert best
+
+
+def _tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v.tolist() for k, v in load_file(folder / "adapter_model.safetensors").items()}
+
+
+def test_force_epochs_runs_every_step(tiny_llama, tmp_path):
+    data = write_json(tmp_path / "random.json", random_qa(24))
+    report = train(
+        tiny_llama,
+        data,
+        tmp_path / "out",
+        "--learning-rate",
+        "3e-2",
+        "--epochs",
+        "8",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        "6",
+        "--validation-split",
+        "0.25",
+        "--patience",
+        "1",
+        "--min-evaluations",
+        "2",
+        "--force-epochs",
+    )
+    assert report["stop_reason"] == "max_epochs"
+    assert report["global_step"] == report["training_parameters"]["max_steps"] == 24
+
+
+def test_moe_lora_trains_expert_adapters_with_aux_loss(tiny_mixtral, tmp_path):
+    from safetensors import safe_open
+
+    data = write_json(tmp_path / "qa.json", color_qa(32))
+    out = tmp_path / "out"
+    report = train(
+        tiny_mixtral,
+        data,
+        out,
+        "--learning-rate",
+        "1e-2",
+        "--epochs",
+        "1",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--train-router",
+    )
+    assert report["method"] == "moe-lora"
+    moe = report["moe"]
+    assert moe["aux_loss"] and moe["aux_loss"] > 0
+    assert moe["adapter_parameters_saved"] == moe["adapter_parameters_expected"] > 0
+    assert set(moe["expert_parameters"]) == {"experts.gate_up_proj", "experts.down_proj"}
+    assert len(moe["expert_load"]["layer0"]) == 4
+    with safe_open(str(out / "lora" / "adapter_model.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    assert any("experts" in k and "lora_A" in k for k in keys)
+    assert any("mlp.gate" in k for k in keys)
+    assert {"moe/aux_loss", "loss/train"} <= scalar_tags(out / "logs" / "training")
