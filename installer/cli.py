@@ -34,12 +34,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """Check, install, serve and fine-tune Hugging Face models in Docker."""
 
 
-def run_command(json_mode: bool, config_path: str | None, body: Callable[[Settings, Output], None]) -> None:
+def run_command(
+    json_mode: bool, config_path: str | None, body: Callable[[Settings, Output], None]
+) -> None:
     """Load settings, set up logging, run ``body``; turn every known error into a message."""
     output = Output(json_mode=json_mode)
     try:
@@ -61,7 +65,9 @@ def run_command(json_mode: bool, config_path: str | None, body: Callable[[Settin
 
 
 @app.command()
-def check(model: ModelArg, revision: RevisionOpt = None, json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def check(
+    model: ModelArg, revision: RevisionOpt = None, json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
     """Check a model's family, requirements and whether this machine can run it (no weights)."""
     from llm_installer.check import run_check
     from llm_installer.report import render_report
@@ -94,7 +100,11 @@ def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
         rows = [[m["name"], m["model_id"], m["family"], m["status"], m["size"]] for m in models]
-        table = simple_table(f"Installed models in {settings.models_path}", ["Folder", "Model", "Family", "Status", "Size"], rows)
+        table = simple_table(
+            f"Installed models in {settings.models_path}",
+            ["Folder", "Model", "Family", "Status", "Size"],
+            rows,
+        )
         output.result(models, table if models else f"No models installed in {settings.models_path}")
 
     run_command(json, config, body)

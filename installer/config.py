@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from llm_installer.errors import ConfigFileError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -95,7 +96,9 @@ def load_settings(config_path: str | None = None) -> Settings:
     if path is not None:
         for key, value in _read_yaml(path).items():
             if key not in values:
-                raise ConfigFileError(f"Unknown key {key!r} in {path}", hint=f"Known keys: {', '.join(names)}")
+                raise ConfigFileError(
+                    f"Unknown key {key!r} in {path}", hint=f"Known keys: {', '.join(names)}"
+                )
             if value is not None:
                 values[key], sources[key] = value, f"config file {path}"
     for name in names:
@@ -103,7 +106,10 @@ def load_settings(config_path: str | None = None) -> Settings:
         if env_value is not None:
             values[name], sources[name] = env_value, f"env {ENV_PREFIX}{name.upper()}"
     if os.environ.get("HF_TOKEN"):
-        values["huggingface_token"], sources["huggingface_token"] = os.environ["HF_TOKEN"], "env HF_TOKEN"
+        values["huggingface_token"], sources["huggingface_token"] = (
+            os.environ["HF_TOKEN"],
+            "env HF_TOKEN",
+        )
     typed = {name: _coerce(name, values[name]) for name in names}
     return Settings(**typed, sources=sources, config_file=str(path) if path else None)
 
@@ -122,7 +128,11 @@ def _coerce(name: str, value: Any) -> Any:
     default = getattr(Settings, name)
     try:
         if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+            return (
+                value
+                if isinstance(value, bool)
+                else str(value).strip().lower() in ("1", "true", "yes", "on")
+            )
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):

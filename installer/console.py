@@ -40,7 +40,9 @@ class Output:
         self.err.print(f"[cyan]Hint:[/] {message}")
 
     def error_json(self, message: str, hint: str, exit_code: int, kind: str) -> None:
-        payload = {"error": {"type": kind, "message": message, "hint": hint, "exit_code": exit_code}}
+        payload = {
+            "error": {"type": kind, "message": message, "hint": hint, "exit_code": exit_code}
+        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 

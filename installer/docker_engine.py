@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import docker
 from docker.errors import DockerException, ImageNotFound
+
 from llm_installer.errors import DockerUnavailableError
 
 

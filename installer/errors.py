@@ -64,7 +64,9 @@ class HubUnreachableError(InstallerError):
 
 class DockerUnavailableError(InstallerError):
     exit_code = 20
-    hint = "Start the engine (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`."
+    hint = (
+        "Start the engine (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`."
+    )
 
 
 class ConfigFileError(InstallerError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub import errors as hub_errors
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
 from llm_installer import errors
 
 try:  # huggingface_hub >= 1.x talks HTTP through httpx (vendored as httpx2 in recent releases)
@@ -31,7 +32,11 @@ HEADER_WORKERS = 8
 
 
 def load_hub_source(
-    model_id: str, *, revision: str | None = None, token: str | None = None, cache_dir: Path | None = None
+    model_id: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: Path | None = None,
 ) -> ModelSource:
     """Inventory, configs and safetensors parameter counts of a Hub repo; no weight bytes."""
     with hub_errors_as_messages(model_id, revision, token):
@@ -87,7 +92,9 @@ def _range_reader(model_id: str, sha: str, path: str, token: str | None) -> Read
 
     def read_range(offset: int, length: int) -> bytes:
         response = get_session().get(
-            url, headers={**headers, "Range": f"bytes={offset}-{offset + length - 1}"}, follow_redirects=True
+            url,
+            headers={**headers, "Range": f"bytes={offset}-{offset + length - 1}"},
+            follow_redirects=True,
         )
         hf_raise_for_status(response)
         if response.status_code != 206:  # a server that ignores Range would send the whole file
@@ -98,16 +105,22 @@ def _range_reader(model_id: str, sha: str, path: str, token: str | None) -> Read
 
 
 @contextmanager
-def hub_errors_as_messages(model_id: str, revision: str | None, token: str | None) -> Iterator[None]:
+def hub_errors_as_messages(
+    model_id: str, revision: str | None, token: str | None
+) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into the installer's own, with messages and hints."""
     try:
         yield
     except hub_errors.GatedRepoError as exc:
-        raise errors.GatedModelError(f"{model_id} is a gated model: access must be requested") from exc
+        raise errors.GatedModelError(
+            f"{model_id} is a gated model: access must be requested"
+        ) from exc
     except hub_errors.RepositoryNotFoundError as exc:
         raise _not_found(model_id, token, exc) from exc
     except hub_errors.RevisionNotFoundError as exc:
-        raise errors.RevisionNotFoundError(f"Revision {revision!r} not found in {model_id}") from exc
+        raise errors.RevisionNotFoundError(
+            f"Revision {revision!r} not found in {model_id}"
+        ) from exc
     except hub_errors.OfflineModeIsEnabled as exc:
         raise errors.HubUnreachableError(
             f"HF_HUB_OFFLINE is set, so {model_id} cannot be read from the Hub",
@@ -115,12 +128,16 @@ def hub_errors_as_messages(model_id: str, revision: str | None, token: str | Non
         ) from exc
     except hub_errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise errors.HubUnreachableError(f"The Hub answered HTTP {status} for {model_id}: {exc}") from exc
+        raise errors.HubUnreachableError(
+            f"The Hub answered HTTP {status} for {model_id}: {exc}"
+        ) from exc
     except (TransportError, OSError) as exc:  # connection refused, DNS failure, timeouts
         raise errors.HubUnreachableError(f"Cannot reach the Hugging Face Hub: {exc}") from exc
 
 
-def _not_found(model_id: str, token: str | None, exc: hub_errors.RepositoryNotFoundError) -> errors.InstallerError:
+def _not_found(
+    model_id: str, token: str | None, exc: hub_errors.RepositoryNotFoundError
+) -> errors.InstallerError:
     status = exc.response.status_code if exc.response is not None else None
     if status == 401 and not token:
         return errors.PrivateModelError(

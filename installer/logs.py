@@ -19,7 +19,9 @@ def setup_logging(settings: Settings) -> None:
     try:
         settings.logs_path.mkdir(parents=True, exist_ok=True)
         handler = RotatingFileHandler(
-            settings.logs_path / "installer.log", maxBytes=parse_size(settings.log_rotation), backupCount=5
+            settings.logs_path / "installer.log",
+            maxBytes=parse_size(settings.log_rotation),
+            backupCount=5,
         )
     except OSError:
         return  # an unwritable log folder must never stop a command

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+
 from llm_installer.errors import InstallerError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -45,7 +46,9 @@ def debootstrap(spec: RootfsSpec, target: Path) -> None:
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RootfsError(f"debootstrap failed ({result.returncode}): {result.stderr[-2000:] or result.stdout[-2000:]}")
+        raise RootfsError(
+            f"debootstrap failed ({result.returncode}): {result.stderr[-2000:] or result.stdout[-2000:]}"
+        )
 
 
 def import_rootfs(client: docker.DockerClient, root: Path, tag: str) -> str:
@@ -55,7 +58,9 @@ def import_rootfs(client: docker.DockerClient, root: Path, tag: str) -> str:
         archive = Path(workdir) / "rootfs.tar"
         with tarfile.open(archive, "w") as tar:
             tar.add(root, arcname=".")
-        client.api.import_image_from_file(str(archive), repository=repository, tag=version or "latest")
+        client.api.import_image_from_file(
+            str(archive), repository=repository, tag=version or "latest"
+        )
     return client.images.get(tag).id
 
 

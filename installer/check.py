@@ -1,0 +1,111 @@
+"""``llm-installer check``: inventory → configs → family → requirements → estimates → hardware → report.
+
+No weight bytes are read: only the file list, config files and safetensors headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llm_installer import __version__
+from llm_installer.config import Settings
+from llm_installer.console import Output
+from llm_installer.errors import ModelNotFoundError
+from llm_installer.families import detect_family
+from llm_installer.hardware import Hardware, probe_hardware
+from llm_installer.local_source import load_local_source
+from llm_installer.safetensors_header import read_local_params
+from llm_installer.source import ModelSource
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The profile (what --json prints and install reuses) and where it was saved."""
+
+    profile: dict[str, Any]
+    saved_to: Path | None
+
+
+def run_check(
+    model: str,
+    *,
+    revision: str | None,
+    settings: Settings,
+    output: Output | None = None,
+    hardware: Hardware | None = None,
+    save: bool = True,
+) -> CheckResult:
+    """Check ``model`` (a Hub id or a local folder) and build its profile."""
+    output = output or Output()
+    with output.err.status(f"Reading {model} (no weights)…"):
+        source = load_source(model, revision=revision, settings=settings)
+    with output.err.status("Detecting the model family…"):
+        detection, requirements = detect_family(source)
+    with output.err.status("Probing this machine…"):
+        hardware = hardware or probe_hardware(settings.models_path)
+    from llm_installer.profile import build_profile
+
+    profile = build_profile(source, detection, requirements, hardware, settings)
+    profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    profile["installer_version"] = __version__
+    saved_to = save_check(profile, settings.logs_path / "checks") if save else None
+    return CheckResult(profile=profile, saved_to=saved_to)
+
+
+def load_source(model: str, *, revision: str | None, settings: Settings) -> ModelSource:
+    """A local folder when ``model`` is a path, else a Hub repo id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return with_local_tensor_params(load_local_source(path))
+    if model.startswith((".", "/", "~")) or not REPO_ID.match(model):
+        raise ModelNotFoundError(
+            f"{model!r} is neither a local model folder nor a Hub model id",
+            hint="Use owner/name for a Hub model (e.g. Qwen/Qwen3-4B) or the path of a folder with config.json.",
+        )
+    from llm_installer.hub import load_hub_source  # huggingface_hub is imported only when needed
+
+    return load_hub_source(
+        model, revision=revision, token=settings.token, cache_dir=settings.cache_path / "hub"
+    )
+
+
+def with_local_tensor_params(source: ModelSource) -> ModelSource:
+    """Add parameter counts from a local folder's safetensors headers, and a telling model id.
+
+    An installed model's weights live in ``<owner>_<name>/model``: its id is the parent's name.
+    """
+    root = Path(source.local_path or ".")
+    counts = {
+        f.path: read_local_params(root / f.path) for f in source.files_matching(".safetensors")
+    }
+    model_id = root.parent.name if root.name == "model" else root.name
+    return dataclasses.replace(
+        source, model_id=model_id, tensor_params={p: c for p, c in counts.items() if c}
+    )
+
+
+def check_file_stem(model_id: str) -> str:
+    """``owner/name`` → ``owner_name`` (the name of saved checks and model folders)."""
+    return model_id.strip("/").replace("/", "_")
+
+
+def save_check(profile: dict[str, Any], folder: Path) -> Path | None:
+    """Write the report text and the JSON profile for install to reuse."""
+    from llm_installer.report import report_text
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = check_file_stem(profile["model_id"])
+        (folder / f"{stem}.json").write_text(json.dumps(profile, indent=2, default=str))
+        (folder / f"{stem}.txt").write_text(report_text(profile))
+    except OSError:
+        return None
+    return folder / f"{stem}.json"

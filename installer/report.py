@@ -1,0 +1,211 @@
+"""The check report in the seed's sections, rendered with rich (and as plain text for saving)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+RULE = "=" * 72
+THIN = "-" * 72
+MARK = {True: "[green]✓[/]", False: "[red]✗[/]"}
+
+
+def gb(value: float | int | None) -> str:
+    """Bytes as GB, or MB below 1 GB (small models would all read 0.0 GB)."""
+    if value is None:
+        return "?"
+    return f"{value / 1024**3:.1f} GB" if value >= 1024**3 else f"{value / 1024**2:.0f} MB"
+
+
+def render_report(profile: dict[str, Any]) -> RenderableType:
+    """The whole report as one rich renderable."""
+    return Group(*model_section(profile), *hardware_section(profile))
+
+
+def report_text(profile: dict[str, Any], width: int = 100) -> str:
+    """The report as plain text (no colours), as saved to logs/checks/."""
+    console = Console(file=io.StringIO(), width=width, color_system=None, record=True)
+    console.print(render_report(profile))
+    return console.export_text()
+
+
+def model_section(p: dict[str, Any]) -> list[RenderableType]:
+    lines = [
+        f"[bold]Model Compatibility Report: {p['model_id']}[/]",
+        RULE,
+        f"Model Type: {p['family']}" + _flags(p),
+        f"Library: {p['library']}",
+        f"Architecture: {p.get('architecture') or 'n/a'}"
+        + (f" ({p['model_type']})" if p.get("model_type") else ""),
+        f"Task: {p['task']}",
+        "",
+        "Storage Requirements:",
+        f"  - Model files: {gb(p['storage']['model_files_bytes'])}"
+        + (
+            f" (repo total {gb(p['storage']['repo_bytes'])})"
+            if p["storage"].get("repo_bytes") != p["storage"]["model_files_bytes"]
+            else ""
+        ),
+        f"  - Docker image (environment): ~{gb(p['storage']['environment_bytes'])}",
+        f"  - Total disk space needed: ~{gb(p['storage']['total_bytes'])}",
+        "",
+        f"Memory Requirements (RAM/VRAM, context {p['memory']['context_length']} tokens):",
+        f"  - Parameters: {_params(p['parameters'])}",
+        *_memory_lines(p["memory"]),
+        "",
+        "Model Capabilities:",
+        *[f"  - {c}" for c in p["capabilities"] or ["(none declared)"]],
+        "",
+        "Special Requirements:",
+        *_requirement_lines(p["requirements"]),
+    ]
+    warnings = p.get("warnings") or []
+    if warnings:
+        lines += ["", "Warnings:", *[f"  [yellow]! {w}[/]" for w in warnings]]
+    return [Text.from_markup("\n".join(lines))]
+
+
+def _flags(p: dict[str, Any]) -> str:
+    flags = [name for name, on in (("MoE", p["is_moe"]), ("reasoning", p["is_reasoning"])) if on]
+    return f" ({', '.join(flags)})" if flags else ""
+
+
+def _params(params: dict[str, Any]) -> str:
+    total = params.get("total")
+    if not total:
+        return "unknown"
+    text = f"{total / 1e9:.2f}B" if total >= 1e8 else f"{total / 1e6:.1f}M"
+    if params.get("active") and params["active"] != total:
+        text += f" total, {params['active'] / 1e9:.2f}B active per token"
+    return f"{text} (from {params.get('source', '?')})"
+
+
+def _memory_lines(memory: dict[str, Any]) -> list[str]:
+    lines = []
+    for row in memory["inference"]:
+        default = " (default configuration)" if row["dtype"] == memory.get("default_dtype") else ""
+        lines.append(
+            f"  - {row['dtype']}: {gb(row['total_cuda_bytes'])} on GPU, {gb(row['total_cpu_bytes'])} on CPU{default}"
+            f" — weights {gb(row['weights_bytes'])}, KV cache {gb(row['kv_cache_bytes'])},"
+            f" activations {gb(row['activations_bytes'])}"
+        )
+    return lines
+
+
+def _requirement_lines(requirements: dict[str, list[str]]) -> list[str]:
+    lines = []
+    for title, key in (
+        ("Base", "base"),
+        ("Architecture-specific", "architecture"),
+        ("Optional", "optional"),
+    ):
+        if requirements.get(key):
+            lines += [f"  {title}:", *[f"  - {item}" for item in requirements[key]]]
+    return lines
+
+
+def hardware_section(p: dict[str, Any]) -> list[RenderableType]:
+    hw, compat = p["hardware"], p["compatibility"]
+    lines = [
+        THIN,
+        "Hardware Compatibility Check",
+        THIN,
+        "Your Hardware:",
+        *_hardware_lines(hw),
+        "",
+        "Compatibility Analysis:",
+    ]
+    training_title = Text("\nTraining Compatibility:")
+    verdict = Text.from_markup(_verdict(compat) + "\n" + RULE)
+    return [
+        Text.from_markup("\n".join(lines)),
+        _inference_table(compat["inference"]),
+        training_title,
+        _training_table(compat["training"]),
+        verdict,
+    ]
+
+
+def _hardware_lines(hw: dict[str, Any]) -> list[str]:
+    model = f" ({hw['cpu_model']})" if hw.get("cpu_model") else ""
+    lines = [
+        f"  - CPU: {hw['cpu_cores']} cores, {hw['cpu_threads']} threads{model}",
+        f"  - RAM: {gb(hw['ram_total'])} total, {gb(hw['ram_available'])} available",
+    ]
+    if hw["gpus"]:
+        driver = (
+            f" (driver {hw['nvidia_driver']}, CUDA {hw['cuda_version']})"
+            if hw.get("nvidia_driver")
+            else ""
+        )
+        lines.append(f"  - GPU(s):{driver}")
+        for gpu in hw["gpus"]:
+            lines += [
+                f"    • {gpu['name']}",
+                f"      VRAM: {gb(gpu['vram_total'])} total, {gb(gpu['vram_free'])} free",
+            ]
+    elif hw.get("apple_silicon"):
+        lines.append(
+            f"  - GPU: Apple Silicon, unified memory (MPS {'available' if hw.get('mps_available') else 'not available'})"
+        )
+    else:
+        lines.append("  - GPU(s): none found (no NVIDIA driver / NVML)")
+    lines.append(f"  - Disk: {gb(hw['disk_free'])} free under {hw['disk_path']}")
+    lines.append(
+        f"  - Docker: engine {MARK[bool(hw['docker_available'])]}, NVIDIA container runtime {MARK[bool(hw['nvidia_runtime'])]}"
+    )
+    return lines
+
+
+def _table(columns: list[str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _inference_table(rows: list[dict[str, Any]]) -> Table:
+    table = _table(["Quantization", "Memory", "Can Run?", "Device", "Notes"])
+    for row in rows:
+        table.add_row(
+            row["dtype"],
+            gb(row["memory_bytes"]),
+            MARK[row["can_run"]],
+            row["device"] or "-",
+            row["notes"] or "",
+        )
+    return table
+
+
+def _training_table(rows: list[dict[str, Any]]) -> Table:
+    table = _table(["Method", "Memory", "CPU", "GPU", "Device", "Notes"])
+    for row in rows:
+        table.add_row(
+            row["method"],
+            gb(row["memory_bytes"]),
+            MARK[row["cpu"]],
+            MARK[row["gpu"]],
+            row["device"] or "-",
+            row["notes"],
+        )
+    return table
+
+
+def _verdict(compat: dict[str, Any]) -> str:
+    colours = {"compatible": "green", "limited": "yellow", "incompatible": "red"}
+    verdict = compat["verdict"]
+    text = f"\nVerdict: [bold {colours.get(verdict, 'white')}]{verdict.upper()}[/]"
+    recommended = compat.get("recommended")
+    if recommended:
+        text += f" — recommended: {recommended['dtype']} on {recommended['device']}"
+    if compat.get("reason"):
+        text += f"\n{compat['reason']}"
+    disk = compat.get("disk")
+    if disk and disk.get("message"):
+        text += f"\nDisk: {disk['message']}"
+    return text
