@@ -309,13 +309,17 @@ def time_check(server, repo: str, home: Path, header_sizes: dict[str, int]) -> H
         weight_fetched=fetched,
         beyond_headers=beyond,
         params=_params_of(done.stdout),
-        error="" if done.returncode == 0 else _last_line(done.stderr or done.stdout),
+        error="" if done.returncode == 0 else _failure(done.stdout, done.stderr),
     )
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:70] if lines else ""
+def _failure(stdout: str, stderr: str) -> str:
+    """The error message of --json mode ({"error": {...}}), else stderr's last line."""
+    try:
+        return str(json.loads(stdout)["error"]["message"])[:90]
+    except (ValueError, KeyError, TypeError):
+        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+        return lines[-1][:90] if lines else ""
 
 
 def _params_of(stdout: str) -> str:
