@@ -9,6 +9,7 @@ files below where present. Weight files are never read.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,20 @@ SIDE_JSON = (
     "pytorch_model.bin.index.json",
 )
 SIDE_TEXT = ("chat_template.jinja", "chat_template.json")
+# Side files that only refine estimates or defaults: a broken one is skipped (and logged), not fatal.
+LENIENT_JSON = frozenset(
+    {
+        "generation_config.json",
+        "quantize_config.json",
+        "params.json",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+        "diffusion_pytorch_model.safetensors.index.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+    }
+)
+log = logging.getLogger(__name__)
 
 COMPONENT_FILES = (
     "config.json",
@@ -75,8 +90,13 @@ def collect_configs(
     configs: dict[str, Any] = {}
     for path in _model_config_paths(present, configs, read_text):
         configs.setdefault(path, parse_json(path, read_text(path)))
-    for path in [p for p in SIDE_JSON if p in present]:
-        configs.setdefault(path, parse_json(path, read_text(path)))
+    for path in [p for p in SIDE_JSON if p in present and p not in configs]:
+        try:
+            configs[path] = parse_json(path, read_text(path))
+        except MalformedConfigError as error:
+            if path not in LENIENT_JSON:
+                raise
+            log.warning("skipped %s", error)
     for path in _module_config_paths(present, configs.get("modules.json")):
         configs.setdefault(path, parse_json(path, read_text(path)))
     texts = {path: read_text(path) for path in SIDE_TEXT if path in present}

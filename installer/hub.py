@@ -139,9 +139,8 @@ def _not_found(
     model_id: str, token: str | None, exc: hub_errors.RepositoryNotFoundError
 ) -> errors.InstallerError:
     status = exc.response.status_code if exc.response is not None else None
-    if status == 401 and not token:
+    if status == 401 and not token:  # the Hub answers alike for private and missing repos
         return errors.PrivateModelError(
-            f"This is a private model. Please set HF_TOKEN ({model_id} needs authentication, "
-            "or no repo of that name exists)"
+            f"This is a private model. Please set HF_TOKEN (or check the id: no public model {model_id} exists)"
         )
     return errors.ModelNotFoundError(f"Model not found on HuggingFace: {model_id}")

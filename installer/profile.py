@@ -57,8 +57,14 @@ def build_profile(
         "memory": _memory(estimates, detection),
         "hardware": dataclasses.asdict(hardware),
         "compatibility": _compatibility(compat),
-        "warnings": list(requirements.warnings),
+        "warnings": [*requirements.warnings, *_estimate_warnings(estimates)],
     }
+
+
+def _estimate_warnings(estimates: Estimates) -> list[str]:
+    if not estimates.weights.files:
+        return ["No weight files found in the repo: memory and disk estimates cover configs only."]
+    return []
 
 
 def _detection(detection: Detection) -> dict[str, Any]:

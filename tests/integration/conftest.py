@@ -118,3 +118,21 @@ def hub_env(
     hub_server.clear_errors()
     yield hub_server
     hub_server.clear_errors()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A loadable random-weight LlamaForCausalLM saved with save_pretrained (safetensors).
+
+    ``num_parameters.json`` beside it holds the parameter count torch reports.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    config = LlamaConfig(**{k: v for k, v in LLAMA_LIKE_CONFIG.items() if k not in ("architectures", "model_type")})
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    (folder / "num_parameters.json").write_text(json.dumps(model.num_parameters()))
+    return folder
