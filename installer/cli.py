@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -88,6 +89,33 @@ def install(model: ModelArg, revision: RevisionOpt = None, config: ConfigOpt = N
             "install is not built yet",
             hint=f"Run `llm-installer check {model}` to see what the model needs.",
         )
+
+    run_command(False, config, body)
+
+
+base_app = typer.Typer(help="Shared base images (OS + Python + torch).", no_args_is_help=True)
+app.add_typer(base_app, name="base")
+
+
+@base_app.command("build")
+def base_build(
+    flavour: Annotated[str, typer.Argument(help="cpu, cuda or cuda-devel (see base-images/table.json).")] = "cpu",
+    rootfs: Annotated[bool, typer.Option("--rootfs", help="Make the OS layer with debootstrap: no registry.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even when the image exists.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Build a base image from the table: cpu, cuda or cuda-devel."""
+    from llm_installer.base_images import ensure_base_image
+    from llm_installer.base_images import flavour as find_flavour
+    from llm_installer.docker_engine import connect
+
+    def body(settings: Settings, output: Output) -> None:
+        row = find_flavour(flavour)
+        client = connect()
+        log_path = settings.logs_path / "base-images.log"
+        built = ensure_base_image(client, row, rootfs=rootfs, console=output.out, log_path=log_path, rebuild=rebuild)
+        tag = built if isinstance(built, str) else built.tag
+        output.info(f"Base image ready: [bold]{tag}[/] (build log: {log_path})")
 
     run_command(False, config, body)
 
