@@ -152,6 +152,18 @@ def show_config(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     run_command(json, config, body)
 
 
+def _register_more_commands() -> None:
+    """Commands that live in their own modules (kept out of this file to keep it thin)."""
+    try:
+        from llm_installer.cli_run import register
+    except ImportError:  # pragma: no cover - while the module is being written
+        return
+    register(app, run_command)
+
+
+_register_more_commands()
+
+
 def main() -> None:
     app(prog_name="llm-installer")
 
