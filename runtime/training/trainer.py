@@ -105,7 +105,7 @@ def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bo
         lr_scheduler_type=plan.scheduler,
         warmup_steps=min(100, plan.max_steps // 30),
         optim=plan.optimizer,
-        **_checkpointing_argument(plan.gradient_checkpointing),
+        gradient_checkpointing=plan.gradient_checkpointing,  # explicit: TRL's default is on
         logging_steps=max(1, min(plan.eval_steps, 10)),
         eval_strategy="steps" if has_eval else "no",
         eval_steps=plan.eval_steps,
@@ -125,20 +125,6 @@ def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bo
         disable_tqdm=not sys.stdout.isatty(),
         dataloader_num_workers=0,
     )
-
-
-def _checkpointing_argument(enabled: bool) -> dict:
-    """transformers 5 renamed gradient_checkpointing; pass it only when on, under the known name."""
-    from trl import SFTConfig
-
-    if not enabled:
-        return {}
-    fields = SFTConfig.__dataclass_fields__
-    return {
-        "activation_checkpointing"
-        if "activation_checkpointing" in fields
-        else "gradient_checkpointing": True
-    }
 
 
 def quiet_libraries() -> None:
@@ -177,6 +163,7 @@ class Run:
         self.options = options
         self.paths = options.paths
         self.started, self.clock = now_iso(), time.monotonic()
+        self.train_seconds = 0.0
 
     def prepare(self) -> None:
         options = self.options
@@ -262,6 +249,7 @@ class Run:
 
     def train(self, trainer) -> None:
         with ctrl_c(self.interrupt):
+            started = time.monotonic()
             try:
                 trainer.train(
                     resume_from_checkpoint=str(self.resume_from) if self.resume_from else None
@@ -271,6 +259,8 @@ class Run:
                     raise
                 self.finish(trainer, "out_of_memory", save_adapter=False)
                 raise OutOfMemory(str(error).splitlines()[0]) from error
+            finally:
+                self.train_seconds = time.monotonic() - started
 
     def stop_reason(self, trainer) -> str:
         if self.interrupt.honoured:
@@ -344,7 +334,7 @@ class Run:
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "resumed_from": str(self.resume_from) if self.resume_from else None,
         }
-        return build_report(
+        report = build_report(
             model_id=self.spec.model_id,
             started=self.started,
             duration_s=time.monotonic() - self.clock,
@@ -359,6 +349,15 @@ class Run:
             paths=paths,
             moe=moe_info,
         )
+        tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
+        report["throughput"] = {
+            "train_seconds": round(self.train_seconds, 3),
+            "tokens_seen": tokens[-1] if tokens else None,
+            "tokens_per_second": round(tokens[-1] / self.train_seconds, 1)
+            if tokens and self.train_seconds
+            else None,
+        }
+        return report
 
 
 def run(options: TrainOptions) -> RunResult:
