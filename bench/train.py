@@ -26,7 +26,28 @@ TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-WORDS = ["red", "blue", "green", "black", "white", "apple", "sky", "grass", "coal", "snow", "sun", "bear", "rose", "car", "boat", "tree", "fish", "the", "is", "of"]
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "black",
+    "white",
+    "apple",
+    "sky",
+    "grass",
+    "coal",
+    "snow",
+    "sun",
+    "bear",
+    "rose",
+    "car",
+    "boat",
+    "tree",
+    "fish",
+    "the",
+    "is",
+    "of",
+]
 SETTINGS = {"rank": 16, "batch": 8, "seq": 128, "lr": 5e-3}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,6 @@ def start(logdir: Path, port: int, host: str) -> subprocess.Popen | None:
         tensorboard_command(logdir, port, host),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     say(f"📈 TensorBoard: http://{shown}:{port}  (logs in {logdir})")
@@ -60,8 +60,13 @@ def serve_only(logdir: Path, port: int, host: str) -> int:
     if process is None:
         return 1
     say("Press Ctrl+C to stop.")
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `docker stop` / kill: stop the child too
     try:
         return process.wait()
     except KeyboardInterrupt:
         stop(process)
         return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

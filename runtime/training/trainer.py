@@ -141,7 +141,7 @@ def quiet_libraries() -> None:
 @contextlib.contextmanager
 def ctrl_c(interrupt: callbacks.InterruptCallback):
     """First Ctrl+C: finish the step, save, stop. Second: abort at once."""
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(signum, frame):
         if interrupt.requested:
@@ -149,11 +149,13 @@ def ctrl_c(interrupt: callbacks.InterruptCallback):
         interrupt.requested = True
         say("\n⏸  Interrupted: saving a resumable checkpoint… (Ctrl+C again to abort)")
 
-    signal.signal(signal.SIGINT, handle)
+    for sig in previous:  # SIGTERM too: `docker stop` gets the same resumable checkpoint
+        signal.signal(sig, handle)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Run:
@@ -184,6 +186,11 @@ class Run:
             max_examples=options.max_examples,
             seed=options.seed,
         )
+        if any(example.image for example in loaded.examples):
+            raise TrainingError(
+                "image+caption records were found, but this trainer fine-tunes text models only;\n"
+                "multimodal (image-text-to-text) training is not supported yet"
+            )
         self.model = models.load_model(
             self.spec, method=self.method, use_8bit=options.use_8bit, device=self.device
         )
