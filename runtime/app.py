@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+
 from llm_runtime import __version__, routes_native, routes_openai
 from llm_runtime.errors import install_error_handlers
 from llm_runtime.metrics import Metrics

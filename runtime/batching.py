@@ -2,7 +2,8 @@
 
 Requests queue up (bounded: a full queue raises Overloaded, answered 429); whenever the model
 is free the worker takes up to `max_batch_size` of them, left-pads their prompts into one
-batch and generates. Requests that arrive while a batch runs form the next batch. Rows are
+batch and generates. Requests that arrive while a batch runs form the next batch; the worker
+waits a few milliseconds for the clients of the last batch to come back, never for a lone one. Rows are
 independent: each has its own sampling, stops and budget (see decoding.py), and a cancelled
 row stops at the next step without disturbing the others.
 """
@@ -19,24 +20,34 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import torch
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
 from llm_runtime.decoding import RowSampler, RowState, RowStopper
 from llm_runtime.errors import Overloaded, RuntimeServeError
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.loading import translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS, Metrics
 from llm_runtime.values import TextDelta, TextResult
-from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 log = logging.getLogger("llm_runtime")
+RECENT_BATCH_S = 1.0
 
 
 class QueuedTextStream(TextStream):
-    """The asyncio side of one queued request; the worker thread feeds it."""
+    """The asyncio side of one queued request; the worker thread feeds it.
+
+    The worker only appends to a buffer; `wake_streams` then wakes the event loop once per
+    decoding step for the whole batch (one wake-up per token per request costs the worker
+    the GIL far too often).
+    """
 
     def __init__(self, engine: BatchEngine, row: RowState) -> None:
         self.engine, self.row = engine, row
-        self._loop = asyncio.get_running_loop()
-        self._items: asyncio.Queue = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self.buffer: deque[TextDelta | TextResult | BaseException] = deque()
+        self.wake_scheduled = False
+        self.deltas_wanted = True  # False once the consumer only awaits the result
+        self._ready = asyncio.Event()
         self._result: TextResult | None = None
         self._error: BaseException | None = None
 
@@ -44,24 +55,34 @@ class QueuedTextStream(TextStream):
     def reasoning(self) -> bool:
         return self.row.think is not None
 
-    def push(self, item: TextDelta | TextResult | BaseException) -> None:
-        """Thread-safe: hand an item to the event loop."""
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+    def put(self, item: TextDelta | TextResult | BaseException) -> None:
+        """Worker side: buffer an item (the next wake_streams delivers it)."""
+        if self.deltas_wanted or not isinstance(item, TextDelta):
+            self.buffer.append(item)
+
+    def wake(self) -> None:
+        """Event-loop side: let the consumer drain the buffer."""
+        self.wake_scheduled = False
+        self._ready.set()
 
     async def __aiter__(self) -> AsyncIterator[TextDelta]:
         while self._result is None and self._error is None:
-            item = await self._items.get()
-            if isinstance(item, TextDelta):
-                yield item
-            elif isinstance(item, TextResult):
-                self._result = item
-            else:
-                self._error = item
+            self._ready.clear()
+            while self.buffer and self._result is None and self._error is None:
+                item = self.buffer.popleft()
+                if isinstance(item, TextDelta):
+                    yield item
+                elif isinstance(item, TextResult):
+                    self._result = item
+                else:
+                    self._error = item
+            if self._result is None and self._error is None:
+                await self._ready.wait()
         if self._error is not None:
             raise self._error
 
     async def result(self) -> TextResult:
+        self.deltas_wanted = False  # waking this consumer for every token would be waste
         async for _ in self:
             pass
         assert self._result is not None
@@ -70,6 +91,22 @@ class QueuedTextStream(TextStream):
     def cancel(self) -> None:
         if self._result is None:
             self.engine.cancel(self)
+
+
+def wake_streams(streams: list[QueuedTextStream]) -> None:
+    """Thread-safe: one event-loop callback wakes every stream with buffered items."""
+    due = [s for s in streams if s.buffer and not s.wake_scheduled]
+    if not due:
+        return
+    for stream in due:
+        stream.wake_scheduled = True
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+        due[0].loop.call_soon_threadsafe(_wake_all, due)
+
+
+def _wake_all(streams: list[QueuedTextStream]) -> None:
+    for stream in streams:
+        stream.wake()
 
 
 @dataclass
@@ -93,7 +130,7 @@ class BatchEngine:
         metrics: Metrics,
         max_batch_size: int = 16,
         max_queue: int = 64,
-        batch_window_s: float = 0.002,
+        batch_window_s: float = 0.02,
     ) -> None:
         self.model, self.pad_id, self.metrics = model, pad_id, metrics
         self.max_batch_size, self.max_queue, self.batch_window_s = (
@@ -104,13 +141,14 @@ class BatchEngine:
         self._waiting: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._last_batch_size, self._last_batch_end = 1, 0.0
         self._thread = threading.Thread(target=self._work, name="llm-batch-worker", daemon=True)
         self._thread.start()
 
     def submit(self, row: RowState) -> QueuedTextStream:
         """Queue row and return its stream; raises Overloaded when the queue is full."""
         stream = QueuedTextStream(self, row)
-        row.emit = stream.push
+        row.emit = stream.put
         with self._cond:
             if len(self._waiting) >= self.max_queue:
                 self.metrics.inc("requests_rejected_total", help="Requests refused with 429")
@@ -152,22 +190,35 @@ class BatchEngine:
         with self._cond:
             while not self._waiting and not self._closed:
                 self._cond.wait()
+            self._wait_for_stragglers()
             if self._closed:
                 return None
-            if len(self._waiting) < self.max_batch_size and self.batch_window_s > 0:
-                # A short window lets requests sent together share the batch.
-                self._cond.wait(self.batch_window_s)
             count = min(self.max_batch_size, len(self._waiting))
             jobs = [self._waiting.popleft() for _ in range(count)]
             self._set_waiting()
             return jobs
+
+    def _wait_for_stragglers(self) -> None:
+        """Give clients of the last batch a short window to send their next request.
+
+        Clients served together tend to come back together; waiting a few milliseconds for
+        them keeps the batch full. A lone client (last batch of one) never waits.
+        """
+        recent = time.perf_counter() - self._last_batch_end < RECENT_BATCH_S
+        target = min(self.max_batch_size, self._last_batch_size if recent else 1)
+        deadline = time.perf_counter() + self.batch_window_s
+        while len(self._waiting) < target and not self._closed:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
 
     def _run(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         self.metrics.observe("batch_size", len(jobs), BATCH_BUCKETS, "Requests per generate batch")
         self.metrics.set("num_requests_running", len(jobs), "Requests in the running batch")
         try:
-            self._generate([job.row for job in jobs])
+            self._generate([job.row for job in jobs], [job.stream for job in jobs])
         except RuntimeServeError as exc:
             self._fail(jobs, exc)
         except Exception as exc:  # the worker must survive any model error
@@ -179,8 +230,9 @@ class BatchEngine:
             self._record_speed(jobs, time.perf_counter() - started)
         finally:
             self.metrics.set("num_requests_running", 0, "Requests in the running batch")
+            self._last_batch_size, self._last_batch_end = len(jobs), time.perf_counter()
 
-    def _generate(self, rows: list[RowState]) -> None:
+    def _generate(self, rows: list[RowState], streams: list[QueuedTextStream]) -> None:
         width = max(len(row.prompt_ids) for row in rows)
         pads = [width - len(row.prompt_ids) for row in rows]
         device = self.model.device
@@ -204,7 +256,9 @@ class BatchEngine:
                 attention_mask=mask,
                 generation_config=config,
                 logits_processor=LogitsProcessorList([RowSampler(rows, pads)]),
-                stopping_criteria=StoppingCriteriaList([RowStopper(rows)]),
+                stopping_criteria=StoppingCriteriaList(
+                    [RowStopper(rows, on_step=lambda: wake_streams(streams))]
+                ),
             )
 
     def _deliver(self, job: _Job) -> None:
@@ -212,12 +266,14 @@ class BatchEngine:
         if not row.finished:
             row.finish("length")
         result = row.result()
-        job.stream.push(result)
+        job.stream.put(result)
+        wake_streams([job.stream])
         self._record_request(job, result)
 
     def _fail(self, jobs: list[_Job], exc: RuntimeServeError) -> None:
         for job in jobs:
-            job.stream.push(exc)
+            job.stream.put(exc)
+            wake_streams([job.stream])
             self.metrics.inc("request_failure_total", help="Generations that raised an error")
 
     def _record_request(self, job: _Job, result: TextResult) -> None:

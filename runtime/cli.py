@@ -31,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
     serve.add_argument("--max-concurrency", type=_positive, default=16, help="largest batch")
     serve.add_argument("--max-queue", type=_non_negative, default=64, help="waiting requests")
-    serve.add_argument("--batch-window-ms", type=float, default=2.0, help="wait to fill a batch")
+    serve.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=20.0,
+        help="longest wait for the last batch's clients to return (a lone client never waits)",
+    )
+    serve.add_argument("--threads", type=_positive, help="CPU threads for torch (default: all)")
     serve.add_argument("--logs-dir", type=Path, default=Path("logs"))
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -54,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_batch_size=args.max_concurrency,
             max_queue=args.max_queue,
             batch_window_ms=args.batch_window_ms,
+            threads=args.threads,
         ),
     )
 
@@ -61,6 +68,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 def serve(config: ServeConfig) -> None:
     """Run the server until interrupted; the model loads while it already answers /health."""
     import uvicorn
+
     from llm_runtime.app import create_app
     from llm_runtime.logs import setup_logging
 

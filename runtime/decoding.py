@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import torch
+from transformers import LogitsProcessor, StoppingCriteria
+
 from llm_runtime.reasoning import ReasoningTokens
 from llm_runtime.values import (
     Channel,
@@ -24,7 +26,6 @@ from llm_runtime.values import (
     TextResult,
     Usage,
 )
-from transformers import LogitsProcessor, StoppingCriteria
 
 
 class RowState:
@@ -184,13 +185,14 @@ class RowSampler(LogitsProcessor):
 class RowStopper(StoppingCriteria):
     """Feeds each row its new token; a row is done when its state says so."""
 
-    def __init__(self, rows: list[RowState]) -> None:
-        self.rows = rows
+    def __init__(self, rows: list[RowState], on_step: Callable[[], None] = lambda: None) -> None:
+        self.rows, self.on_step = rows, on_step
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         last = input_ids[:, -1].tolist()
         for row, token in zip(self.rows, last, strict=True):
             row.push(token)
+        self.on_step()
         return torch.tensor([row.finished for row in self.rows], device=input_ids.device)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from llm_runtime.errors import ModelLoadError, OutOfMemory
 from llm_runtime.values import LoadSettings
 
@@ -51,6 +52,8 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
 
 
 def resolve_placement(settings: LoadSettings) -> Placement:
+    if settings.threads:
+        torch.set_num_threads(settings.threads)  # small models on CPU run faster on fewer
     device = resolve_device(settings.device)
     return Placement(device=device, dtype=resolve_dtype(settings.dtype, device))
 

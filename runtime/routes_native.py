@@ -9,6 +9,9 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
+
 from llm_runtime import __version__
 from llm_runtime.errors import (
     InvalidRequest,
@@ -26,8 +29,6 @@ from llm_runtime.serving import (
 )
 from llm_runtime.text_formats import native_events, native_result
 from llm_runtime.values import TextRequest
-from pydantic import ValidationError
-from sse_starlette.sse import EventSourceResponse
 
 log = logging.getLogger("llm_runtime")
 router = APIRouter(dependencies=[Depends(check_api_key)])

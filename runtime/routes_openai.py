@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
+from sse_starlette.sse import EventSourceResponse
+
 from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_body
 from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
 from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
 from llm_runtime.serving import check_api_key, host_of, result_unless_disconnected
 from llm_runtime.text_formats import ChatFormat, CompletionFormat, sse_event
-from sse_starlette.sse import EventSourceResponse
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from llm_runtime.values import ChatMessage, ReasoningParams, SamplingParams, TextRequest
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llm_runtime.values import ChatMessage, ReasoningParams, SamplingParams, TextRequest
 
 MAX_STOP_SEQUENCES = 16
 MAX_EMBEDDING_INPUTS = 2048

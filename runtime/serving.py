@@ -10,6 +10,7 @@ import time
 from typing import TypeVar
 
 from fastapi import Request, WebSocket
+
 from llm_runtime.errors import (
     ClientGone,
     NotReady,

@@ -20,7 +20,8 @@ class LoadSettings:
     lora_dir: Path | None = None
     max_batch_size: int = 16
     max_queue: int = 64
-    batch_window_ms: float = 2.0
+    batch_window_ms: float = 20.0
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import torch
+
 from llm_runtime.handlers.base import Embedding, Handler
 from llm_runtime.loading import resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile

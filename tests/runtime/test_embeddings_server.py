@@ -83,7 +83,10 @@ def test_plain_encoder_uses_mean_pooling(encoder_server, encoder_dir):
     assert info["details"]["pooling"] == "mean"
     body = {"input": ["the quick brown fox", "hello"], "normalize": False}
     served = httpx.post(f"{encoder_server.url}/v1/embeddings", json=body).json()["data"]
-    tokenizer, model = AutoTokenizer.from_pretrained(encoder_dir), AutoModel.from_pretrained(encoder_dir)
+    tokenizer, model = (
+        AutoTokenizer.from_pretrained(encoder_dir),
+        AutoModel.from_pretrained(encoder_dir),
+    )
     with torch.no_grad():
         features = tokenizer(body["input"], padding=True, return_tensors="pt")
         hidden = model(**features).last_hidden_state

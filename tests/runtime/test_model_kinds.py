@@ -40,7 +40,12 @@ def test_generate_splits_thinking_and_answer_with_counts(reasoning_server):
 
 def test_reasoning_mode_off_and_hidden_thinking(reasoning_server):
     off = post(
-        reasoning_server, "/generate", messages=CHAT, max_tokens=12, temperature=0, reasoning_mode=False
+        reasoning_server,
+        "/generate",
+        messages=CHAT,
+        max_tokens=12,
+        temperature=0,
+        reasoning_mode=False,
     )
     assert off["usage"]["thinking_tokens"] == 0 and "thinking" not in off
     assert off["usage"]["answer_tokens"] == 12
@@ -59,7 +64,9 @@ def test_reasoning_mode_off_and_hidden_thinking(reasoning_server):
 def test_sse_stream_has_thinking_then_answer_parts(reasoning_server):
     body = {"messages": CHAT, "max_tokens": 16, "max_thinking_tokens": 5, "temperature": 0}
     with httpx.stream("POST", f"{reasoning_server.url}/generate/stream", json=body) as response:
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        events = [
+            json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")
+        ]
     kinds = [e["type"] for e in events if not e["finished"]]
     assert kinds[0] == "thinking" and kinds[-1] == "answer"
     assert kinds == sorted(kinds, key=lambda k: k != "thinking")  # all thinking comes first

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+
 from llm_runtime.decoding import RowState
 from llm_runtime.errors import ModelLoadError, OutOfMemory, UnsupportedFamily
 from llm_runtime.handlers import FAMILIES, handler_class, supported_families
