@@ -1,0 +1,124 @@
+"""start.sh, train.sh and compose.yml in a model folder, rendered from ``dockerfiles/``.
+
+The scripts stay thin: they hand over to ``llm-installer start|train`` (which knows the host),
+with a plain CPU ``docker run`` in start.sh as the last resort when no installer is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from llm_installer import __version__
+from llm_installer.config import PROJECT_DIR
+from llm_installer.runargs import (
+    CONTAINER_PORT,
+    RUNTIME,
+    StartOptions,
+    container_name,
+    serve_args,
+)
+
+TEMPLATES_DIR = PROJECT_DIR / "dockerfiles"
+# (template, file written, mode)
+SCRIPTS = (
+    ("start.sh.j2", "start.sh", 0o755),
+    ("train.sh.j2", "train.sh", 0o755),
+    ("compose.yml.j2", "compose.yml", 0o644),
+)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["sh"] = lambda value: shlex.quote(str(value))
+    env.filters["sh_join"] = lambda values: shlex.join(str(v) for v in values)
+    env.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return env
+
+
+def _container_command(device: str) -> list[str]:
+    """What the container runs; /lora is picked up by the runtime when it holds an adapter."""
+    args = serve_args(
+        model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs", lora=None,
+        device=device, options=StartOptions(),
+    )  # fmt: skip
+    return [*RUNTIME, *args]
+
+
+def script_context(
+    model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None
+) -> dict[str, Any]:
+    """Everything the templates use, from the install facts in model_info.json."""
+    weights = Path(model_info.get("weights_path") or model_dir / "model")
+    inside = (
+        weights == model_dir / "model" or str(weights) == model_info.get("model_dir", "") + "/model"
+    )
+    installer_dir = model_info.get("installer_dir") or str(PROJECT_DIR)
+    device = "cuda" if model_info.get("device") == "cuda" else "cpu"
+    slug = re.sub(r"[^a-z0-9_-]+", "-", model_dir.name.lower()).strip("-") or "model"
+    return {
+        "model_id": model_info.get("model_id", model_dir.name),
+        "family": model_info.get("family", "unknown"),
+        "installer_version": model_info.get("installer_version", __version__),
+        "image": (model_info.get("image") or {}).get("tag", ""),
+        "model_dir": model_dir,
+        "label_model_dir": str(model_info.get("model_dir") or model_dir.resolve()),
+        "installer_python": str(Path(installer_dir) / ".venv" / "bin" / "python"),
+        "weights_sh": '"$MODEL_DIR/model"' if inside else shlex.quote(str(weights)),
+        "weights_volume": f"{'./model' if inside else weights}:/model:ro",
+        "container_name": container_name(model_dir),
+        "cpu_command": _container_command("cpu"),
+        "command": _container_command(device),
+        "device": device,
+        "project": f"llm-{slug}",
+        "service": slug,
+        "user": f"{uid_gid[0]}:{uid_gid[1]}" if uid_gid and uid_gid[0] != 0 else None,
+    }
+
+
+def _current_user() -> tuple[int, int] | None:
+    return (os.getuid(), os.getgid()) if hasattr(os, "getuid") else None
+
+
+def render_run_scripts(
+    model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None = None
+) -> dict[str, str]:
+    """{file name: text} of every script, without writing anything."""
+    env = _environment()
+    context = script_context(model_dir, model_info, uid_gid)
+    return {name: env.get_template(template).render(context) for template, name, _ in SCRIPTS}
+
+
+def write_run_scripts(
+    model_dir: Path, model_info: Mapping[str, Any], *, uid_gid: tuple[int, int] | None = None
+) -> list[Path]:
+    """Write start.sh and train.sh (mode 755) and compose.yml into ``model_dir``.
+
+    ``uid_gid`` is who the compose service runs as (default: the current user; root → the
+    image's own unprivileged user).
+    """
+    model_dir = Path(model_dir)
+    texts = render_run_scripts(model_dir, model_info, uid_gid or _current_user())
+    written = []
+    for _, name, mode in SCRIPTS:
+        path = model_dir / name
+        temporary = path.with_name(f".{name}.tmp")
+        temporary.write_text(texts[name])
+        temporary.chmod(mode)
+        os.replace(temporary, path)
+        written.append(path)
+    return written

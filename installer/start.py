@@ -1,0 +1,636 @@
+"""Running installed models: ``start`` (wait until ready, open the browser), ``stop``, ``remove``.
+
+The plan (what to run) comes from ``llm_installer.runargs``; this module carries it out.
+Containers carry the label ``org.llm-installer.model-dir=<folder>``, which is how ``stop``,
+``remove`` and ``list`` find them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_installer.config import Settings
+from llm_installer.console import Output
+from llm_installer.errors import DockerUnavailableError, InstallerError
+from llm_installer.runargs import (
+    LABEL_MODEL_DIR,
+    LABEL_PREFIX,
+    DockerPlan,
+    NativePlan,
+    StartOptions,
+    StartPlan,
+    detect_host_runtime,
+    docker_py_kwargs,
+    model_paths,
+    plan_start,
+)
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = ".install_complete"
+NATIVE_PID_FILE = ".native.pid"
+NATIVE_READY_MARKER = ".llm-installer-ready"
+LOG_TAIL_LINES = 30
+POLL_S = 0.5
+STOP_TIMEOUT_S = 10
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+# ── errors ──────────────────────────────────────────────────────────────────────────────
+
+
+class ModelNotInstalledError(InstallerError):
+    exit_code = 33
+    hint = "See what is installed with `llm-installer list`, or install it with `llm-installer install MODEL`."
+
+
+class IncompleteInstallError(InstallerError):
+    exit_code = 34
+    hint = "Run `llm-installer install MODEL` again: it cleans up and starts fresh."
+
+
+class AlreadyRunningError(InstallerError):
+    exit_code = 35
+
+
+class PortInUseError(InstallerError):
+    exit_code = 36
+
+
+class StartFailedError(InstallerError):
+    exit_code = 37
+    hint = "Read the log lines above and logs/ in the model folder; `--device cpu` or a smaller dtype may help."
+
+
+class ModelRunningError(InstallerError):
+    exit_code = 38
+
+
+class ImageMissingError(InstallerError):
+    exit_code = 39
+    hint = "Rebuild it with `llm-installer install MODEL --yes`."
+
+
+class RemoveError(InstallerError):
+    exit_code = 40
+
+
+# ── finding models and what runs ──────────────────────────────────────────────────────
+
+
+def read_model_info(model_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((model_dir / "model_info.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def resolve_model_dir(model: str, models_dir: Path) -> Path:
+    """MODEL as a path, a folder name under models_dir, or a Hub id (owner/name)."""
+    from llm_installer.check import check_file_stem
+
+    candidates = [Path(model).expanduser(), models_dir / model, models_dir / check_file_stem(model)]
+    for folder in candidates:
+        if (folder / "model_info.json").is_file() or (folder / COMPLETE_MARKER).exists():
+            return folder.resolve()
+    for folder in _model_folders(models_dir):
+        if str(read_model_info(folder).get("model_id", "")).lower() == model.lower():
+            return folder.resolve()
+    inside = [f for f in candidates[1:] if f.is_dir() and f.parent == models_dir]
+    if inside:  # a folder without model_info.json: an interrupted install (stop/remove still work)
+        return inside[0].resolve()
+    raise ModelNotInstalledError(f"{model} is not installed in {models_dir}")
+
+
+def _model_folders(models_dir: Path) -> list[Path]:
+    return sorted(f for f in models_dir.iterdir() if f.is_dir()) if models_dir.is_dir() else []
+
+
+def require_complete(model_dir: Path) -> dict[str, Any]:
+    info = read_model_info(model_dir)
+    if not (model_dir / COMPLETE_MARKER).exists() or not info:
+        raise IncompleteInstallError(f"The installation in {model_dir} is incomplete")
+    return info
+
+
+@dataclass(frozen=True)
+class RunningModel:
+    """A model that serves (or trains) right now."""
+
+    model_dir: str
+    kind: str  # "docker" | "native"
+    name: str  # container name, or the process id
+    role: str
+    port: int | None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://localhost:{self.port}" if self.port else None
+
+
+def _docker_client():
+    from llm_installer.docker_engine import connect
+
+    return connect()
+
+
+def _containers(
+    client, model_dir: Path | None = None, *, all_states: bool = False, role: str | None = None
+) -> list:
+    labels = [f"{LABEL_MODEL_DIR}={model_dir}" if model_dir else LABEL_MODEL_DIR]
+    labels += [f"{LABEL_PREFIX}.role={role}"] if role else []
+    return client.containers.list(all=all_states, filters={"label": labels})
+
+
+def _as_running(container) -> RunningModel:
+    labels = container.labels or {}
+    port = labels.get(f"{LABEL_PREFIX}.port", "")
+    return RunningModel(
+        model_dir=labels.get(LABEL_MODEL_DIR, ""),
+        kind="docker",
+        name=container.name,
+        role=labels.get(f"{LABEL_PREFIX}.role", "serve"),
+        port=int(port) if port.isdigit() else None,
+    )
+
+
+def running_container(
+    model_dir: Path, client=None, role: str | None = "serve"
+) -> RunningModel | None:
+    """The running container of this model folder, found by its label; None if there is none."""
+    try:
+        client = client or _docker_client()
+    except DockerUnavailableError:
+        return None
+    found = _containers(client, Path(model_dir).resolve(), role=role)
+    return _as_running(found[0]) if found else None
+
+
+def running_native(model_dir: Path) -> RunningModel | None:
+    """The native (macOS) server started with --detach, from its pid file, if still alive."""
+    pid_file = Path(model_dir) / NATIVE_PID_FILE
+    try:
+        pid, port = (int(x) for x in pid_file.read_text().split()[:2])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return RunningModel(str(Path(model_dir).resolve()), "native", str(pid), "serve", port)
+
+
+def running_model(model_dir: Path) -> RunningModel | None:
+    return running_container(model_dir) or running_native(model_dir)
+
+
+def running_models(models_dir: Path) -> dict[str, RunningModel]:
+    """Every running model under models_dir keyed by folder path: one engine query for ``list``."""
+    found: dict[str, RunningModel] = {}
+    try:
+        client = _docker_client()
+        found.update({r.model_dir: r for r in map(_as_running, _containers(client))})
+    except DockerUnavailableError:
+        pass
+    for folder in _model_folders(models_dir):
+        native = running_native(folder)
+        if native:
+            found[native.model_dir] = native
+    return found
+
+
+# ── start ──────────────────────────────────────────────────────────────────────────────
+
+
+def start_model(model: str, options: StartOptions, settings: Settings, output: Output) -> None:
+    """Resolve MODEL, plan the run for this host, start it and wait until it answers."""
+    model_dir = resolve_model_dir(model, settings.models_path)
+    info = require_complete(model_dir)
+    paths = model_paths(model_dir, info)
+    if not paths.weights.is_dir():
+        raise ModelNotInstalledError(
+            f"The weights folder {paths.weights} is missing",
+            hint="Restore it, or reinstall with `llm-installer install MODEL --yes`.",
+        )
+    already = running_model(model_dir)
+    if already:
+        raise AlreadyRunningError(
+            f"{info.get('model_id', model)} is already running at {already.url} ({already.name})",
+            hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
+        )
+    plan = plan_start(info, paths, detect_host_runtime(), options)
+    for warning in plan.warnings:
+        output.warning(warning)
+    check_port_free(options.host, options.port)
+    if isinstance(plan, DockerPlan):
+        require_image(plan.container.image)
+    prepare_dirs(plan)
+    runner = _RUNNERS[(plan.kind, options.detach)]
+    runner(plan, model_dir, options, output)
+
+
+def require_image(tag: str) -> None:
+    """The engine answers and holds the model's image (never pulled: it was built here)."""
+    from llm_installer.docker_engine import image_exists
+
+    if not image_exists(_docker_client(), tag):
+        raise ImageMissingError(f"The model's image {tag} is not in Docker")
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"Port {port} on {host} is taken ({exc.strerror})",
+                hint=f"Choose another one, e.g. --port {port + 1}.",
+            ) from exc
+
+
+def prepare_dirs(plan: StartPlan) -> None:
+    """Create the read-write folders; on a root host hand them to the image's user."""
+    chown = getattr(plan, "chown_to", None)
+    for folder in plan.writable_dirs:
+        folder.mkdir(parents=True, exist_ok=True)
+        if chown:
+            for path in [folder, *folder.rglob("*")]:
+                os.chown(path, *chown, follow_symlinks=False)
+
+
+def probe_url(plan: StartPlan, options: StartOptions) -> str:
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "localhost", "::") else options.host
+    return f"http://{host}:{options.port}/health/ready"
+
+
+def is_ready(url: str, api_key: str | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until_ready(
+    url: str, alive: Callable[[], bool], options: StartOptions, output: Output
+) -> str:
+    """'ready', 'died' or 'timeout', with a spinner showing how long loading has taken."""
+    started = time.monotonic()
+    with output.out.status("Starting…") as status:
+        while (elapsed := time.monotonic() - started) < options.ready_timeout:
+            status.update(f"Loading the model… {elapsed:.0f}s (waiting for {url})")
+            if is_ready(url, options.api_key):
+                return "ready"
+            if not alive():
+                return "died"
+            time.sleep(POLL_S)
+    return "timeout"
+
+
+def announce(plan: StartPlan, model_dir: Path, options: StartOptions, output: Output) -> None:
+    output.info(f"[bold green]Ready[/] on {plan.device}: [link={plan.url}]{plan.url}[/link]")
+    output.info(f"API docs: {plan.url}/docs   OpenAI-compatible API: {plan.url}/v1")
+    if options.detach:
+        output.info(f"Stop it with: llm-installer stop {model_dir.name}")
+    else:
+        output.info("Press Ctrl+C to stop.")
+    if not options.no_browser:
+        webbrowser.open(plan.url)
+
+
+def _timeout_warning(output: Output, options: StartOptions, where: str) -> None:
+    output.warning(
+        f"Not ready after {options.ready_timeout:.0f}s; it keeps loading. Follow it with {where}."
+    )
+
+
+# ── foreground: a child process whose output is relayed; Ctrl+C stops it ────────────────
+
+
+class _Relay(threading.Thread):
+    """Prints the child's output (above the spinner) and keeps its last lines."""
+
+    def __init__(self, stream: Iterable[str], output: Output) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.output = stream, output
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.tail.append(line.rstrip("\n"))
+            self.output.out.print(line.rstrip("\n"), markup=False, highlight=False)
+
+
+def _foreground_env(plan: StartPlan) -> dict[str, str]:
+    return {**os.environ, **dict(getattr(plan, "env", ())), **plan.secrets}
+
+
+def run_foreground(plan: StartPlan, model_dir: Path, options: StartOptions, output: Output) -> None:
+    argv = plan.argv()
+    if plan.kind == "docker" and shutil.which("docker") is None:
+        raise DockerUnavailableError(
+            "The docker command is not installed", hint="Install the Docker CLI, or use --detach."
+        )
+    if plan.kind == "native":
+        ensure_native_venv(plan, model_dir, output)
+    log.info("Starting: %s", shlex.join(argv))
+    child = subprocess.Popen(
+        argv, env=_foreground_env(plan), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, bufsize=1, errors="replace",
+    )  # fmt: skip
+    relay = _Relay(child.stdout, output)
+    relay.start()
+    previous = _interrupt_on(STOP_SIGNALS)
+    try:
+        _supervise(child, relay, plan, model_dir, options, output)
+    except KeyboardInterrupt:
+        output.info("Stopping…")
+    finally:
+        _interrupt_on(STOP_SIGNALS, previous)
+        _stop_child(child, plan)
+        relay.join(timeout=2)
+
+
+def _interrupt_on(signals: tuple[int, ...], handlers: dict | None = None) -> dict:
+    """Treat SIGTERM and SIGHUP (a closed terminal) like Ctrl+C, so the container stops too;
+    with ``handlers``, put those back instead. Returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if handlers is None:
+        return {sig: signal.signal(sig, interrupt) for sig in signals}
+    return {sig: signal.signal(sig, handlers.get(sig) or signal.SIG_DFL) for sig in handlers}
+
+
+def _supervise(child, relay, plan, model_dir, options, output) -> None:
+    state = wait_until_ready(
+        probe_url(plan, options), lambda: child.poll() is None, options, output
+    )
+    if state == "died":
+        child.wait()
+        relay.join(timeout=2)
+        raise StartFailedError(
+            f"The server exited with code {child.returncode} before it was ready"
+        )
+    if state == "ready":
+        announce(plan, model_dir, options, output)
+    else:
+        _timeout_warning(output, options, "the log lines here")
+    child.wait()
+
+
+def _stop_child(child: subprocess.Popen, plan: StartPlan) -> None:
+    if child.poll() is not None:
+        return
+    if isinstance(plan, DockerPlan):
+        _stop_container_named(plan.container.name)
+    else:
+        child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=STOP_TIMEOUT_S + 5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _stop_container_named(name: str) -> None:
+    from docker.errors import APIError, NotFound
+
+    with contextlib.suppress(NotFound, APIError, DockerUnavailableError):  # gone already (--rm)
+        _docker_client().containers.get(name).stop(timeout=STOP_TIMEOUT_S)
+
+
+# ── detached: docker-py, or a native process in its own session ─────────────────────────
+
+
+def run_detached_container(
+    plan: DockerPlan, model_dir: Path, options: StartOptions, output: Output
+) -> None:
+    from docker.errors import APIError
+
+    client = _docker_client()
+    _remove_leftovers(client, plan.container.name)
+    try:
+        container = client.containers.run(
+            detach=True, **docker_py_kwargs(plan.container, plan.secrets)
+        )
+    except APIError as exc:
+        raise StartFailedError(
+            f"Docker could not start the container: {exc.explanation or exc}"
+        ) from exc
+
+    def alive() -> bool:
+        container.reload()
+        return container.status in ("created", "running")
+
+    state = wait_until_ready(probe_url(plan, options), alive, options, output)
+    if state == "died":
+        logs = container.logs(tail=LOG_TAIL_LINES).decode(errors="replace")
+        container.remove(force=True)
+        output.info(logs.rstrip())
+        raise StartFailedError(
+            "The container stopped before the model was ready (its last log lines are above)"
+        )
+    if state == "timeout":
+        _timeout_warning(output, options, f"`docker logs -f {container.name}`")
+        return
+    announce(plan, model_dir, options, output)
+
+
+def _remove_leftovers(client, name: str) -> None:
+    """A stopped container of ours with the same name would block the new one."""
+    for container in client.containers.list(all=True, filters={"name": f"^/{name}$"}):
+        if LABEL_MODEL_DIR in (container.labels or {}) and container.status != "running":
+            container.remove(force=True)
+
+
+def run_detached_native(
+    plan: NativePlan, model_dir: Path, options: StartOptions, output: Output
+) -> None:
+    ensure_native_venv(plan, model_dir, output)
+    log_path = model_dir / "logs" / "native-server.log"
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(
+            plan.argv(), env=_foreground_env(plan), stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    (model_dir / NATIVE_PID_FILE).write_text(f"{child.pid} {options.port}\n")
+    state = wait_until_ready(
+        probe_url(plan, options), lambda: child.poll() is None, options, output
+    )
+    if state == "died":
+        (model_dir / NATIVE_PID_FILE).unlink(missing_ok=True)
+        output.info("\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]))
+        raise StartFailedError(
+            f"The server exited with code {child.returncode} before it was ready"
+        )
+    if state == "timeout":
+        _timeout_warning(output, options, f"`tail -f {log_path}`")
+        return
+    announce(plan, model_dir, options, output)
+
+
+def ensure_native_venv(plan: NativePlan, model_dir: Path, output: Output) -> None:
+    """Make the virtualenv beside the model once; its log is logs/native-setup.log."""
+    marker = plan.venv / NATIVE_READY_MARKER
+    if marker.exists():
+        return
+    log_path = model_dir / "logs" / "native-setup.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        output.out.status(f"Creating {plan.venv} (first start only)…"),
+        log_path.open("a") as log_file,
+    ):
+        for step in plan.setup:
+            log_file.write(f"$ {shlex.join(step)}\n")
+            log_file.flush()
+            result = subprocess.run(step, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+            if result.returncode != 0:
+                raise StartFailedError(
+                    f"Setting up the native environment failed: {shlex.join(step)}",
+                    hint=f"See {log_path}; delete {plan.venv} to retry from scratch.",
+                )
+    marker.write_text("ok\n")
+
+
+_RUNNERS: dict[tuple[str, bool], Callable[..., None]] = {
+    ("docker", False): run_foreground,
+    ("native", False): run_foreground,
+    ("docker", True): run_detached_container,
+    ("native", True): run_detached_native,
+}
+
+
+# ── stop and remove ──────────────────────────────────────────────────────────────────────
+
+
+def stop_model(model: str, settings: Settings, output: Output) -> list[str]:
+    """Stop (and remove) every container of this model, and its native server; the names."""
+    model_dir = resolve_model_dir(model, settings.models_path)
+    stopped = _stop_containers(model_dir, required=sys.platform != "darwin")
+    native = running_native(model_dir)
+    if native:
+        os.kill(int(native.name), signal.SIGTERM)
+        stopped.append(f"process {native.name}")
+    (model_dir / NATIVE_PID_FILE).unlink(missing_ok=True)
+    output.info(
+        f"Stopped {', '.join(stopped)}." if stopped else f"{model_dir.name} is not running."
+    )
+    return stopped
+
+
+def _stop_containers(model_dir: Path, *, required: bool) -> list[str]:
+    try:
+        client = _docker_client()
+    except DockerUnavailableError:
+        if required:
+            raise
+        return []
+    names = []
+    for container in _containers(client, model_dir, all_states=True):
+        if container.status == "running":
+            container.stop(timeout=STOP_TIMEOUT_S)
+            names.append(container.name)
+        container.remove(force=True)
+    return names
+
+
+def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = False) -> None:
+    """Remove the model folder and its image, after confirmation; a running model is refused."""
+    model_dir = resolve_model_dir(model, settings.models_path)
+    running = running_container(model_dir, role=None) or running_native(model_dir)
+    if running:
+        raise ModelRunningError(
+            f"{model_dir.name} is running ({running.name})",
+            hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
+        )
+    tag = (read_model_info(model_dir).get("image") or {}).get("tag")
+    if not yes and not _confirm(model_dir, tag, output):
+        output.info("Nothing removed.")
+        return
+    trash = _hide_folder(model_dir)
+    try:
+        if tag:
+            _remove_image(tag)
+    except BaseException:
+        os.replace(trash, model_dir)  # the image stays, so the folder comes back as it was
+        raise
+    _delete(trash, model_dir)
+    output.info(f"Removed {model_dir}" + (f" and image {tag}" if tag else "") + ".")
+
+
+def _confirm(model_dir: Path, tag: str | None, output: Output) -> bool:
+    from rich.prompt import Confirm
+
+    if not sys.stdin.isatty():
+        raise RemoveError(
+            f"Refusing to remove {model_dir} without confirmation", hint="Pass --yes to confirm."
+        )
+    what = f"{model_dir}" + (f" and the image {tag}" if tag else "")
+    return Confirm.ask(f"Remove {what}?", console=output.out, default=False)
+
+
+def _remove_image(tag: str) -> None:
+    """Untag the model's image (Docker deletes it when no other tag holds it); shared base and
+    dependency layers stay for other models."""
+    from docker.errors import APIError, ImageNotFound
+
+    client = _docker_client()
+    for container in client.containers.list(all=True, filters={"ancestor": tag}):
+        if LABEL_MODEL_DIR in (container.labels or {}) and container.status != "running":
+            container.remove(force=True)
+    try:
+        client.images.remove(tag)
+    except ImageNotFound:
+        return
+    except APIError as exc:
+        raise RemoveError(
+            f"Docker would not remove the image {tag}: {exc.explanation or exc}",
+            hint="Stop and remove the containers that use it (`docker ps -a`), then retry.",
+        ) from exc
+
+
+def _hide_folder(model_dir: Path) -> Path:
+    """Rename first: the folder leaves ``list`` at once and can be put back if the image stays."""
+    trash = model_dir.with_name(f".{model_dir.name}.removing-{os.getpid()}")
+    try:
+        os.replace(model_dir, trash)
+    except OSError as exc:
+        raise RemoveError(f"Could not remove {model_dir}: {exc}") from exc
+    return trash
+
+
+def _delete(trash: Path, model_dir: Path) -> None:
+    """Links are removed, never followed: a local-folder install's weights stay where they are."""
+    try:
+        shutil.rmtree(trash)
+    except OSError as exc:
+        raise RemoveError(
+            f"{model_dir} is removed but part of it could not be deleted: {exc}",
+            hint=f"Delete what is left by hand: rm -rf {shlex.quote(str(trash))}",
+        ) from exc

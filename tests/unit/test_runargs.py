@@ -1,0 +1,224 @@
+"""Run plans (``docker run`` arguments, native macOS plans) against golden files.
+
+Regenerate after an intended change: ``UPDATE_GOLDEN=1 pytest tests/unit/test_runargs.py``,
+then read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from llm_installer.runargs import (
+    DeviceUnavailableError,
+    GpuRequiredError,
+    HostRuntime,
+    InvalidRunOptionError,
+    ModelPaths,
+    StartOptions,
+    TrainOptions,
+    docker_py_kwargs,
+    model_paths,
+    plan_start,
+    plan_summary,
+    plan_train,
+    visible_gpus,
+)
+
+GOLDEN = Path(__file__).parent / "golden_runargs"
+MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")
+SECRET = "sk-do-not-leak-42"
+
+INFO = {
+    "model_id": "Qwen/Qwen3-0.6B",
+    "family": "text-generation",
+    "requires_gpu": False,
+    "device": "cuda",
+    "weights_path": str(MODEL_DIR / "model"),
+    "model_dir": str(MODEL_DIR),
+    "installer_dir": "/home/user/llm-installer",
+    "compatibility": {
+        "verdict": "compatible",
+        "recommended": {"dtype": "bfloat16", "device": "cuda"},
+    },
+    "image": {"tag": "llm-installer/qwen_qwen3-0.6b:abc123", "flavour": "cuda"},
+}
+PATHS = ModelPaths(
+    model_dir=MODEL_DIR,
+    weights=MODEL_DIR / "model",
+    logs=MODEL_DIR / "logs",
+    lora=MODEL_DIR / "lora",
+    checkpoints=MODEL_DIR / "checkpoints",
+    installer_dir=Path("/home/user/llm-installer"),
+)
+GPU_LINUX = HostRuntime(os="linux", nvidia_runtime=True, gpu_count=1, uid=1000, gid=1000)
+CPU_LINUX = HostRuntime(os="linux", nvidia_runtime=False, gpu_count=0, uid=1000, gid=1000)
+MAC = HostRuntime(
+    os="darwin",
+    docker_available=False,
+    mps_available=True,
+    uid=501,
+    gid=20,
+    python="/usr/bin/python3",
+)
+
+
+def check_golden(name: str, plan) -> None:
+    actual = json.dumps(plan_summary(plan), indent=2) + "\n"
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual)
+    assert actual == path.read_text(), f"{path} differs; UPDATE_GOLDEN=1 regenerates it"
+
+
+START_CASES = {
+    "gpu_linux": (INFO, PATHS, GPU_LINUX, StartOptions()),
+    "gpu_linux_two_gpus": (INFO, PATHS, replace(GPU_LINUX, gpu_count=2), StartOptions()),
+    "gpu_linux_visible_1_2": (
+        INFO, PATHS, replace(GPU_LINUX, gpu_count=4, cuda_visible_devices="1,2"), StartOptions()
+    ),
+    "gpu_linux_lora_dtype_extra": (
+        INFO, replace(PATHS, has_lora=True), GPU_LINUX,
+        StartOptions(port=9000, dtype="float16", load_in_4bit=True, extra_args=("--max-concurrency", "4")),
+    ),
+    "cpu_linux_no_toolkit": (INFO, PATHS, replace(CPU_LINUX, gpu_count=1), StartOptions()),
+    "cpu_linux_no_gpu": (INFO, PATHS, CPU_LINUX, StartOptions()),
+    "cpu_linux_requires_gpu_forced": (
+        {**INFO, "requires_gpu": True}, PATHS, CPU_LINUX, StartOptions(force=True)
+    ),
+    "cpu_image_on_gpu_host": (
+        {**INFO, "device": "cpu", "image": {"tag": "llm-installer/x:1", "flavour": "cpu"}},
+        PATHS, GPU_LINUX, StartOptions(),
+    ),
+    "root_host_all_interfaces": (INFO, PATHS, replace(GPU_LINUX, uid=0, gid=0), StartOptions(host="0.0.0.0")),
+    "local_folder_weights": (
+        {**INFO, "weights_path": "/data/my-model"}, replace(PATHS, weights=Path("/data/my-model")),
+        GPU_LINUX, StartOptions(),
+    ),
+    "api_key": (INFO, PATHS, GPU_LINUX, StartOptions(api_key=SECRET)),
+    "installed_4bit_on_cpu": ({**INFO, "quantization": "4bit"}, PATHS, CPU_LINUX, StartOptions()),
+    "macos_native_mps": (INFO, replace(PATHS, has_lora=True), MAC, StartOptions(api_key=SECRET)),
+    "macos_native_cpu": (INFO, PATHS, replace(MAC, mps_available=False), StartOptions()),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(START_CASES))
+def test_start_plan_matches_golden(name):
+    check_golden(f"start_{name}", plan_start(*START_CASES[name]))
+
+
+TRAIN_CASES = {
+    "gpu_linux": (INFO, PATHS, GPU_LINUX, TrainOptions(data="org/dataset:train")),
+    "cpu_linux": (INFO, PATHS, CPU_LINUX, TrainOptions(data="org/dataset", extra_args=("--epochs", "1"))),
+    "macos_native": (INFO, PATHS, MAC, TrainOptions(data="/Users/me/data.jsonl")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_CASES))
+def test_train_plan_matches_golden(name):
+    check_golden(f"train_{name}", plan_train(*TRAIN_CASES[name]))
+
+
+def test_gpu_flags_come_from_the_host():
+    assert "--gpus" in plan_start(*START_CASES["gpu_linux"]).argv()
+    argv = plan_start(*START_CASES["gpu_linux_visible_1_2"]).argv()
+    assert argv[argv.index("--gpus") + 1] == '"device=1,2"'
+    for name in ("cpu_linux_no_toolkit", "cpu_linux_no_gpu", "cpu_image_on_gpu_host"):
+        plan = plan_start(*START_CASES[name])
+        assert plan.device == "cpu" and "--gpus" not in plan.argv()
+
+
+def test_cpu_fallback_is_loud():
+    plan = plan_start(*START_CASES["cpu_linux_no_toolkit"])
+    assert any("Container Toolkit" in w for w in plan.warnings)
+    assert any("no NVIDIA GPU" in w for w in plan_start(*START_CASES["cpu_linux_no_gpu"]).warnings)
+
+
+@pytest.mark.parametrize("value", ["", "-1", "NoDevFiles"])
+def test_cuda_visible_devices_can_hide_every_gpu(value):
+    host = replace(GPU_LINUX, cuda_visible_devices=value)
+    assert visible_gpus(host) is None
+    plan = plan_start(INFO, PATHS, host, StartOptions())
+    assert plan.device == "cpu" and any("CUDA_VISIBLE_DEVICES" in w for w in plan.warnings)
+
+
+def test_gpu_only_model_is_refused_on_cpu_unless_forced():
+    info = {**INFO, "requires_gpu": True}
+    with pytest.raises(GpuRequiredError) as caught:
+        plan_start(info, PATHS, CPU_LINUX, StartOptions())
+    assert "--force" in caught.value.hint
+    with pytest.raises(GpuRequiredError):
+        plan_train(info, PATHS, CPU_LINUX, TrainOptions(data="d"))
+    assert plan_start(info, PATHS, GPU_LINUX, StartOptions()).device == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("host", "options", "error"),
+    [
+        (CPU_LINUX, StartOptions(device="cuda"), DeviceUnavailableError),
+        (GPU_LINUX, StartOptions(device="mps"), DeviceUnavailableError),
+        (MAC, StartOptions(device="cuda"), DeviceUnavailableError),
+        (CPU_LINUX, StartOptions(load_in_8bit=True), InvalidRunOptionError),
+        (GPU_LINUX, StartOptions(load_in_8bit=True, load_in_4bit=True), InvalidRunOptionError),
+        (GPU_LINUX, StartOptions(port=70000), InvalidRunOptionError),
+        (GPU_LINUX, StartOptions(dtype="float8"), InvalidRunOptionError),
+    ],
+)
+def test_impossible_requests_are_errors(host, options, error):
+    with pytest.raises(error):
+        plan_start(INFO, PATHS, host, options)
+
+
+def test_api_key_never_reaches_argv_or_repr():
+    for name in ("api_key", "macos_native_mps"):
+        plan = plan_start(*START_CASES[name])
+        assert not any(SECRET in arg for arg in plan.argv())
+        assert SECRET not in repr(plan) and SECRET not in json.dumps(plan_summary(plan))
+        assert plan.secrets == {"LLM_API_KEY": SECRET}
+    docker_plan = plan_start(*START_CASES["api_key"])
+    assert docker_plan.argv()[docker_plan.argv().index("LLM_API_KEY") - 1] == "-e"
+    kwargs = docker_py_kwargs(docker_plan.container, docker_plan.secrets)
+    assert kwargs["environment"]["LLM_API_KEY"] == SECRET
+
+
+def test_published_port_is_local_unless_asked():
+    assert "127.0.0.1:8000:8000" in plan_start(*START_CASES["gpu_linux"]).argv()
+    assert "0.0.0.0:8000:8000" in plan_start(*START_CASES["root_host_all_interfaces"]).argv()
+
+
+def test_model_is_read_only_and_lora_only_when_present():
+    argv = plan_start(*START_CASES["gpu_linux"]).argv()
+    assert f"{MODEL_DIR}/model:/model:ro" in argv
+    assert not any(":/lora" in a for a in argv) and "--lora" not in argv
+    argv = plan_start(*START_CASES["gpu_linux_lora_dtype_extra"]).argv()
+    assert f"{MODEL_DIR}/lora:/lora:ro" in argv and "--lora" in argv
+
+
+def test_docker_py_kwargs_match_the_argv():
+    plan = plan_start(*START_CASES["gpu_linux_visible_1_2"])
+    kwargs = docker_py_kwargs(plan.container, plan.secrets)
+    assert kwargs["device_requests"][0]["DeviceIDs"] == ["1", "2"]
+    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 8000)}
+    assert kwargs["user"] == "1000:1000" and kwargs["init"] is True
+    assert [m["Target"] for m in kwargs["mounts"]] == ["/model", "/logs"]
+    assert kwargs["mounts"][0]["ReadOnly"] is True
+    assert kwargs["command"] == list(plan.container.command)
+    assert kwargs["labels"]["org.llm-installer.model-dir"] == str(MODEL_DIR)
+
+
+def test_model_paths_reads_the_folder(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "lora").mkdir()
+    paths = model_paths(tmp_path, {})
+    assert paths.weights == tmp_path.resolve() / "model" and not paths.has_lora
+    assert not paths.lora_unusable
+    (tmp_path / "lora" / "notes.txt").write_text("x")
+    assert model_paths(tmp_path, {}).lora_unusable
+    (tmp_path / "lora" / "adapter_config.json").write_text("{}")
+    assert model_paths(tmp_path, {}).has_lora
+    assert model_paths(tmp_path, {"weights_path": "/data/w"}).weights == Path("/data/w")
