@@ -232,6 +232,9 @@ def main() -> None:
         "--embedding-model", type=Path, default=default_embedding_model(), help="embedding folder"
     )
     parser.add_argument("--no-embeddings", action="store_true", help="skip measure (c)")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra `serve` argument (repeatable)"
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -244,7 +247,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = args.model or build_tiny_llama(work / "tiny-llama")
-    server = Server(model, work / "logs", "--threads", str(args.threads))
+    server = Server(model, work / "logs", "--threads", str(args.threads), *args.server_arg)
     try:
         tput = bench_batching(server.url, args.clients, args.requests, args.max_tokens)
         batches = batch_sizes(server.url)

@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest wait for the last batch's clients to return (a lone client never waits)",
     )
     serve.add_argument("--threads", type=_positive, help="CPU threads for torch (default: all)")
+    serve.add_argument(
+        "--batching",
+        choices=["auto", "step", "generate"],
+        default="auto",
+        help="step: requests join the running batch at the next token (plain KV caches); "
+        "generate: one transformers generate call per batch (any model); auto: step if possible",
+    )
     serve.add_argument("--logs-dir", type=Path, default=Path("logs"))
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -61,6 +68,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_queue=args.max_queue,
             batch_window_ms=args.batch_window_ms,
             threads=args.threads,
+            batching=args.batching,
         ),
     )
 

@@ -55,6 +55,7 @@ class RowState:
         self.ids: dict[Channel, list[int]] = {"thinking": [], "answer": []}
         self.sent: dict[Channel, int] = {"thinking": 0, "answer": 0}
         self.generated = 0
+        self.tokens: list[int] = []  # every generated token, in order
         self.finish_reason: FinishReason | None = None
         self.cancelled = threading.Event()
         self.created_at = time.perf_counter()
@@ -65,6 +66,20 @@ class RowState:
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    @property
+    def plain_greedy(self) -> bool:
+        """True when the batch-wide argmax is this row's choice (nothing row-specific applies)."""
+        return (
+            self.sampling.greedy
+            and self.sampling.repetition_penalty == 1.0
+            and not self.banned_ids
+            and self.forced_token() is None
+        )
+
+    def history(self) -> torch.Tensor:
+        """Prompt and generated ids, for the repetition penalty."""
+        return torch.tensor(self.prompt_ids + self.tokens)
 
     def forced_token(self) -> int | None:
         """`</think>` once the thinking budget is spent, else None."""
@@ -81,6 +96,7 @@ class RowState:
             self.finish("cancelled")
             return
         self.generated += 1
+        self.tokens.append(token)
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         if token in self.eos_ids:
@@ -174,9 +190,9 @@ class RowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         chosen = scores.argmax(dim=-1)
         for index, row in enumerate(self.rows):
-            if not row.finished:
+            if not row.finished and not row.plain_greedy:
                 history = input_ids[index, self.pad_lengths[index] :]
-                chosen[index] = _choose(row, scores[index], history)
+                chosen[index] = choose_token(row, scores[index], lambda h=history: h)
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen.unsqueeze(1), 0.0)
         return out
@@ -196,7 +212,8 @@ class RowStopper(StoppingCriteria):
         return torch.tensor([row.finished for row in self.rows], device=input_ids.device)
 
 
-def _choose(row: RowState, logits: torch.Tensor, history: torch.Tensor) -> int:
+def choose_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch.Tensor]) -> int:
+    """Row's next token from its logits: forced, banned, penalized, greedy or sampled."""
     forced = row.forced_token()
     if forced is not None:
         return forced
@@ -204,8 +221,8 @@ def _choose(row: RowState, logits: torch.Tensor, history: torch.Tensor) -> int:
     logits = logits.clone()
     if row.banned_ids:
         logits[row.banned_ids] = float("-inf")
-    if params.repetition_penalty != 1.0 and history.numel():
-        logits = _apply_repetition_penalty(logits, history, params.repetition_penalty)
+    if params.repetition_penalty != 1.0:
+        logits = _apply_repetition_penalty(logits, history(), params.repetition_penalty)
     if params.greedy:
         return int(logits.argmax())
     probs = torch.softmax(_filter_top_k_top_p(logits / params.temperature, params), dim=-1)
@@ -213,6 +230,7 @@ def _choose(row: RowState, logits: torch.Tensor, history: torch.Tensor) -> int:
 
 
 def _apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: float):
+    history = history.to(logits.device)
     seen = logits.gather(0, history)
     seen = torch.where(seen > 0, seen / penalty, seen * penalty)
     return logits.scatter(0, history, seen)

@@ -22,6 +22,7 @@ class LoadSettings:
     max_queue: int = 64
     batch_window_ms: float = 20.0
     threads: int | None = None
+    batching: Literal["auto", "step", "generate"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 from llm_runtime.batching import BatchEngine
+from llm_runtime.continuous import StepBatchEngine, supports_step_batching
 from llm_runtime.decoding import RowState
-from llm_runtime.errors import InvalidRequest
+from llm_runtime.errors import InvalidRequest, ModelLoadError
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import (
     adapter_dir,
@@ -57,7 +58,7 @@ class TextGenerationHandler(Handler, TextGeneration):
         self.think = self._reasoning_tokens(profile)
         self.eos_ids = self._eos_ids()
         self.max_context = self._max_context()
-        self.engine = BatchEngine(
+        self.engine = self._engine_class(settings)(
             model=self.model,
             pad_id=self._pad_id(),
             metrics=self.metrics,
@@ -65,6 +66,17 @@ class TextGenerationHandler(Handler, TextGeneration):
             max_queue=settings.max_queue,
             batch_window_s=settings.batch_window_ms / 1000,
         )
+
+    def _engine_class(self, settings: LoadSettings) -> type[BatchEngine]:
+        step_ok = supports_step_batching(self.model)
+        if settings.batching == "step" and not step_ok:
+            raise ModelLoadError(
+                "--batching step needs a plain full-attention KV cache; use --batching generate."
+            )
+        use_step = settings.batching == "step" or (settings.batching == "auto" and step_ok)
+        self.batching = "step" if use_step else "generate"
+        log.info("Batching: %s", self.batching)
+        return StepBatchEngine if use_step else BatchEngine
 
     def describe(self) -> ModelDescription:
         template = self._template()
@@ -82,6 +94,7 @@ class TextGenerationHandler(Handler, TextGeneration):
             details={
                 "architecture": (self.model.config.architectures or [None])[0],
                 "is_moe": self.profile.is_moe,
+                "batching": self.batching,
                 "is_reasoning": self.think is not None,
                 "chat_template": bool(template),
                 "thinking_toggle": bool(self.think and self.think.template_toggle),

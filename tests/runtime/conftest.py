@@ -307,8 +307,8 @@ def llama_server(serve, llama_dir) -> Server:
 
 @pytest.fixture(scope="session")
 def restricted_server(serve, llama_dir) -> Server:
-    """One request at a time, one waiting, and an API key."""
-    args = ("--max-concurrency", "1", "--max-queue", "1", "--batch-window-ms", "0")
+    """One request at a time, one waiting, an API key, and the generate-per-batch engine."""
+    args = ("--max-concurrency", "1", "--max-queue", "1", "--batching", "generate")
     return serve("restricted", llama_dir, *args, api_key="sekret")
 
 
