@@ -258,6 +258,7 @@ def require_image(tag: str) -> None:
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -282,26 +283,42 @@ def probe_url(plan: StartPlan, options: StartOptions) -> str:
     return f"http://{host}:{options.port}/health/ready"
 
 
-def is_ready(url: str, api_key: str | None = None) -> bool:
+def readiness(url: str, api_key: str | None = None) -> tuple[str, str | None]:
+    """('ready' | 'loading' | 'failed', the load error) from GET /health/ready."""
     request = urllib.request.Request(url)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
-            return response.status == 200
+            return ("ready" if response.status == 200 else "loading"), None
+    except urllib.error.HTTPError as exc:
+        body = _json_or_empty(exc.read())
+        failed = body.get("model_state") == "failed"
+        return ("failed" if failed else "loading"), body.get("error")
     except (urllib.error.URLError, OSError):
-        return False
+        return "loading", None
+
+
+def _json_or_empty(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def wait_until_ready(
     url: str, alive: Callable[[], bool], options: StartOptions, output: Output
 ) -> str:
-    """'ready', 'died' or 'timeout', with a spinner showing how long loading has taken."""
+    """'ready', 'died' or 'timeout' (a failed load raises), with a spinner and the time taken."""
     started = time.monotonic()
     with output.out.status("Starting…") as status:
         while (elapsed := time.monotonic() - started) < options.ready_timeout:
             status.update(f"Loading the model… {elapsed:.0f}s (waiting for {url})")
-            if is_ready(url, options.api_key):
+            state, error = readiness(url, options.api_key)
+            if state == "failed":
+                raise StartFailedError(f"The model failed to load: {error}")
+            if state == "ready":
                 return "ready"
             if not alive():
                 return "died"
@@ -448,14 +465,14 @@ def run_detached_container(
         container.reload()
         return container.status in ("created", "running")
 
-    state = wait_until_ready(probe_url(plan, options), alive, options, output)
-    if state == "died":
-        logs = container.logs(tail=LOG_TAIL_LINES).decode(errors="replace")
+    try:
+        state = wait_until_ready(probe_url(plan, options), alive, options, output)
+        if state == "died":
+            raise StartFailedError("The container stopped before the model was ready")
+    except BaseException:
+        output.info(container.logs(tail=LOG_TAIL_LINES).decode(errors="replace").rstrip())
         container.remove(force=True)
-        output.info(logs.rstrip())
-        raise StartFailedError(
-            "The container stopped before the model was ready (its last log lines are above)"
-        )
+        raise
     if state == "timeout":
         _timeout_warning(output, options, f"`docker logs -f {container.name}`")
         return
@@ -480,15 +497,17 @@ def run_detached_native(
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     (model_dir / NATIVE_PID_FILE).write_text(f"{child.pid} {options.port}\n")
-    state = wait_until_ready(
-        probe_url(plan, options), lambda: child.poll() is None, options, output
-    )
-    if state == "died":
+    try:
+        state = wait_until_ready(
+            probe_url(plan, options), lambda: child.poll() is None, options, output
+        )
+        if state == "died":
+            raise StartFailedError(f"The server exited with code {child.returncode} first")
+    except BaseException:
+        child.kill()
         (model_dir / NATIVE_PID_FILE).unlink(missing_ok=True)
         output.info("\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]))
-        raise StartFailedError(
-            f"The server exited with code {child.returncode} before it was ready"
-        )
+        raise
     if state == "timeout":
         _timeout_warning(output, options, f"`tail -f {log_path}`")
         return
