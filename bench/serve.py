@@ -132,11 +132,14 @@ def bench_batching(url: str, clients: int, requests: int, max_tokens: int) -> di
         with httpx.Client(base_url=url, timeout=300) as client:
             return sum(chat(client, max_tokens) for _ in range(per_client))
 
+    steps_before, rows_before = step_totals(url)
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         tokens = sum(pool.map(one_client, range(clients)))
     concurrent = tokens / (time.perf_counter() - start)
-    return {"sequential": sequential, "concurrent": concurrent}
+    steps, rows = step_totals(url)
+    mean_rows = (rows - rows_before) / max(1.0, steps - steps_before)
+    return {"sequential": sequential, "concurrent": concurrent, "mean_rows": mean_rows}
 
 
 def server_ttft(url: str, runs: int) -> float:
@@ -193,16 +196,16 @@ def bench_embeddings(url: str, count: int) -> dict:
     return {"single": single, "batched": batched}
 
 
-def batch_sizes(url: str) -> str:
-    text = httpx.get(f"{url}/metrics").text
+def step_totals(url: str) -> tuple[float, float]:
+    """(decoding steps, rows summed over steps) so far, from /metrics."""
     values = {
         line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
+        for line in httpx.get(f"{url}/metrics").text.splitlines()
         if line.startswith("llm_runtime:batch_size_")
     }
-    count = values.get("llm_runtime:batch_size_count", 0)
-    mean = values.get("llm_runtime:batch_size_sum", 0) / count if count else 0
-    return f"{int(count)} batches, mean size {mean:.1f}"
+    return values.get("llm_runtime:batch_size_count", 0), values.get(
+        "llm_runtime:batch_size_sum", 0
+    )
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -237,7 +240,7 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--ttft-runs", type=int, default=30)
     parser.add_argument("--embeddings", type=int, default=256)
     parser.add_argument(
@@ -250,14 +253,13 @@ def main() -> None:
     server = Server(model, work / "logs", "--threads", str(args.threads), *args.server_arg)
     try:
         tput = bench_batching(server.url, args.clients, args.requests, args.max_tokens)
-        batches = batch_sizes(server.url)
         ttft_server = server_ttft(server.url, args.ttft_runs)
     finally:
         server.stop()
     ttft_local = inprocess_ttft(model, args.ttft_runs, args.threads)
     rows = [
         (
-            f"chat tokens/s, {args.clients} clients ({batches})",
+            f"chat tokens/s, {args.clients} clients ({tput['mean_rows']:.1f} rows/step)",
             f"{tput['sequential']:.0f} (one at a time)",
             f"{tput['concurrent']:.0f}",
             f"{tput['concurrent'] / tput['sequential']:.1f}x",

@@ -83,6 +83,7 @@ class QueuedTextStream(TextStream):
 
     async def result(self) -> TextResult:
         self.deltas_wanted = False  # waking this consumer for every token would be waste
+        self.row.streaming = False
         async for _ in self:
             pass
         assert self._result is not None

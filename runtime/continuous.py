@@ -68,6 +68,7 @@ class StepBatchEngine(BatchEngine):
                         running = self._merge(running, self._prefill(new))
                     if running is not None:
                         running = self._step(running)
+                time.sleep(0)  # let the event loop thread take the GIL between steps
             except Exception as exc:  # the worker must survive any model error
                 jobs = (running.jobs if running else []) + new
                 running = None

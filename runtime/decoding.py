@@ -61,6 +61,7 @@ class RowState:
         self.created_at = time.perf_counter()
         self.first_token_at: float | None = None
         self.final_answer: str | None = None
+        self.streaming = True  # False once the consumer only awaits the result: skip deltas
         self.generator = _generator(sampling.seed)
 
     @property
@@ -155,6 +156,8 @@ class RowState:
         return self.tokenizer.decode(self.ids[channel], skip_special_tokens=True)
 
     def _emit_new_text(self) -> None:
+        if not self.streaming and not self.stop:
+            return  # nobody reads deltas and no stop string to look for: decode at the end
         text = self._text(self.channel)
         if self.channel == "answer" and self.stop:
             hit = _first_stop(text, self.stop)
@@ -168,7 +171,7 @@ class RowState:
         self._send(self.channel, text)
 
     def _flush(self, channel: Channel) -> None:
-        if channel == "answer" and self.final_answer is not None:
+        if (channel == "answer" and self.final_answer is not None) or not self.streaming:
             return
         self._send(channel, self._text(channel), final=True)
 
