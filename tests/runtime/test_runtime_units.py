@@ -181,3 +181,24 @@ def test_row_length_budget(reasoning_tokenizer):
     for token in tok.encode("the quick brown fox jumps", add_special_tokens=False):
         row.push(token)
     assert (row.finish_reason, row.result().usage.completion_tokens) == ("length", 3)
+
+
+def test_server_log_rotates_into_archive(tmp_path, monkeypatch):
+    import logging
+
+    from llm_runtime import logs
+
+    saved = {name: logging.getLogger(name).handlers[:] for name in logs.LOGGERS}
+    monkeypatch.setattr(logs, "MAX_BYTES", 300)
+    try:
+        path = logs.setup_logging(tmp_path / "logs")
+        for i in range(20):
+            logging.getLogger("llm_runtime").info("line %d of the rotation test", i)
+    finally:
+        for name, handlers in saved.items():
+            for handler in logging.getLogger(name).handlers:
+                handler.close()
+            logging.getLogger(name).handlers = handlers
+    archived = sorted(p.name for p in (tmp_path / "logs" / "archive").iterdir())
+    assert path.is_file() and "server.log.1" in archived
+    assert "INFO: line 19 of the rotation test" in path.read_text()
