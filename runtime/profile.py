@@ -49,8 +49,8 @@ def load_profile(model_dir: Path) -> ModelProfile:
     if found and (found[0].get("family") or found[0].get("model_family")):
         info, path = found
         family = info.get("family") or info["model_family"]
-        caps = info.get("capabilities", {})
-        reasoning = info.get("is_reasoning", caps.get("supports_reasoning"))
+        caps = info.get("capabilities")  # the installer writes a list of labels; older files a dict
+        reasoning = info.get("is_reasoning", caps.get("supports_reasoning") if isinstance(caps, dict) else None)
         return ModelProfile(
             model_dir=model_dir,
             family=family,
