@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -62,17 +63,23 @@ class StepBatchEngine(BatchEngine):
             new = self._admit_waiting(running)
             if new is None:
                 return
-            try:
-                with torch.inference_mode(), translate_oom("generating"):
-                    if new:
-                        running = self._merge(running, self._prefill(new))
-                    if running is not None:
-                        running = self._step(running)
-                time.sleep(0)  # let the event loop thread take the GIL between steps
-            except Exception as exc:  # the worker must survive any model error
-                jobs = (running.jobs if running else []) + new
-                running = None
-                self._fail_all(jobs, exc)
+            if new:  # a failed prefill fails only the new requests
+                prefilled = self._guarded(partial(self._prefill, new), new)
+                if prefilled is not None:
+                    jobs = (running.jobs if running else []) + prefilled.jobs
+                    running = self._guarded(partial(self._merge, running, prefilled), jobs)
+            if running is not None:
+                running = self._guarded(partial(self._step, running), running.jobs)
+            time.sleep(0)  # let the event loop thread take the GIL between steps
+
+    def _guarded(self, work, jobs: list[_Job]) -> _Running | None:
+        """Run work; on any error fail jobs (the ones it touched) and keep the worker alive."""
+        try:
+            with torch.inference_mode(), translate_oom("generating"):
+                return work()
+        except Exception as exc:
+            self._fail_all(jobs, exc)
+            return None
 
     def _admit_waiting(self, running: _Running | None) -> list[_Job] | None:
         """Jobs to add now (possibly none); blocks while idle; None once closed."""

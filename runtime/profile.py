@@ -50,7 +50,9 @@ def load_profile(model_dir: Path) -> ModelProfile:
         info, path = found
         family = info.get("family") or info["model_family"]
         caps = info.get("capabilities")  # the installer writes a list of labels; older files a dict
-        reasoning = info.get("is_reasoning", caps.get("supports_reasoning") if isinstance(caps, dict) else None)
+        reasoning = info.get(
+            "is_reasoning", caps.get("supports_reasoning") if isinstance(caps, dict) else None
+        )
         return ModelProfile(
             model_dir=model_dir,
             family=family,

@@ -119,7 +119,7 @@ def test_api_key_guards_inference_but_not_health(restricted_server):
     )
     assert allowed.status_code == 200
     with connect(url.replace("http", "ws") + "/ws?api_key=sekret") as ws:
-        ws.send(json.dumps({"prompt": "hi", "max_tokens": 2}))
+        ws.send(json.dumps({"prompt": "hi", "max_tokens": 2, "temperature": 0}))
         assert "token" in json.loads(ws.recv())
 
 

@@ -202,3 +202,39 @@ def test_server_log_rotates_into_archive(tmp_path, monkeypatch):
     archived = sorted(p.name for p in (tmp_path / "logs" / "archive").iterdir())
     assert path.is_file() and "server.log.1" in archived
     assert "INFO: line 19 of the rotation test" in path.read_text()
+
+
+@pytest.mark.parametrize("batching", ["step", "generate"])
+def test_a_failing_request_does_not_take_the_engine_down(llama_dir, batching):
+    import asyncio
+
+    from llm_runtime.errors import RuntimeServeError
+    from llm_runtime.handlers.text_generation import TextGenerationHandler
+    from llm_runtime.metrics import Metrics
+    from llm_runtime.values import TextRequest
+
+    handler = TextGenerationHandler(metrics=Metrics())
+    handler.load(
+        profile=load_profile(llama_dir),
+        settings=LoadSettings(device="cpu", batching=batching, batch_window_ms=0),
+    )
+
+    async def run():
+        good = handler.start(
+            request=TextRequest(prompt="the fox", sampling=SamplingParams(40, temperature=0))
+        )
+        await asyncio.sleep(0.05)
+        bad_row, _ = _row(handler.tokenizer, prompt_ids=[10**6])  # no such token: the model raises
+        bad = handler.engine.submit(bad_row)
+        with pytest.raises(RuntimeServeError, match="Generation failed"):
+            await bad.result()
+        after = handler.start(request=TextRequest(prompt="a", sampling=SamplingParams(3, 0.0)))
+        return await good.result(), await after.result()
+
+    try:
+        good, after = asyncio.run(run())
+    finally:
+        handler.close()
+    assert after.usage.completion_tokens == 3
+    if batching == "step":  # the running batch was not in the failed prefill
+        assert good.usage.completion_tokens == 40

@@ -151,7 +151,7 @@ def test_openai_client_chat_completions_models(llama_server):
 
 
 def test_streamed_chat_ends_with_done(llama_server):
-    body = {"messages": CHAT, "max_tokens": 3, "stream": True}
+    body = {"messages": CHAT, "max_tokens": 3, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{llama_server.url}/v1/chat/completions", json=body) as response:
         events = sse_events(response)
     assert events[-1] == "[DONE]"
