@@ -13,7 +13,7 @@ import typer
 from llm_installer import __version__
 from llm_installer.config import Settings, load_settings
 from llm_installer.console import Output, simple_table
-from llm_installer.errors import InstallerError, NotBuiltYetError
+from llm_installer.errors import InstallerError
 from llm_installer.logs import setup_logging
 from llm_installer.options import ConfigOpt, JsonOpt, ModelArg, RevisionOpt
 
@@ -81,14 +81,35 @@ def check(
 
 
 @app.command()
-def install(model: ModelArg, revision: RevisionOpt = None, config: ConfigOpt = None) -> None:
-    """Download a model and build its Docker image (not built yet)."""
+def install(
+    model: ModelArg,
+    revision: RevisionOpt = None,
+    quantization: Annotated[str | None, typer.Option(help="4bit or 8bit (bitsandbytes, CUDA only).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")] = None,
+    base_image: Annotated[str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Reinstall without asking.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the repo's own Python code (auto_map).")] = False,
+    rootfs: Annotated[
+        bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
+    from llm_installer.install import InstallOptions, install_model, summary
+
+    if quantization not in (None, "4bit", "8bit"):
+        raise typer.BadParameter("--quantization must be 4bit or 8bit")
 
     def body(settings: Settings, output: Output) -> None:
-        raise NotBuiltYetError(
-            "install is not built yet",
-            hint=f"Run `llm-installer check {model}` to see what the model needs.",
-        )
+        options = InstallOptions(
+            revision=revision, quantization=quantization, device=device, base_image=base_image,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs,
+        )  # fmt: skip
+        info = install_model(model, options, settings, output)
+        from llm_installer.docker_engine import connect
+
+        shared = connect().images.get(info["image"]["deps_image"]).attrs.get("Size", 0)
+        output.info(summary(info, shared))
 
     run_command(False, config, body)
 

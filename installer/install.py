@@ -1,0 +1,323 @@
+"""``llm-installer install``: check → download → image (base, deps, model) → smoke test → scripts.
+
+Interrupted or failed installs leave no ``.install_complete`` and no image tag of their own;
+downloaded files stay for the next run to resume; lora/, checkpoints/ and logs/ are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+
+import llm_runtime
+from llm_installer import __version__
+from llm_installer.check import check_file_stem, run_check
+from llm_installer.config import PROJECT_DIR, Settings
+from llm_installer.console import Output
+from llm_installer.errors import InstallerError
+from llm_installer.logs import LOG_FORMAT
+from llm_installer.model_dir import ModelPaths
+
+log = logging.getLogger("llm_installer.install")
+CHECK_MAX_AGE = timedelta(hours=24)
+GiB = 1024**3
+
+
+class IncompatibleModelError(InstallerError):
+    exit_code = 25
+
+
+class NotEnoughDiskError(InstallerError):
+    exit_code = 26
+    hint = "Free some space, or point models_dir (config.yaml / LLM_INSTALLER_MODELS_DIR) at a bigger disk."
+
+
+class InstallCancelled(InstallerError):
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    revision: str | None = None
+    quantization: str | None = None  # "4bit" | "8bit"
+    device: str | None = None  # auto | cuda | cpu (default: config default_device)
+    base_image: str | None = None  # a flavour (cpu, cuda, cuda-devel) or an image tag
+    yes: bool = False
+    trust_remote_code: bool = False
+    rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
+
+
+def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
+    """Install ``model``; returns the written model_info."""
+    profile = reuse_or_check(model, options.revision, settings, output)
+    refuse_if_unusable(profile, options, output)
+    device = choose_device(profile, options, settings)
+    paths = ModelPaths.for_model(settings.models_path, profile["model_id"])
+    prepare_folder(paths, options, settings, output)
+    with install_log(paths.install_log), cleanup_on_failure(paths, output) as state:
+        log.info("Installing %s (device %s) into %s", profile["model_id"], device, paths.root)
+        weights = fetch_weights(profile, paths, settings, output)
+        info = build_and_test(profile, paths, weights, device, options, settings, output, state)
+        finish(paths, info, output)
+    return info
+
+
+def reuse_or_check(model: str, revision: str | None, settings: Settings, output: Output) -> dict[str, Any]:
+    """A saved check younger than 24 hours for the same model and revision, else a fresh check."""
+    saved = settings.logs_path / "checks" / f"{check_file_stem(_model_id_guess(model))}.json"
+    if saved.is_file():
+        profile = json.loads(saved.read_text())
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(profile.get("checked_at", "1970-01-01T00:00:00+00:00"))
+        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model):
+            output.info(f"Using the check from {saved} ({int(age.total_seconds() // 60)} min old).")
+            return profile
+    return run_check(model, revision=revision, settings=settings, output=output).profile
+
+
+def _model_id_guess(model: str) -> str:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path.resolve()
+        return path.parent.name if path.name == "model" else path.name
+    return model
+
+
+def _source_kind(model: str) -> str:
+    return "local" if Path(model).expanduser().is_dir() else "hub"
+
+
+def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:
+    from llm_installer.report import render_report
+
+    verdict = profile["compatibility"]["verdict"]
+    if verdict == "incompatible":
+        output.info("")
+        output.out.print(render_report(profile))
+        raise IncompatibleModelError(
+            f"{profile['model_id']} cannot run on this machine: {profile['compatibility'].get('reason', '')}",
+            hint="See the report above; a smaller model or a quantized variant (e.g. GGUF, AWQ) may fit.",
+        )
+    if profile.get("trust_remote_code") and not options.trust_remote_code:
+        raise IncompatibleModelError(
+            f"{profile['model_id']} runs custom code from its repo (auto_map)",
+            hint="Read that code first; then rerun with --trust-remote-code to allow it.",
+        )
+    if verdict == "limited":
+        output.warning(f"Limited compatibility: {profile['compatibility'].get('reason', '')}")
+    for warning in profile.get("warnings") or []:
+        output.warning(warning)
+
+
+def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Settings) -> str:
+    device = options.device or settings.default_device
+    if device == "auto":
+        hardware = profile["hardware"]
+        device = "cuda" if hardware.get("gpus") and hardware.get("nvidia_runtime") else "cpu"
+    if device == "mps":
+        device = "cpu"  # the image is CPU; start.sh runs natively on macOS for MPS
+    if options.quantization and device != "cuda":
+        raise IncompatibleModelError(
+            f"--quantization {options.quantization} needs an NVIDIA GPU (bitsandbytes); this install targets {device}",
+            hint="Drop --quantization, or install on a machine with an NVIDIA GPU and the container toolkit.",
+        )
+    return device
+
+
+def prepare_folder(paths: ModelPaths, options: InstallOptions, settings: Settings, output: Output) -> None:
+    if paths.state == "complete":
+        if not options.yes and not typer.confirm(f"{paths.root} is already installed. Reinstall?", default=False):
+            raise InstallCancelled("Reinstall cancelled; the existing install is unchanged.")
+        paths.clean_generated(keep_weights=True)
+    elif paths.state == "incomplete":
+        output.info("Previous installation incomplete. Starting fresh...")
+        paths.clean_generated(keep_weights=settings.resume_downloads)
+    paths.create()
+
+
+@contextmanager
+def install_log(path: Path):
+    """Send this install's log records to install.log too."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger("llm_installer")
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@dataclass
+class _State:
+    created_tag: str | None = None
+    stage: str = "start"
+
+
+@contextmanager
+def cleanup_on_failure(paths: ModelPaths, output: Output):
+    """On Ctrl+C or an error: remove this run's image tag and generated files, say what happened."""
+    state = _State()
+    try:
+        yield state
+    except KeyboardInterrupt:
+        output.error("Installation interrupted. Cleaning up...")
+        log.error("Installation interrupted at stage %s", state.stage)
+        _clean(paths, state)
+        raise InstallCancelled(
+            f"Installation interrupted at stage '{state.stage}'",
+            hint="Run the same install again: downloaded files are kept and resumed.",
+        ) from None
+    except Exception as exc:
+        log.error("Installation failed at stage %s: %s", state.stage, exc)
+        if getattr(exc, "logs", None):
+            log.error("Container output:\n%s", exc.logs)
+        _clean(paths, state)
+        raise
+
+
+def _clean(paths: ModelPaths, state: _State) -> None:
+    paths.clean_generated(keep_weights=True)
+    if state.created_tag:
+        from docker.errors import DockerException
+
+        from llm_installer.docker_engine import connect
+
+        try:
+            connect().images.remove(state.created_tag, force=True, noprune=False)
+            log.info("Removed image tag %s", state.created_tag)
+        except (DockerException, InstallerError) as exc:
+            log.warning("Could not remove %s: %s", state.created_tag, exc)
+
+
+def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings, output: Output) -> Path:
+    """Download a Hub model into model/; a local folder is used where it is (mounted read-only)."""
+    from llm_installer.download import download, plan_download
+
+    if profile["source"] == "local":
+        output.info(f"Local model: {profile['local_path']} will be mounted read-only (never modified).")
+        return Path(profile["local_path"])
+    plan = plan_download(profile)
+    check_disk(paths.root, plan.total_bytes + 3 * GiB)
+    log.info("Downloading %d files (%d bytes)", len(plan.files), plan.total_bytes)
+    download(plan, paths.weights, token=settings.token, workers=settings.max_download_workers, console=output.out)
+    return paths.weights
+
+
+def check_disk(folder: Path, needed: int) -> None:
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NotEnoughDiskError(
+            f"Not enough disk space in {folder}: {needed / GiB:.1f} GB needed, {free / GiB:.1f} GB free"
+        )
+
+
+def build_and_test(
+    profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
+    settings: Settings, output: Output, state: _State,
+) -> dict[str, Any]:  # fmt: skip
+    from llm_installer.base_images import choose_flavour, ensure_base_image, flavours
+    from llm_installer.docker_engine import connect, image_exists
+    from llm_installer.image import (
+        build_model_image,
+        ensure_deps_image,
+        needs_compiler,
+        pip_freeze,
+        plan_image,
+        render_model_dockerfile,
+    )  # fmt: skip
+    from llm_installer.smoke import run_smoke_test
+
+    client = connect()
+    state.stage = "base image"
+    flavour = flavours().get(options.base_image or "") or choose_flavour(device, needs_compiler(profile))
+    if options.base_image and options.base_image not in flavours():
+        base = options.base_image
+    else:
+        built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
+        base = built if isinstance(built, str) else built.tag
+    plan = plan_image(profile, base)
+    state.stage = "dependencies"
+    ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log)
+    freeze = pip_freeze(client, plan.deps_tag)
+    dockerfile = render_model_dockerfile(profile, plan, freeze)
+    paths.dockerfile.write_text(dockerfile)
+    info = model_info(profile, paths, weights, device, plan, flavour.name, options)
+    state.stage = "model image"
+    if not image_exists(client, plan.model_tag):
+        state.created_tag = plan.model_tag
+    image = build_model_image(client, dockerfile, info, plan.model_tag, console=output.out, log_path=paths.install_log)
+    info["image"].update(id=image.id, size=image.size)
+    state.stage = "smoke test"
+    with output.err.status("Smoke test: loading the model in its container…"):
+        result = run_smoke_test(client, plan.model_tag, weights, profile["family"], gpu=device == "cuda")
+    log.info("Smoke test passed in %.1f s: %s -> %s", result.seconds_to_ready, result.request, json.dumps(result.response)[:500])
+    info["smoke_test"] = {"seconds_to_ready": result.seconds_to_ready, "request": result.request, "passed": True}
+    info["pip_freeze"] = freeze.splitlines()
+    state.created_tag = None
+    return info
+
+
+def model_info(
+    profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, plan: Any, flavour: str, options: InstallOptions
+) -> dict[str, Any]:
+    info = {k: v for k, v in profile.items() if k not in ("hardware",)}
+    info.update(
+        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        installer_version=__version__,
+        runtime_version=llm_runtime.__version__,
+        weights_path=str(weights.resolve()),
+        model_dir=str(paths.root.resolve()),
+        installer_dir=str(PROJECT_DIR),
+        device=device,
+        quantization=options.quantization,
+        trust_remote_code=options.trust_remote_code,
+        requires_gpu=profile["compatibility"].get("recommended", {}) and profile["compatibility"]["recommended"].get("device") == "cuda"
+        and not any(r["can_run"] and r["device"] == "cpu" for r in profile["compatibility"]["inference"]),
+        image={"tag": plan.model_tag, "base_image": plan.base_image, "deps_image": plan.deps_tag, "flavour": flavour},
+    )
+    return info
+
+
+def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
+    paths.info.write_text(json.dumps(info, indent=2, default=str))
+    try:
+        from llm_installer.scripts import write_run_scripts
+    except ImportError:  # pragma: no cover - while scripts are being written
+        write_run_scripts = None
+    if write_run_scripts:
+        write_run_scripts(paths.root, info)
+    paths.complete_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    log.info("Installation complete")
+
+
+def summary(info: dict[str, Any], shared_bytes: int) -> str:
+    """The seed's final summary: where, how big, how much is shared, how to start and train."""
+    from llm_installer.inventory import folder_size, human_size
+
+    root = Path(info["model_dir"])
+    image_size = info["image"].get("size") or 0
+    lines = [
+        f"[bold green]✓ {info['model_id']} installed[/]",
+        f"  Location:    {root}",
+        f"  Weights:     {human_size(folder_size(Path(info['weights_path'])))} ({info['weights_path']})",
+        f"  Image:       {info['image']['tag']} — {human_size(image_size)}, of which {human_size(shared_bytes)}"
+        f" shared with other models ({info['image']['deps_image']})",
+        f"  Device:      {info['device']}   Family: {info['family']}",
+        f"  Smoke test:  ready in {info['smoke_test']['seconds_to_ready']} s, {info['smoke_test']['request']} answered",
+        "",
+        f"  Start:  {root / 'start.sh'}   (API + web UI on http://127.0.0.1:8000)",
+        f"  Train:  {root / 'train.sh'} --data /path/to/data.jsonl",
+    ]
+    return "\n".join(lines)

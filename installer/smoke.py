@@ -1,0 +1,150 @@
+"""The install's smoke test: run the image once with the weights mounted, load, one tiny request.
+
+On failure it says whether dependencies, memory or the model are to blame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import DockerException
+
+from llm_installer.errors import InstallerError
+
+READY_TIMEOUT_S = 600
+# One tiny request per family: (method, path, body). Families without one are checked by /info.
+REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
+    "text2text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
+    "embedding": ("/v1/embeddings", {"input": ["hello world"], "encoding_format": "float"}),
+    "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
+}
+CAUSES = (
+    ("dependencies", ("ModuleNotFoundError", "ImportError", "No module named", "requires the")),
+    ("memory", ("OutOfMemory", "out of memory", "CUDA out of memory", "Killed", "MemoryError")),
+)
+
+
+class SmokeTestError(InstallerError):
+    exit_code = 24
+
+    def __init__(self, message: str, *, cause: str, logs: str) -> None:
+        hints = {
+            "dependencies": "A package is missing from the image: see install.log; packages that compile need --base-image cuda-devel.",
+            "memory": "Not enough memory: retry with --quantization 4bit or 8bit (CUDA), or a smaller model.",
+            "model": "The model failed to load or answer: see install.log; check --trust-remote-code and the model card.",
+        }
+        tail = "\n".join("  | " + line for line in logs.strip().splitlines()[-8:])
+        super().__init__(f"{message} (likely cause: {cause})\n{tail}", hint=hints[cause])
+        self.cause, self.logs = cause, logs
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    seconds_to_ready: float
+    request: str
+    response: dict[str, Any]
+
+
+def run_smoke_test(
+    client: docker.DockerClient,
+    image: str,
+    weights: Path,
+    family: str,
+    *,
+    gpu: bool = False,
+    timeout: float = READY_TIMEOUT_S,
+) -> SmokeResult:
+    """Start the image detached on a random local port, wait until ready, send one request."""
+    container = client.containers.run(
+        image, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
+        volumes={str(weights): {"bind": "/model", "mode": "ro"}},
+        device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None,
+        labels={"org.llm-installer.smoke-test": "1"},
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        url = _published_url(container)
+        _wait_ready(container, url, timeout)
+        ready = time.monotonic() - started
+        path, body = REQUESTS.get(family, ("/info", {}))
+        response = _request(url + path, body if body else None)
+        return SmokeResult(seconds_to_ready=round(ready, 2), request=path, response=response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        logs = _logs(container)
+        raise SmokeTestError(
+            f"Smoke test failed: {exc}", cause=classify(logs, container), logs=logs
+        ) from exc
+    finally:
+        _remove(container)
+
+
+def classify(logs: str, container: Any = None) -> str:
+    """dependencies | memory | model, from the container's logs and exit code."""
+    if container is not None and (container.attrs.get("State") or {}).get("OOMKilled"):
+        return "memory"
+    for cause, needles in CAUSES:
+        if any(needle in logs for needle in needles):
+            return cause
+    return "model"
+
+
+def _published_url(container: Any) -> str:
+    for _ in range(50):
+        container.reload()
+        binding = (container.ports or {}).get("8000/tcp")
+        if binding:
+            return f"http://127.0.0.1:{binding[0]['HostPort']}"
+        if container.status == "exited":
+            break
+        time.sleep(0.1)
+    raise OSError("the container exited before publishing its port")
+
+
+def _wait_ready(container: Any, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status == "exited":
+            raise OSError(f"the container exited with code {container.attrs['State']['ExitCode']}")
+        try:
+            with urllib.request.urlopen(url + "/health/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            body = json.loads(exc.read() or b"{}")
+            if body.get("model_state") == "failed":  # the server lives on, but the model will never load
+                raise OSError(f"the model failed to load: {body.get('error')}") from exc
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.5)
+    raise OSError(f"the model was not ready after {timeout:.0f} s")
+
+
+def _request(url: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return json.loads(response.read())
+
+
+def _logs(container: Any) -> str:
+    try:
+        return container.logs(tail=200).decode(errors="replace")
+    except DockerException:
+        return ""
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(DockerException):
+        container.remove(force=True)
