@@ -148,12 +148,12 @@ def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
-        rows = [[m["name"], m["model_id"], m["family"], m["status"], m["size"]] for m in models]
-        table = simple_table(
-            f"Installed models in {settings.models_path}",
-            ["Folder", "Model", "Family", "Status", "Size"],
-            rows,
-        )
+        rows = [
+            [m["name"], m["family"], m["image"], m["status"] + (f" {m['url']}" if m.get("url") else ""), m["size"]]
+            for m in models
+        ]
+        columns = ["Folder", "Family", "Image", "Status", "Size"]
+        table = simple_table(f"Installed models in {settings.models_path}", columns, rows)
         output.result(models, table if models else f"No models installed in {settings.models_path}")
 
     run_command(json, config, body)

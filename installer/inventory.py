@@ -20,10 +20,18 @@ def human_size(size: float) -> str:
 
 
 def installed_models(models_dir: Path) -> list[dict[str, Any]]:
-    """One entry per model folder: id, family, status (complete/incomplete) and size."""
+    """One entry per model folder: id, family, image, status (complete/incomplete/running) and size."""
     if not models_dir.is_dir():
         return []
-    return [_describe(folder) for folder in sorted(models_dir.iterdir()) if folder.is_dir()]
+    from llm_installer.start import running_models
+
+    running = running_models(models_dir)
+    models = [_describe(folder) for folder in sorted(models_dir.iterdir()) if folder.is_dir()]
+    for model in models:
+        live = running.get(model["path"]) or running.get(str(Path(model["path"]).resolve()))
+        if live:
+            model.update(status=f"running ({live.role})", url=live.url, port=live.port)
+    return models
 
 
 def _describe(folder: Path) -> dict[str, Any]:
@@ -40,6 +48,7 @@ def _describe(folder: Path) -> dict[str, Any]:
         "model_id": info.get("model_id", folder.name.replace("_", "/", 1)),
         "family": info.get("family", "unknown"),
         "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
+        "image": (info.get("image") or {}).get("tag", "-"),
         "size_bytes": size,
         "size": human_size(size),
         "path": str(folder),

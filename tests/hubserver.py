@@ -40,6 +40,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -420,6 +421,7 @@ class HubServer:
         self.tokens: set[str] = {HUB_TOKEN}
         self.user = "test-user"
         self.tree_page_size = 1000
+        self.bytes_per_second: int | None = None  # throttle file bodies (to interrupt downloads)
         self.repos: dict[str, _Repo] = {}
         self.requests: list[RequestRecord] = []
         self.bytes_served: dict[tuple[str, str], int] = defaultdict(int)
@@ -1085,6 +1087,8 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in f.chunks(start, end):
             self.wfile.write(chunk)
             self.hub._count(self._record, len(chunk))
+            if self.hub.bytes_per_second:
+                time.sleep(len(chunk) / self.hub.bytes_per_second)
 
 
 # --------------------------------------------------------------------------------------------------

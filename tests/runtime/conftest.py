@@ -17,95 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tiny_models import CONTEXT, llama_config, save_causal_lm, train_tokenizer
+
+READY_TIMEOUT_S = 120
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-CORPUS = [
-    "the quick brown fox jumps over the lazy dog",
-    "a model answers questions about cats, dogs and birds",
-    "hello world, this is a tiny language model for tests",
-    "numbers like 1 2 3 4 5 6 7 8 9 10 and words like think and answer",
-    "reasoning models think first and then they answer the question",
-] * 20
-PLAIN_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-THINKING_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>"
-    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
-    "{% else %}<think>\n{% endif %}{% endif %}"
-)
-CONTEXT = 2048
-READY_TIMEOUT_S = 120
-
-
-def train_tokenizer(*, thinking: bool):
-    """A byte-level BPE tokenizer trained on CORPUS, with a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-    )
-    if thinking:
-        fast.add_tokens(["<think>", "</think>"])
-    fast.chat_template = THINKING_TEMPLATE if thinking else PLAIN_TEMPLATE
-    return fast
-
-
-def save_causal_lm(path: Path, config, tokenizer, seed: int) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():  # random weights almost never pick EOS; make it never
-        model.get_output_embeddings().weight[tokenizer.eos_token_id].fill_(-1.0e-4)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _llama_config(tokenizer, **overrides):
-    from transformers import LlamaConfig
-
-    values = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=CONTEXT,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-        architectures=["LlamaForCausalLM"],
-    )
-    return LlamaConfig(**{**values, **overrides})
-
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
@@ -115,7 +32,7 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def llama_dir(models_dir) -> Path:
     tokenizer = train_tokenizer(thinking=False)
-    return save_causal_lm(models_dir / "tiny-llama", _llama_config(tokenizer), tokenizer, seed=0)
+    return save_causal_lm(models_dir / "tiny-llama", llama_config(tokenizer), tokenizer, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +61,7 @@ def moe_dir(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def reasoning_dir(models_dir) -> Path:
     tokenizer = train_tokenizer(thinking=True)
-    config = _llama_config(tokenizer)
+    config = llama_config(tokenizer)
     return save_causal_lm(models_dir / "tiny-reasoner", config, tokenizer, seed=2)
 
 
