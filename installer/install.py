@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,6 +281,7 @@ def model_info(
         weights_path=str(weights.resolve()),
         model_dir=str(paths.root.resolve()),
         installer_dir=str(PROJECT_DIR),
+        installer_python=sys.executable,  # start.sh / train.sh hand over to this interpreter
         device=device,
         quantization=options.quantization,
         trust_remote_code=options.trust_remote_code,

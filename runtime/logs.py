@@ -15,21 +15,28 @@ LOGGERS = ("llm_runtime", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def setup_logging(logs_dir: Path, level: str = "info") -> Path:
-    """Send runtime and uvicorn logs to stderr and a rotating logs_dir/server.log."""
+    """Send runtime and uvicorn logs to stderr and a rotating logs_dir/server.log.
+
+    An unwritable logs_dir (a mount owned by another user) costs the file, never the server.
+    """
     archive = logs_dir / "archive"
-    archive.mkdir(parents=True, exist_ok=True)
     path = logs_dir / "server.log"
-    file_handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
-    )
-    file_handler.namer = lambda name: str(archive / Path(name).name)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    try:
+        archive.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
+        )
+        file_handler.namer = lambda name: str(archive / Path(name).name)
+        handlers.append(file_handler)
+    except OSError as error:
+        print(f"Warning: cannot write logs to {logs_dir} ({error}); logging to stderr only", file=sys.stderr)
     formatter = logging.Formatter(FORMAT, DATE_FORMAT)
-    console = logging.StreamHandler(sys.stderr)
-    for handler in (file_handler, console):
+    for handler in handlers:
         handler.setFormatter(formatter)
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        logger.handlers = [file_handler, console]
+        logger.handlers = list(handlers)
         logger.setLevel(level.upper())
         logger.propagate = False
     return path
