@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit (CUDA)")
     serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
     serve.add_argument("--max-concurrency", type=_positive, default=16, help="largest batch")
-    serve.add_argument("--max-queue", type=_non_negative, default=64, help="waiting requests")
+    serve.add_argument("--max-queue", type=_positive, default=64, help="waiting requests")
     serve.add_argument(
         "--batch-window-ms",
         type=float,
@@ -106,11 +106,4 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
     return number
