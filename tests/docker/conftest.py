@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from llm_installer.docker_engine import connect, image_exists
 from llm_installer.errors import DockerUnavailableError
 from llm_installer.rootfs import RootfsSpec, build_rootfs_image
