@@ -13,8 +13,8 @@ Without --model a tiny random-weight Llama is built in a temporary folder; witho
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -289,7 +289,7 @@ def main() -> None:
         f"CPU threads for torch: {args.threads}; {args.requests} chats of {args.max_tokens} tokens"
     )
     print_table(rows)
-    print(json.dumps({"work_dir": str(work)}))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
