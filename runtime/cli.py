@@ -1,10 +1,11 @@
-"""Command line: `python -m llm_runtime serve --model DIR ...`."""
+"""Command line: `python -m llm_runtime serve --model DIR ...` (and `train ...`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 from llm_runtime.values import LoadSettings, ServeConfig
@@ -16,6 +17,7 @@ log = logging.getLogger("llm_runtime")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llm_runtime")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("train", help="fine-tune a LoRA/QLoRA adapter (train --help)")
     serve = commands.add_parser("serve", help="serve a model folder over HTTP")
     serve.add_argument("--model", type=Path, default=Path("/model"), help="model folder")
     serve.add_argument("--lora", type=Path, help="PEFT adapter folder (default: /lora if mounted)")
@@ -97,6 +99,11 @@ def serve(config: ServeConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the trainer owns its options and its error messages
+        from llm_runtime.training.cli import main as train
+
+        raise SystemExit(train(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         serve(config_from_args(args))

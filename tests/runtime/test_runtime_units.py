@@ -77,6 +77,20 @@ def test_runtime_imports_nothing_from_installer():
     assert out.stdout.strip() == "[]"
 
 
+def test_one_entry_point_serves_or_trains(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "llm_runtime", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    top = run("--help")
+    assert top.returncode == 0 and "serve" in top.stdout and "train" in top.stdout
+    serve = run("serve", "--help")
+    assert "--load-in-4bit" in serve.stdout and "--max-queue" in serve.stdout
+    assert "--data" in run("train", "--help").stdout
+    missing = run("serve", "--model", "/nonexistent/model", "--logs-dir", str(tmp_path))
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
 def test_importing_the_registry_does_not_import_handlers():
     code = (
         "import sys, llm_runtime.handlers; "
