@@ -205,13 +205,28 @@ def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings
     from llm_installer.download import download, plan_download
 
     if profile["source"] == "local":
-        output.info(f"Local model: {profile['local_path']} will be mounted read-only (never modified).")
-        return Path(profile["local_path"])
+        folder = Path(profile["local_path"])
+        require_world_readable(folder)
+        output.info(f"Local model: {folder} will be mounted read-only (never modified).")
+        return folder
     plan = plan_download(profile)
     check_disk(paths.root, plan.total_bytes + 3 * GiB)
     log.info("Downloading %d files (%d bytes)", len(plan.files), plan.total_bytes)
     download(plan, paths.weights, token=settings.token, workers=settings.max_download_workers, console=output.out)
     return paths.weights
+
+
+def require_world_readable(folder: Path) -> None:
+    """The container's non-root user must read the weights; we never change a local folder."""
+    import stat
+
+    private = [p for p in folder.rglob("*") if p.is_file() and not p.stat().st_mode & stat.S_IROTH]
+    if private:
+        names = ", ".join(str(p.relative_to(folder)) for p in private[:5])
+        raise InstallerError(
+            f"The container's non-root user cannot read {len(private)} file(s) of {folder}: {names}",
+            hint=f"Make them readable (chmod -R a+rX {folder}) or copy the folder, then install again.",
+        )
 
 
 def check_disk(folder: Path, needed: int) -> None:

@@ -76,6 +76,13 @@ def stop(env, model_dir: Path) -> None:
     installer(env, "stop", str(model_dir), timeout=120)
 
 
+def readable(folder: Path) -> Path:
+    """What a user does for a local install: let the container's non-root user read the files."""
+    for path in folder.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o444)
+    return folder
+
+
 def folder_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -143,6 +150,11 @@ def test_weights_are_never_in_the_image(install_env, chat_repo, docker_client):
 
 def test_local_reasoning_model_is_mounted_not_modified(install_env, tmp_path):
     folder = make_tiny_llama(tmp_path / "tiny-reasoner", thinking=True, seed=3)
+    weights = folder / "model.safetensors"
+    weights.chmod(0o600)  # save_pretrained writes private weights: install says what to do
+    refused = installer(install_env, "install", str(folder), "--yes")
+    assert refused.returncode == 1 and "chmod -R a+rX" in refused.stderr
+    weights.chmod(0o644)
     before = folder_digest(folder)
     result = installer(install_env, "install", str(folder), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -159,8 +171,8 @@ def test_local_reasoning_model_is_mounted_not_modified(install_env, tmp_path):
 
 
 def test_second_model_of_a_family_shares_every_heavy_layer(install_env, tmp_path, docker_client):
-    first = make_tiny_llama(tmp_path / "first-llama", seed=4)
-    second = make_tiny_llama(tmp_path / "second-llama", seed=5)
+    first = readable(make_tiny_llama(tmp_path / "first-llama", seed=4))
+    second = readable(make_tiny_llama(tmp_path / "second-llama", seed=5))
     images = []
     for folder in (first, second):
         started_at = time.monotonic()
