@@ -114,7 +114,13 @@ def test_start_plan_matches_golden(name):
 
 TRAIN_CASES = {
     "gpu_linux": (INFO, PATHS, GPU_LINUX, TrainOptions(data="org/dataset:train")),
-    "cpu_linux": (INFO, PATHS, CPU_LINUX, TrainOptions(data="org/dataset", extra_args=("--epochs", "1"))),
+    "cpu_linux": (INFO, PATHS, CPU_LINUX, TrainOptions(data="org/dataset:train", extra_args=("--epochs", "1"))),
+    "cpu_linux_no_tensorboard": (
+        INFO, PATHS, CPU_LINUX,
+        TrainOptions(data="org/dataset:train", tensorboard=False, extra_args=("--max-steps", "10")),
+    ),
+    "tensorboard_only": (INFO, PATHS, GPU_LINUX, TrainOptions(tensorboard_only=True, tensorboard_port=7000)),
+    "root_host": (INFO, PATHS, replace(GPU_LINUX, uid=0, gid=0), TrainOptions(data="org/dataset:train")),
     "macos_native": (INFO, PATHS, MAC, TrainOptions(data="/Users/me/data.jsonl")),
 }  # fmt: skip
 
@@ -153,7 +159,7 @@ def test_gpu_only_model_is_refused_on_cpu_unless_forced():
         plan_start(info, PATHS, CPU_LINUX, StartOptions())
     assert "--force" in caught.value.hint
     with pytest.raises(GpuRequiredError):
-        plan_train(info, PATHS, CPU_LINUX, TrainOptions(data="d"))
+        plan_train(info, PATHS, CPU_LINUX, TrainOptions(data="org/d:train"))
     assert plan_start(info, PATHS, GPU_LINUX, StartOptions()).device == "cuda"
 
 
@@ -222,3 +228,96 @@ def test_model_paths_reads_the_folder(tmp_path):
     (tmp_path / "lora" / "adapter_config.json").write_text("{}")
     assert model_paths(tmp_path, {}).has_lora
     assert model_paths(tmp_path, {"weights_path": "/data/w"}).weights == Path("/data/w")
+
+
+def _train_plan(tmp_path, **options):
+    paths = model_paths(tmp_path / "model-dir", INFO)
+    return plan_train(INFO, paths, CPU_LINUX, TrainOptions(**options)), paths
+
+
+def _volumes(plan) -> list[str]:
+    argv = plan.argv()
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "-v"]
+
+
+def _after(plan, flag: str) -> str:
+    command = list(plan.container.command)
+    return command[command.index(flag) + 1]
+
+
+def test_train_data_file_folder_and_glob_are_mounted_read_only(tmp_path):
+    data = tmp_path / "data"
+    (data / "more").mkdir(parents=True)
+    (data / "a.jsonl").write_text("{}\n")
+    (data / "more" / "b.jsonl").write_text("{}\n")
+    plan, _ = _train_plan(tmp_path, data=str(data / "a.jsonl"))
+    assert f"{data / 'a.jsonl'}:/data/a.jsonl:ro" in _volumes(plan)
+    assert _after(plan, "--data") == "/data/a.jsonl"
+    plan, _ = _train_plan(tmp_path, data=str(data))
+    assert f"{data}:/data:ro" in _volumes(plan) and _after(plan, "--data") == "/data"
+    plan, _ = _train_plan(tmp_path, data=f"{data}/**/*.jsonl")
+    assert f"{data}:/data:ro" in _volumes(plan) and _after(plan, "--data") == "/data/**/*.jsonl"
+    plan, _ = _train_plan(tmp_path, data=f"{data / 'a.jsonl'},{data / 'more'},org/set:train")
+    assert f"{data / 'a.jsonl'}:/data/1/a.jsonl:ro" in _volumes(plan)
+    assert f"{data / 'more'}:/data/2:ro" in _volumes(plan)
+    assert _after(plan, "--data") == "/data/1/a.jsonl,/data/2,org/set:train"
+
+
+def test_train_missing_data_is_an_error_before_docker(tmp_path):
+    with pytest.raises(InvalidRunOptionError, match="no such file"):
+        _train_plan(tmp_path, data=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(InvalidRunOptionError, match="--data is required"):
+        _train_plan(tmp_path)
+
+
+def test_train_outputs_stay_in_the_model_folder(tmp_path):
+    plan, paths = _train_plan(tmp_path, data="org/set:train")
+    assert f"{paths.model_dir}:/work" in _volumes(plan)
+    assert _after(plan, "--output-dir") == "/work"
+    assert set(plan.writable_dirs) == {paths.lora, paths.checkpoints, paths.logs}
+    for flag in ("--output-dir", "--lora-dir=/x", "--logs-dir", "--model"):
+        with pytest.raises(InvalidRunOptionError, match="set by llm-installer"):
+            _train_plan(tmp_path, data="org/set:train", extra_args=(flag, "/x"))
+
+
+def test_train_resume_from_a_host_checkpoint_becomes_its_container_path(tmp_path):
+    checkpoint = tmp_path / "model-dir" / "checkpoints" / "checkpoint-5"
+    checkpoint.mkdir(parents=True)
+    plan, _ = _train_plan(
+        tmp_path,
+        data="org/set:train",
+        extra_args=("--resume-from", str(checkpoint), "--epochs", "2"),
+    )
+    assert plan.container.command[-4:] == (
+        "--resume-from",
+        "/work/checkpoints/checkpoint-5",
+        "--epochs",
+        "2",
+    )
+    plan, _ = _train_plan(
+        tmp_path, data="org/set:train", extra_args=("--resume-from=checkpoint-5",)
+    )
+    assert _after(plan, "--resume-from") == "/work/checkpoints/checkpoint-5"
+    with pytest.raises(InvalidRunOptionError, match="inside"):
+        _train_plan(tmp_path, data="org/set:train", extra_args=("--resume-from", "/elsewhere/c"))
+
+
+def test_train_command_uses_the_trainers_real_flags():
+    """Every flag plan_train writes is one llm_runtime.training.cli parses, and parses as meant."""
+    import argparse
+
+    from llm_runtime.training.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for name in TRAIN_CASES:
+        plan = plan_train(*TRAIN_CASES[name])
+        command = list(plan.container.command if plan.kind == "docker" else plan.command)
+        start = command.index("train") + 1
+        args = parser.parse_args(command[start:])
+        assert (args.tensorboard_only is not None) == (name == "tensorboard_only")
+        if plan.kind == "docker":
+            assert str(args.model) == "/model" and str(args.output_dir) == "/work"
+        if args.tensorboard_only is None:
+            assert args.data and args.device == plan.device
+            assert args.no_tensorboard == (name == "cpu_linux_no_tensorboard")
