@@ -1,4 +1,4 @@
-"""Commands that run installed models: start, stop, remove (and train, until it lands).
+"""Commands that run installed models: start, train, stop, remove.
 
 ``register`` is called by ``llm_installer.cli``; each command parses, calls a library function
 in ``llm_installer.start`` and lets ``run_command`` turn errors into messages.
@@ -7,7 +7,7 @@ in ``llm_installer.start`` and lets ``run_command`` turn errors into messages.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -28,18 +28,42 @@ from llm_installer.options import (
     PortOpt,
     RunDeviceOpt,
 )
+from llm_installer.runargs import TENSORBOARD_PORT
 
-TRAINING_SOON = (
-    "Training arrives soon: `llm-installer train` is not built yet. "
-    "When it is, ./train.sh --data FILE fine-tunes this model and ./start.sh loads the adapter."
-)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Training data: a file, a folder, a quoted glob, a comma list, or name:split.",
+    ),
+]
+TensorBoardHostOpt = Annotated[
+    str, typer.Option("--host", help="Address to publish TensorBoard on (0.0.0.0: the network).")
+]
+TensorBoardPortOpt = Annotated[
+    int, typer.Option("--tensorboard-port", help="Port on this machine for TensorBoard.")
+]
+NoTensorBoardOpt = Annotated[
+    bool, typer.Option("--no-tensorboard", help="Do not start TensorBoard beside training.")
+]
+TensorBoardOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard-only", help="Only show past runs' graphs: --tensorboard-only [PORT]."
+    ),
+]
+TrainDetachOpt = Annotated[
+    bool,
+    typer.Option("--detach", "-d", help="Train in the background; stop (and save) with `stop`."),
+]
 
 RunCommand = Callable[[bool, "str | None", Callable[[Settings, Output], None]], None]
 
 
 def register(app: typer.Typer, run_command: RunCommand) -> None:
-    """Add start, stop, remove and the hidden train command to ``app``."""
+    """Add start, train, stop and remove to ``app``."""
 
     @app.command(context_settings=PASS_THROUGH)
     def start(
@@ -84,10 +108,38 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
 
         run_command(False, config, lambda s, o: remove_model(model, s, o, yes=yes))
 
-    @app.command(hidden=True, context_settings=PASS_THROUGH)
-    def train(ctx: typer.Context, model: InstalledModelArg, config: ConfigOpt = None) -> None:
-        """Fine-tune an installed model (not built yet)."""
-        run_command(False, config, lambda s, o: o.info(TRAINING_SOON))
+    @app.command(context_settings=PASS_THROUGH)
+    def train(
+        ctx: typer.Context,
+        model: InstalledModelArg,
+        data: DataOpt = None,
+        device: RunDeviceOpt = None,
+        host: TensorBoardHostOpt = "127.0.0.1",
+        tensorboard_port: TensorBoardPortOpt = TENSORBOARD_PORT,
+        no_tensorboard: NoTensorBoardOpt = False,
+        tensorboard_only: TensorBoardOnlyOpt = False,
+        detach: TrainDetachOpt = False,
+        force: ForceOpt = False,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Fine-tune an installed model (LoRA/QLoRA); the adapter lands in lora/ and start loads it.
+
+        Other options go to the trainer, e.g. --epochs 3, --max-steps 100, --method qlora, --mode fast, --resume (all: `python -m llm_runtime train --help` in the model's image).
+
+        Ctrl+C saves a resumable checkpoint first. --tensorboard-only [PORT] shows past runs' graphs without training.
+        """
+        from llm_installer.runargs import TrainOptions
+        from llm_installer.start import train_model
+
+        extra = list(ctx.args)
+        if tensorboard_only and extra[:1] and extra[0].isdigit():  # --tensorboard-only PORT
+            tensorboard_port = int(extra.pop(0))
+        options = TrainOptions(
+            data=data, device=device, host=host, tensorboard_port=tensorboard_port,
+            tensorboard=not no_tensorboard, tensorboard_only=tensorboard_only, detach=detach,
+            force=force, extra_args=tuple(extra),
+        )  # fmt: skip
+        run_command(False, config, lambda s, o: train_model(model, options, s, o))
 
 
 def _ignore(_: Any) -> None:

@@ -38,10 +38,12 @@ from llm_installer.runargs import (
     NativePlan,
     StartOptions,
     StartPlan,
+    TrainOptions,
     detect_host_runtime,
     docker_py_kwargs,
     model_paths,
     plan_start,
+    plan_train,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ NATIVE_READY_MARKER = ".llm-installer-ready"
 LOG_TAIL_LINES = 30
 POLL_S = 0.5
 STOP_TIMEOUT_S = 10
+TRAIN_STOP_TIMEOUT_S = 300  # a stopped trainer finishes its step and saves a checkpoint first
+TRAIN_INTERRUPTED_EXIT = 130  # the trainer's exit code after Ctrl+C / SIGTERM
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
@@ -94,6 +98,15 @@ class ImageMissingError(InstallerError):
 
 class RemoveError(InstallerError):
     exit_code = 40
+
+
+class TrainingFailedError(InstallerError):
+    exit_code = 41
+    hint = "Read the trainer's messages above; the adapter in lora/ was left as it was."
+
+
+class TrainingInterruptedError(InstallerError):
+    exit_code = TRAIN_INTERRUPTED_EXIT
 
 
 # ── finding models and what runs ──────────────────────────────────────────────────────
@@ -225,11 +238,7 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
     model_dir = resolve_model_dir(model, settings.models_path)
     info = require_complete(model_dir)
     paths = model_paths(model_dir, info)
-    if not paths.weights.is_dir():
-        raise ModelNotInstalledError(
-            f"The weights folder {paths.weights} is missing",
-            hint="Restore it, or reinstall with `llm-installer install MODEL --yes`.",
-        )
+    _require_weights(paths.weights)
     already = running_model(model_dir)
     if already:
         raise AlreadyRunningError(
@@ -245,6 +254,14 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
     prepare_dirs(plan)
     runner = _RUNNERS[(plan.kind, options.detach)]
     runner(plan, model_dir, options, output)
+
+
+def _require_weights(weights: Path) -> None:
+    if not weights.is_dir():
+        raise ModelNotInstalledError(
+            f"The weights folder {weights} is missing",
+            hint="Restore it, or reinstall with `llm-installer install MODEL --yes`.",
+        )
 
 
 def require_image(tag: str) -> None:
@@ -545,6 +562,195 @@ _RUNNERS: dict[tuple[str, bool], Callable[..., None]] = {
 }
 
 
+# ── train: the trainer in the model's image (or the macOS virtualenv) ────────────────────
+
+
+def train_model(model: str, options: TrainOptions, settings: Settings, output: Output) -> None:
+    """Resolve MODEL, plan the training run for this host and run it; the adapter lands in
+    lora/, where ``start`` loads it. Ctrl+C (or SIGTERM) lets the trainer save a resumable
+    checkpoint before it stops."""
+    model_dir = resolve_model_dir(model, settings.models_path)
+    info = require_complete(model_dir)
+    paths = model_paths(model_dir, info)
+    _require_weights(paths.weights)
+    role = "tensorboard" if options.tensorboard_only else "train"
+    busy = running_container(model_dir, role=role)
+    if busy:
+        what = "shows TensorBoard" if options.tensorboard_only else "is training"
+        raise AlreadyRunningError(
+            f"{info.get('model_id', model)} {what} already ({busy.name})",
+            hint=f"Follow it with `docker logs -f {busy.name}`, "
+            f"or stop it with `llm-installer stop {model_dir.name}`.",
+        )
+    plan = plan_train(info, paths, detect_host_runtime(), options)
+    for warning in plan.warnings:
+        output.warning(warning)
+    if plan.url:
+        check_port_free(options.host, options.tensorboard_port)
+    if isinstance(plan, DockerPlan):
+        require_image(plan.container.image)
+        _remove_leftovers(_docker_client(), plan.container.name)  # an ended --detach run
+    prepare_dirs(plan)
+    if getattr(plan, "chown_to", None):  # the trainer swaps lora/ in beside it, in /work
+        os.chown(paths.model_dir, *plan.chown_to)
+    if options.detach:
+        _TRAIN_RUNNERS[plan.kind](plan, model_dir, options, output)
+        return
+    code = run_training_foreground(plan, model_dir, output)
+    _training_result(code, plan, model_dir, options, output)
+
+
+def _training_result(
+    code: int, plan: StartPlan, model_dir: Path, options: TrainOptions, output: Output
+) -> None:
+    if options.tensorboard_only and code in (0, TRAIN_INTERRUPTED_EXIT):
+        return
+    if code == 0:
+        if (model_dir / "lora" / "adapter_config.json").is_file():
+            output.info(
+                f"[bold green]Adapter saved[/] in {model_dir / 'lora'}; "
+                f"`llm-installer start {model_dir.name}` (./start.sh) loads it."
+            )
+        return
+    if code == TRAIN_INTERRUPTED_EXIT:
+        raise TrainingInterruptedError(
+            "Training stopped before the end; a resumable checkpoint was saved",
+            hint=f"Continue with `./train.sh --data … --resume` in {model_dir} "
+            "(the adapter in lora/ was left unchanged).",
+        )
+    if code == 125 and isinstance(plan, DockerPlan):
+        raise TrainingFailedError(
+            "Docker could not start the training container (see its message above)",
+            hint="Check `docker info`; a taken TensorBoard port needs --tensorboard-port.",
+        )
+    raise TrainingFailedError(f"Training failed (exit code {code})")
+
+
+def _training_env(plan: StartPlan) -> StartPlan:
+    """On a terminal, let the trainer's rich console draw colours at the terminal's width."""
+    if not isinstance(plan, DockerPlan) or not sys.stdout.isatty():
+        return plan
+    from dataclasses import replace
+
+    env = (
+        *plan.container.env,
+        ("FORCE_COLOR", "1"),
+        ("COLUMNS", str(shutil.get_terminal_size().columns)),
+    )
+    return replace(plan, container=replace(plan.container, env=env))
+
+
+def run_training_foreground(plan: StartPlan, model_dir: Path, output: Output) -> int:
+    """Run the trainer with its output straight on this terminal; returns its exit code.
+
+    The child runs in its own session, so a Ctrl+C reaches only us and is passed on once:
+    the docker CLI proxies SIGINT into the container (``--init`` hands it to the trainer),
+    which finishes its step, saves a checkpoint and exits. A second Ctrl+C aborts the
+    trainer; a third kills the container.
+    """
+    plan = _training_env(plan)
+    argv = plan.argv()
+    if plan.kind == "docker" and shutil.which("docker") is None:
+        raise DockerUnavailableError(
+            "The docker command is not installed", hint="Install the Docker CLI, or use --detach."
+        )
+    if plan.kind == "native":
+        ensure_native_venv(plan, model_dir, output)
+    if plan.url:
+        output.info(f"TensorBoard: [link={plan.url}]{plan.url}[/link]")
+    log.info("Training: %s", shlex.join(argv))
+    child = subprocess.Popen(
+        argv, env=_foreground_env(plan), stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    previous = _interrupt_on(STOP_SIGNALS)
+    interrupts = 0
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                interrupts += 1
+                _interrupt_training(child, plan, interrupts, output)
+    finally:
+        _interrupt_on(STOP_SIGNALS, previous)
+        if child.poll() is None:
+            _kill_training(child, plan)
+
+
+def _interrupt_training(
+    child: subprocess.Popen, plan: StartPlan, interrupts: int, output: Output
+) -> None:
+    if interrupts == 1:
+        output.info("Stopping: the trainer saves a checkpoint first (Ctrl+C again to abort)…")
+    elif interrupts == 2:
+        output.info("Aborting the trainer (Ctrl+C once more kills it)…")
+    if interrupts <= 2:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
+        return
+    _kill_training(child, plan)
+
+
+def _kill_training(child: subprocess.Popen, plan: StartPlan) -> None:
+    if isinstance(plan, DockerPlan):
+        from docker.errors import APIError, NotFound
+
+        with contextlib.suppress(NotFound, APIError, DockerUnavailableError):
+            _docker_client().containers.get(plan.container.name).kill()
+    child.kill()
+    child.wait()
+
+
+def run_training_detached_container(
+    plan: DockerPlan, model_dir: Path, options: TrainOptions, output: Output
+) -> None:
+    """Start the training container in the background; it stays after it ends, for its logs."""
+    from docker.errors import APIError
+
+    client = _docker_client()
+    try:
+        container = client.containers.run(
+            detach=True, **docker_py_kwargs(plan.container, plan.secrets)
+        )
+    except APIError as exc:
+        raise TrainingFailedError(
+            f"Docker could not start the training container: {exc.explanation or exc}"
+        ) from exc
+    what = "TensorBoard runs" if options.tensorboard_only else "Training runs"
+    output.info(f"{what} in the background in container {container.name}.")
+    if plan.url:
+        output.info(f"TensorBoard: [link={plan.url}]{plan.url}[/link]")
+    output.info(f"Follow it: docker logs -f {container.name}")
+    if options.tensorboard_only:
+        output.info(f"Stop it: llm-installer stop {model_dir.name}")
+    else:
+        output.info(
+            f"Stop it (a resumable checkpoint is saved): llm-installer stop {model_dir.name}"
+        )
+
+
+def run_training_detached_native(
+    plan: NativePlan, model_dir: Path, options: TrainOptions, output: Output
+) -> None:
+    ensure_native_venv(plan, model_dir, output)
+    log_path = model_dir / "logs" / "native-train.log"
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(
+            plan.argv(), env=_foreground_env(plan), stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    output.info(f"Training runs in the background (process {child.pid}); log: {log_path}")
+    if plan.url:
+        output.info(f"TensorBoard: [link={plan.url}]{plan.url}[/link]")
+    output.info(f"Stop it (a resumable checkpoint is saved): kill {child.pid}")
+
+
+_TRAIN_RUNNERS: dict[str, Callable[..., None]] = {
+    "docker": run_training_detached_container,
+    "native": run_training_detached_native,
+}
+
+
 # ── stop and remove ──────────────────────────────────────────────────────────────────────
 
 
@@ -573,7 +779,8 @@ def _stop_containers(model_dir: Path, *, required: bool) -> list[str]:
     names = []
     for container in _containers(client, model_dir, all_states=True):
         if container.status == "running":
-            container.stop(timeout=STOP_TIMEOUT_S)
+            role = (container.labels or {}).get(f"{LABEL_PREFIX}.role")
+            container.stop(timeout=TRAIN_STOP_TIMEOUT_S if role == "train" else STOP_TIMEOUT_S)
             names.append(container.name)
         container.remove(force=True)
     return names

@@ -5,6 +5,7 @@ Regenerate after an intended change: ``UPDATE_GOLDEN=1 pytest tests/unit/test_sc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -92,20 +93,34 @@ def test_write_run_scripts_makes_executables(tmp_path):
     assert '"$MODEL_DIR/model"' in written[0].read_text()
 
 
-def test_train_sh_says_training_arrives_soon(tmp_path):
-    """train.sh → the installer's hidden train command, which explains and exits 0."""
+def test_train_sh_hands_over_to_the_installers_train_command(tmp_path):
+    """train.sh → `llm-installer train MODEL_DIR ...`: a missing --data is its error, exit 2."""
     installer_python = tmp_path / "installer" / ".venv" / "bin" / "python"
     installer_python.parent.mkdir(parents=True)
     installer_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     installer_python.chmod(0o755)
     model_dir = tmp_path / "model-dir"
-    model_dir.mkdir()
+    (model_dir / "model").mkdir(parents=True)
+    info = {**INFO, "weights_path": str(model_dir / "model"), "model_dir": str(model_dir)}
+    (model_dir / "model_info.json").write_text(json.dumps(info))
+    (model_dir / ".install_complete").write_text("")
     write_run_scripts(model_dir, {**INFO, "installer_dir": str(tmp_path / "installer")})
+    config = tmp_path / "config.yaml"
+    config.write_text("")
+    env = {
+        **os.environ,
+        "LLM_INSTALLER_CONFIG": str(config),
+        "LLM_INSTALLER_MODELS_DIR": str(tmp_path / "models"),
+        "LLM_INSTALLER_LOGS_DIR": str(tmp_path / "logs"),
+        "LLM_INSTALLER_CACHE_DIR": str(tmp_path / "cache"),
+    }
     result = subprocess.run(
-        [str(model_dir / "train.sh"), "--data", "x.jsonl"],
+        [str(model_dir / "train.sh"), "--epochs", "1"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
-    assert result.returncode == 0, result.stderr
-    assert "Training arrives soon" in result.stdout
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--data is required" in result.stdout + result.stderr
+    assert "arrives soon" not in result.stdout + result.stderr
