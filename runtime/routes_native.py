@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
@@ -47,11 +49,37 @@ async def info(request: Request) -> dict[str, Any]:
         "device": description.device,
         "dtype": description.dtype,
         "adapter": description.adapter,
+        "training_report": adapter_training_report(description.adapter),
         "capabilities": dataclasses.asdict(description.capabilities),
         "endpoints": handler.served_endpoints(),
         "details": description.details,
         "model_info_source": host.profile.source if host.profile else None,
     }
+
+
+# The adapter's own copy of its training report, written beside it by llm_runtime.training.
+ADAPTER_REPORTS = ("adapter_info.json", "training_report.json")
+REPORT_SUMMARY = (
+    "training_started", "training_completed", "stop_reason", "method", "mode", "global_step",
+    "epochs_completed", "final_metrics", "lora_config",
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def adapter_training_report(adapter: str | None) -> dict[str, Any] | None:
+    """A summary of the loaded adapter's training report for /info; None without one."""
+    for name in ADAPTER_REPORTS if adapter else ():
+        try:
+            report = json.loads((Path(adapter) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict):
+            summary = {key: report[key] for key in REPORT_SUMMARY if key in report}
+            dataset = report.get("dataset_info")
+            if isinstance(dataset, dict):
+                summary["dataset_info"] = {k: v for k, v in dataset.items() if k != "files"}
+            return summary
+    return None
 
 
 @router.post("/generate")
