@@ -404,13 +404,15 @@ def secrets_for(api_key: str | None) -> dict[str, str]:
     return {API_KEY_ENV: api_key} if api_key else {}
 
 
-def user_for(host: HostRuntime) -> tuple[str | None, tuple[int, int] | None]:
+def user_for(host: HostRuntime, role: str = "serve") -> tuple[str | None, tuple[int, int] | None]:
     """(--user value, chown target): files on the host belong to the user who runs it.
 
-    A root host keeps the image's unprivileged user and hands it the writable folders instead.
+    A root host serves as the image's unprivileged user and hands it the writable folders
+    instead; it trains as root, so that what training makes (lora/, checkpoints/) is the
+    user's, as everywhere else (the adapter is made readable for the server afterwards).
     """
     if host.uid == 0:
-        return None, IMAGE_USER
+        return ("0:0", None) if role == "train" else (None, IMAGE_USER)
     return f"{host.uid}:{host.gid}", None
 
 
@@ -658,7 +660,7 @@ def plan_train(
     if not options.tensorboard_only:
         warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     data_volumes, data = data_mounts(options.data) if options.data else ((), None)
-    user, chown = user_for(host)
+    user, chown = user_for(host, "train")
     mounts = [Mount(str(paths.weights), "/model", True), Mount(str(paths.model_dir), "/work")]
     if paths.weights == paths.model_dir / "model":  # keep the weights read-only under /work too
         mounts += [Mount(str(paths.weights), "/work/model", True)]

@@ -252,6 +252,8 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
     if isinstance(plan, DockerPlan):
         require_image(plan.container.image)
     prepare_dirs(plan)
+    if getattr(plan, "chown_to", None) and paths.has_lora:
+        readable_by_all(paths.lora)  # trained as root; the server runs as the image's user
     runner = _RUNNERS[(plan.kind, options.detach)]
     runner(plan, model_dir, options, output)
 
@@ -293,6 +295,12 @@ def prepare_dirs(plan: StartPlan) -> None:
         if chown:
             for path in [folder, *folder.rglob("*")]:
                 os.chown(path, *chown, follow_symlinks=False)
+
+
+def readable_by_all(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 def probe_url(plan: StartPlan, options: StartOptions) -> str:
@@ -591,8 +599,6 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
         require_image(plan.container.image)
         _remove_leftovers(_docker_client(), plan.container.name)  # an ended --detach run
     prepare_dirs(plan)
-    if getattr(plan, "chown_to", None):  # the trainer swaps lora/ in beside it, in /work
-        os.chown(paths.model_dir, *plan.chown_to)
     if options.detach:
         _TRAIN_RUNNERS[plan.kind](plan, model_dir, options, output)
         return

@@ -1,0 +1,147 @@
+"""train.sh in the model's image against the real engine: lora/ lands on the host, owned by the
+user, with a training report; start.sh then serves the model with that adapter.
+
+The model is a tiny random Llama installed from a local folder (no Hub); base images are made
+offline (LLM_INSTALLER_ROOTFS=1), and in CI built once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from tiny_models import make_tiny_llama
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ALPACA = [
+    ("Name an animal that barks.", "", "A dog barks."),
+    ("Say hello.", "", "Hello world."),
+    ("What does the fox do?", "the quick brown fox", "The fox jumps over the lazy dog."),
+    ("Count to three.", "", "1 2 3"),
+]
+
+
+@pytest.fixture(scope="module")
+def train_env(docker_client, rootfs_image, tmp_path_factory):
+    """A user whose ~/LLM is a temp folder, with an empty config.yaml."""
+    home = tmp_path_factory.mktemp("llm-train-home")
+    (home / "config.yaml").write_text("{}\n")
+    env = {
+        **os.environ,
+        "LLM_INSTALLER_MODELS_DIR": str(home / "models"),
+        "LLM_INSTALLER_CACHE_DIR": str(home / "cache"),
+        "LLM_INSTALLER_LOGS_DIR": str(home / "logs"),
+        "LLM_INSTALLER_CONFIG": str(home / "config.yaml"),
+        "LLM_INSTALLER_ROOTFS": "1",
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("LLM_INSTALLER_DEBUG", None)
+    return {"env": env, "home": home, "models": home / "models"}
+
+
+@pytest.fixture(scope="module")
+def installed(train_env, docker_client, tmp_path_factory):
+    """A tiny causal LM installed from a local folder; its image is removed afterwards."""
+    folder = make_tiny_llama(tmp_path_factory.mktemp("train-src") / "train-llama", seed=7)
+    for path in folder.rglob("*"):  # save_pretrained writes 0600; the container user reads them
+        path.chmod(path.stat().st_mode | 0o444)
+    result = installer(train_env, "install", str(folder), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (model_dir,) = [p for p in train_env["models"].iterdir() if (p / "train.sh").is_file()]
+    yield model_dir
+    installer(train_env, "stop", str(model_dir), timeout=120)
+    installer(train_env, "remove", str(model_dir), "--yes", timeout=120)
+
+
+def installer(env, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "llm_installer", *args]
+    return subprocess.run(
+        command, env=env["env"], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_alpaca(path: Path, count: int = 40) -> Path:
+    with path.open("w") as out:
+        for i in range(count):
+            instruction, given, output = ALPACA[i % len(ALPACA)]
+            record = {"instruction": instruction, "input": given, "output": f"{output} ({i})"}
+            out.write(json.dumps(record) + "\n")
+    return path
+
+
+def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
+    train_env, installed, docker_client, tmp_path
+):
+    model_dir = installed
+    data = write_alpaca(tmp_path / "alpaca.jsonl")
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(model_dir / "train.sh"), "--data", str(data), "--max-steps", "10",
+         "--no-tensorboard", "--eval-steps", "5", "--max-seq-length", "64"],
+        env=train_env["env"], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    train_seconds = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "alpaca" in output.lower()  # the trainer's own console blocks came through
+    assert "Adapter saved" in output
+    print(f"train.sh: {train_seconds:.1f}s")
+
+    lora = model_dir / "lora"
+    assert (lora / "adapter_config.json").is_file(), output
+    weights = [p for p in lora.iterdir() if p.name.startswith("adapter_model.")]
+    assert weights, sorted(p.name for p in lora.iterdir())
+    report_path = model_dir / "logs" / "training" / "training_report.json"
+    report = json.loads(report_path.read_text())
+    assert report["global_step"] == 10 and report["stop_reason"]
+    assert report["dataset_info"]["format"].lower().startswith("alpaca")
+    for path in [lora, *lora.iterdir(), report_path, *(model_dir / "checkpoints").iterdir()]:
+        assert path.stat().st_uid == os.getuid(), path
+    assert not [c for c in docker_client.containers.list(all=True) if c.name.startswith("llm-train-")]
+
+    port = free_port()
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(model_dir / "start.sh"), "--no-browser", "--detach", "--port", str(port)],
+        env=train_env["env"], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"start.sh with the adapter: {time.monotonic() - started:.1f}s")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        info = httpx.get(f"{url}/info", timeout=10).json()
+        assert info["adapter"] == "/lora"
+        assert info["training_report"]["global_step"] == 10
+        assert info["training_report"]["stop_reason"] == report["stop_reason"]
+        reply = httpx.post(
+            f"{url}/generate", json={"prompt": "Say hello.", "max_tokens": 5}, timeout=60
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["text"] is not None
+    finally:
+        stop = installer(train_env, "stop", str(model_dir), timeout=120)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+
+
+def test_train_without_data_is_a_clear_error(train_env, installed):
+    result = subprocess.run(
+        [str(installed / "train.sh"), "--max-steps", "1"],
+        env=train_env["env"], capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--data is required" in result.stdout + result.stderr
