@@ -112,7 +112,9 @@ def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
     assert report["dataset_info"]["format"].lower().startswith("alpaca")
     for path in [lora, *lora.iterdir(), report_path, *(model_dir / "checkpoints").iterdir()]:
         assert path.stat().st_uid == os.getuid(), path
-    assert not [c for c in docker_client.containers.list(all=True) if c.name.startswith("llm-train-")]
+    assert not docker_client.containers.list(
+        all=True, filters={"name": f"llm-train-{model_dir.name}"}
+    )
 
     port = free_port()
     started = time.monotonic()
