@@ -155,6 +155,7 @@ class ContainerSpec:
     shm_size: str | None = None
     ipc_host: bool = False
     labels: tuple[tuple[str, str], ...] = ()
+    healthcheck: bool = True  # the image's HEALTHCHECK probes the server; off for training
 
 
 @dataclass(frozen=True)
@@ -668,7 +669,7 @@ def plan_train(
         mounts += data_volumes
     command = RUNTIME + train_args(
         model="/model", data=data, output_dir="/work", device=device,
-        tensorboard_host="0.0.0.0", tensorboard_port=TENSORBOARD_PORT, options=options,
+        tensorboard_host="0.0.0.0", tensorboard_port=options.tensorboard_port, options=options,
         extra_args=pass_through(options.extra_args, paths, "/work"),
     )  # fmt: skip
     board = options.tensorboard or options.tensorboard_only
@@ -678,10 +679,13 @@ def plan_train(
         name=options.name or container_name(paths.model_dir, role),
         command=command,
         mounts=tuple(mounts),
-        ports=((options.host, options.tensorboard_port, TENSORBOARD_PORT),) if board else (),
+        ports=((options.host, options.tensorboard_port, options.tensorboard_port),)
+        if board
+        else (),
         env=(("HOME", "/tmp"),),
         user=user,
         labels=labels_for(paths, model_info, role, options.tensorboard_port if board else 0),
+        healthcheck=False,
         **(gpu_flags(device, host, "train") if not options.tensorboard_only else {}),
     )
     return DockerPlan(
@@ -732,6 +736,7 @@ def docker_argv(spec: ContainerSpec, *, detach: bool = False) -> list[str]:
         argv += ["--label", f"{key}={value}"]
     if spec.gpus:
         argv += ["--gpus", "all" if spec.gpus == "all" else f'"device={spec.gpus}"']
+    argv += [] if spec.healthcheck else ["--no-healthcheck"]
     argv += ["--ipc=host"] if spec.ipc_host else []
     argv += [f"--shm-size={spec.shm_size}"] if spec.shm_size else []
     for ip, host_port, container_port in spec.ports:
@@ -771,6 +776,7 @@ def docker_py_kwargs(spec: ContainerSpec, secrets: Mapping[str, str]) -> dict[st
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts
         ],
         "user": spec.user,
+        "healthcheck": None if spec.healthcheck else {"test": ["NONE"]},
         "environment": {
             **dict(spec.env),
             **{k: secrets[k] for k in spec.secret_env if k in secrets},
