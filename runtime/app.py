@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from llm_runtime import __version__, routes_native, routes_openai
+from llm_runtime import __version__, routes_media, routes_native, routes_openai, routes_ui
 from llm_runtime.errors import install_error_handlers
 from llm_runtime.metrics import Metrics
 from llm_runtime.serving import ModelHost, host_of
@@ -17,6 +17,7 @@ from llm_runtime.values import ServeConfig
 KNOWN_PATHS = {
     "/health", "/health/ready", "/info", "/metrics", "/generate", "/generate/stream",
     "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+    "/", "/interrupt", "/v1/images/generations", "/v1/audio/transcriptions", "/v1/audio/speech",
 }  # fmt: skip
 
 
@@ -36,6 +37,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestCounter, metrics=metrics)
     _public_routes(app)
+    # Before the core routers: media-aware fronts of /generate, /ws and chat, media routes, UI.
+    app.include_router(routes_media.router)
+    app.include_router(routes_media.ws_router)
+    app.include_router(routes_ui.router)
     app.include_router(routes_native.router)
     app.include_router(routes_native.ws_router)
     app.include_router(routes_openai.router)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_runtime.detect import detect_media_family
 from llm_runtime.errors import UnsupportedFamily
 
 MODEL_INFO_ENV = "LLM_MODEL_INFO"
@@ -62,7 +63,10 @@ def load_profile(model_dir: Path) -> ModelProfile:
             source=str(path),
             info=info,
         )
-    config = _read_json(model_dir / "config.json")
+    diffusers_only = (model_dir / "model_index.json").is_file() and not (
+        model_dir / "config.json"
+    ).is_file()
+    config = {} if diffusers_only else _read_json(model_dir / "config.json")
     return ModelProfile(
         model_dir=model_dir,
         family=detect_family(model_dir, config),
@@ -77,6 +81,9 @@ def detect_family(model_dir: Path, config: dict) -> str:
         model_dir / "config_sentence_transformers.json"
     ).is_file():
         return "embedding"
+    media_family = detect_media_family(model_dir, config)
+    if media_family is not None:
+        return media_family
     architectures = config.get("architectures") or []
     causal, encoders = _auto_mapping_names()
     if any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
@@ -88,8 +95,9 @@ def detect_family(model_dir: Path, config: dict) -> str:
     raise UnsupportedFamily(
         f"Cannot tell which family the model in {model_dir} belongs to "
         f"(architectures={architectures or None}, model_type={config.get('model_type')!r}). "
-        "Supported here: causal language models (text-generation) and sentence-transformers "
-        "or encoder models (embedding). Write model_info.json with a 'family' to override."
+        "Supported here: causal language models (text-generation), sentence-transformers "
+        "or encoder models (embedding), diffusers pipelines, seq2seq, speech, vision and "
+        "multimodal models. Write model_info.json with a 'family' to override."
     )
 
 

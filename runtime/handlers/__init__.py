@@ -11,21 +11,52 @@ from llm_runtime.handlers.base import Handler
 FAMILIES: dict[str, tuple[str, str]] = {
     "text-generation": ("llm_runtime.handlers.text_generation", "TextGenerationHandler"),
     "embedding": ("llm_runtime.handlers.embeddings", "EmbeddingHandler"),
+    "text2text-generation": ("llm_runtime.handlers.text2text", "Text2TextHandler"),
+    "diffusion": ("llm_runtime.handlers.diffusion", "DiffusionHandler"),
+    "speech-recognition": ("llm_runtime.handlers.speech_recognition", "SpeechRecognitionHandler"),
+    "audio-generation": ("llm_runtime.handlers.audio_generation", "AudioGenerationHandler"),
+    "image-classification": (
+        "llm_runtime.handlers.image_classification",
+        "ImageClassificationHandler",
+    ),
+    "object-detection": ("llm_runtime.handlers.object_detection", "ObjectDetectionHandler"),
+    "image-segmentation": (
+        "llm_runtime.handlers.image_segmentation",
+        "ImageSegmentationHandler",
+    ),
+    "zero-shot-image-classification": (
+        "llm_runtime.handlers.zero_shot_image",
+        "ZeroShotImageClassificationHandler",
+    ),
+    "image-text-to-text": ("llm_runtime.handlers.image_text_to_text", "ImageTextToTextHandler"),
+    "feature-extraction": ("llm_runtime.handlers.feature_extraction", "FeatureExtractionHandler"),
 }
+# Any other transformers pipeline task (text-classification, depth-estimation, ...).
+PIPELINE_FALLBACK = ("llm_runtime.handlers.pipeline_task", "PipelineTaskHandler")
 
 
 def supported_families() -> list[str]:
-    """Family names this runtime can serve, sorted."""
-    return sorted(FAMILIES)
+    """Family names this runtime can serve, sorted (pipeline tasks last)."""
+    from llm_runtime.detect import pipeline_task_names
+
+    return sorted(FAMILIES) + pipeline_task_names()
 
 
 def handler_class(family: str) -> type[Handler]:
     """Import and return the handler class for family; unknown names list what is supported."""
     try:
-        module_name, class_name = FAMILIES[family]
+        module_name, class_name = FAMILIES.get(family) or _pipeline_fallback(family)
     except KeyError:
         raise UnsupportedFamily(
             f"No handler for model family {family!r}. "
             f"Supported families: {', '.join(supported_families())}."
         ) from None
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def _pipeline_fallback(family: str) -> tuple[str, str]:
+    from llm_runtime.detect import pipeline_task_names
+
+    if family in pipeline_task_names():
+        return PIPELINE_FALLBACK
+    raise KeyError(family)

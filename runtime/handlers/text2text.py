@@ -1,0 +1,109 @@
+"""Text-to-text generation: encoder-decoder models (T5, BART, mT5, Pegasus...), streamed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from llm_runtime.errors import InvalidRequest
+from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
+from llm_runtime.loading import model_kwargs, resolve_placement, translate_oom
+from llm_runtime.profile import ModelProfile
+from llm_runtime.schemas import GenerateBody
+from llm_runtime.text_formats import native_result
+from llm_runtime.threaded_stream import GenerationSlot, ThreadedTextStream, generate_kwargs
+from llm_runtime.values import Capabilities, LoadSettings, ModelDescription, TextRequest
+
+log = logging.getLogger("llm_runtime")
+
+DEFAULT_MAX_TOKENS = 256
+FALLBACK_INPUT_LENGTH = 512
+
+
+class Text2TextHandler(Handler, TextGeneration):
+    """AutoModelForSeq2SeqLM `generate`, one request at a time, streamed token by token."""
+
+    family = "text2text-generation"
+
+    def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.profile, self.placement = profile, resolve_placement(settings)
+        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir)
+        kwargs = model_kwargs(settings, self.placement)
+        with translate_oom("loading"):
+            model = AutoModelForSeq2SeqLM.from_pretrained(profile.model_dir, **kwargs)
+            if "device_map" not in kwargs:
+                model = model.to(self.placement.device)
+        self.model = model.eval()
+        self.slot = GenerationSlot(settings.max_queue)
+        self.max_input = self._max_input_length()
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(
+            family=self.family,
+            device=self.placement.device,
+            dtype=self.placement.dtype_name,
+            capabilities=Capabilities(
+                supports_streaming=True,
+                supports_system_prompt=True,
+                max_context_length=self.max_input,
+            ),
+            details={
+                "architecture": (self.model.config.architectures or [None])[0],
+                "encoder_decoder": True,
+                "chat": "messages are joined into one input text",
+            },
+        )
+
+    async def generate(self, *, body: dict[str, Any]) -> dict[str, Any]:
+        request = GenerateBody.model_validate(body).to_text_request()
+        return native_result(await self.start(request=request).result(), request)
+
+    def start(self, *, request: TextRequest) -> TextStream:
+        text = self._input_text(request)
+        inputs = self.tokenizer(
+            text, return_tensors="pt", truncation=True, max_length=self.max_input
+        ).to(self.placement.device)
+        max_tokens = request.sampling.max_tokens or DEFAULT_MAX_TOKENS
+        options = generate_kwargs(request.sampling, max_tokens)
+
+        def run(streamer, criteria) -> None:
+            import torch
+
+            if request.sampling.seed is not None:
+                torch.manual_seed(request.sampling.seed)
+            with torch.inference_mode():
+                self.model.generate(
+                    **inputs, streamer=streamer, stopping_criteria=criteria, **options
+                )
+
+        return ThreadedTextStream(
+            tokenizer=self.tokenizer,
+            slot=self.slot,
+            run=run,
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            stop=request.stop,
+            max_tokens=max_tokens,
+        )
+
+    def count_tokens(self, *, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _input_text(self, request: TextRequest) -> str:
+        if request.messages is None:
+            return request.prompt or ""
+        parts = [m.content for m in request.messages if m.role in ("system", "user")]
+        text = "\n".join(p for p in parts if p)
+        if not text.strip():
+            raise InvalidRequest("The messages hold no system or user text to transform.")
+        return text
+
+    def _max_input_length(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions"):
+            value = getattr(config, name, None)
+            if value:
+                return int(value)
+        limit = self.tokenizer.model_max_length
+        return int(limit) if limit and limit < 1_000_000 else FALLBACK_INPUT_LENGTH

@@ -1,0 +1,42 @@
+"""Zero-shot image classification (CLIP, SigLIP...): scores for candidate labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+
+from llm_runtime.handlers.pipeline_base import ImageBody, PipelineHandler
+
+
+class ZeroShotBody(ImageBody):
+    candidate_labels: list[str]
+    hypothesis_template: str = "This is a photo of {}."
+
+    @field_validator("candidate_labels", mode="before")
+    @classmethod
+    def _split(cls, value):
+        if isinstance(value, str):  # a form field: "cat, dog, bird"
+            value = [part.strip() for part in value.split(",")]
+        if not value or any(not str(v).strip() for v in value):
+            raise ValueError("give at least one non-empty candidate label")
+        return value
+
+
+class ZeroShotImageClassificationHandler(PipelineHandler):
+    """`{"labels": [{"label", "score"}]}` over the request's candidate_labels, best first."""
+
+    family = "zero-shot-image-classification"
+    task = "zero-shot-image-classification"
+    inputs = ("image", "text")
+
+    async def generate(self, *, body: dict[str, Any]) -> dict[str, Any]:
+        request = ZeroShotBody.model_validate(body)
+        image = request.pil_image()
+        found = await self.run(
+            image,
+            candidate_labels=request.candidate_labels,
+            hypothesis_template=request.hypothesis_template,
+        )
+        labels = [{"label": str(r["label"]), "score": float(r["score"])} for r in found]
+        return {"labels": labels, "width": image.width, "height": image.height}
