@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -241,7 +242,7 @@ def interrupt_when(env, args: list[str], marker: str, timeout: float = 600) -> t
 def test_ctrl_c_leaves_no_complete_install_and_rerun_succeeds(
     install_env, hub_server, tmp_path, docker_client, stage, marker
 ):
-    repo = f"test-org/interrupt-{stage.replace(' ', '-')}"
+    repo = f"test-org/interrupt-{stage.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"  # no image from earlier runs
     folder = make_tiny_llama(tmp_path / "interrupted", seed=6)
     hub_server.add_folder(repo, folder)
     model_dir = install_env["models"] / repo.replace("/", "_")
