@@ -602,7 +602,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     if options.detach:
         _TRAIN_RUNNERS[plan.kind](plan, model_dir, options, output)
         return
-    code = run_training_foreground(plan, model_dir, output)
+    code = run_training_foreground(plan, model_dir, output, board_only=options.tensorboard_only)
     _training_result(code, plan, model_dir, options, output)
 
 
@@ -646,7 +646,9 @@ def _training_env(plan: StartPlan) -> StartPlan:
     return replace(plan, container=replace(plan.container, env=env))
 
 
-def run_training_foreground(plan: StartPlan, model_dir: Path, output: Output) -> int:
+def run_training_foreground(
+    plan: StartPlan, model_dir: Path, output: Output, *, board_only: bool = False
+) -> int:
     """Run the trainer with its output straight on this terminal; returns its exit code.
 
     The child runs in its own session, so a Ctrl+C reaches only us and is passed on once:
@@ -676,7 +678,7 @@ def run_training_foreground(plan: StartPlan, model_dir: Path, output: Output) ->
                 return child.wait()
             except KeyboardInterrupt:
                 interrupts += 1
-                _interrupt_training(child, plan, interrupts, output)
+                _interrupt_training(child, plan, interrupts + board_only, output)
     finally:
         _interrupt_on(STOP_SIGNALS, previous)
         if child.poll() is None:
@@ -686,10 +688,12 @@ def run_training_foreground(plan: StartPlan, model_dir: Path, output: Output) ->
 def _interrupt_training(
     child: subprocess.Popen, plan: StartPlan, interrupts: int, output: Output
 ) -> None:
-    if interrupts == 1:
-        output.info("Stopping: the trainer saves a checkpoint first (Ctrl+C again to abort)…")
-    elif interrupts == 2:
-        output.info("Aborting the trainer (Ctrl+C once more kills it)…")
+    """1: the trainer saves a checkpoint and stops; 2: it stops at once; 3: kill."""
+    messages = {
+        1: "Stopping: the trainer saves a checkpoint first (Ctrl+C again to abort)…",
+        2: "Stopping (Ctrl+C once more kills it)…",
+    }
+    output.info(messages.get(interrupts, "Killing it…"))
     if interrupts <= 2:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGINT)

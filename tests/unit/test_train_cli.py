@@ -1,0 +1,181 @@
+"""`llm-installer train`: options, pass-through, errors, and the foreground runner's Ctrl+C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llm_installer import start
+from llm_installer.cli import app
+from llm_installer.console import Output
+from llm_installer.runargs import DockerPlan, NativePlan, TrainOptions
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def captured(monkeypatch, tmp_path):
+    """Calls of train_model, with settings from an empty config in tmp_path."""
+    calls: list[tuple[str, TrainOptions]] = []
+    monkeypatch.setattr(
+        start, "train_model", lambda model, options, s, o: calls.append((model, options))
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    monkeypatch.setenv("LLM_INSTALLER_CONFIG", str(config))
+    monkeypatch.setenv("LLM_INSTALLER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("LLM_INSTALLER_LOGS_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("LLM_INSTALLER_CACHE_DIR", str(tmp_path / "cache"))
+    return calls
+
+
+def test_train_is_a_visible_command_without_the_placeholder():
+    result = runner.invoke(app, ["--help"])
+    assert " train " in result.output
+    assert "arrives soon" not in runner.invoke(app, ["train", "--help"]).output
+
+
+def test_trainer_options_pass_through(captured):
+    argv = ["train", "org/m", "--data", "d.jsonl", "--epochs", "3", "--method", "qlora",
+            "--resume", "--detach", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    ((model, options),) = captured
+    assert model == "org/m" and options.data == "d.jsonl" and options.detach
+    assert options.device == "cpu" and options.tensorboard and not options.tensorboard_only
+    assert options.extra_args == ("--epochs", "3", "--method", "qlora", "--resume")
+
+
+def test_tensorboard_flags(captured):
+    runner.invoke(
+        app, ["train", "m", "--data", "d", "--no-tensorboard", "--tensorboard-port", "7001"]
+    )
+    runner.invoke(app, ["train", "m", "--tensorboard-only", "7002"])
+    runner.invoke(app, ["train", "m", "--tensorboard-only"])
+    (_, off), (_, only_port), (_, only) = captured
+    assert not off.tensorboard and off.tensorboard_port == 7001
+    assert only_port.tensorboard_only and only_port.tensorboard_port == 7002
+    assert not only_port.extra_args and only_port.data is None
+    assert only.tensorboard_only and only.tensorboard_port == 6006
+
+
+def installed_model(models: Path, name: str = "tiny") -> Path:
+    model_dir = models / name
+    (model_dir / "model").mkdir(parents=True)
+    info = {"model_id": f"org/{name}", "image": {"tag": "llm-installer/x:1"}, "device": "cpu"}
+    (model_dir / "model_info.json").write_text(json.dumps(info))
+    (model_dir / ".install_complete").write_text("")
+    return model_dir
+
+
+@pytest.fixture()
+def settings_env(monkeypatch, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    for key, value in {
+        "LLM_INSTALLER_CONFIG": str(config),
+        "LLM_INSTALLER_MODELS_DIR": str(tmp_path / "models"),
+        "LLM_INSTALLER_LOGS_DIR": str(tmp_path / "logs"),
+        "LLM_INSTALLER_CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LLM_INSTALLER_DEBUG", raising=False)
+    monkeypatch.setattr(start, "running_container", lambda *a, **k: None)
+    return tmp_path / "models"
+
+
+def test_errors_before_docker(settings_env, tmp_path):
+    result = runner.invoke(app, ["train", "nothing-here", "--data", "d.jsonl"])
+    assert result.exit_code == 33 and "not installed" in result.output
+    installed_model(settings_env)
+    result = runner.invoke(app, ["train", "tiny", "--max-steps", "2"])
+    assert result.exit_code == 2 and "--data is required" in result.output
+    result = runner.invoke(app, ["train", "tiny", "--data", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2 and "no such file" in result.output
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    result = runner.invoke(app, ["train", "tiny", "--data", str(data), "--output-dir", "/x"])
+    assert result.exit_code == 2 and "set by llm-installer" in result.output
+
+
+def test_a_running_training_is_not_started_twice(settings_env, monkeypatch, tmp_path):
+    installed_model(settings_env)
+    running = start.RunningModel(
+        str(settings_env / "tiny"), "docker", "llm-train-tiny", "train", 6006
+    )
+    monkeypatch.setattr(start, "running_container", lambda *a, **k: running)
+    result = runner.invoke(app, ["train", "tiny", "--data", str(tmp_path)])
+    assert result.exit_code == 35 and "docker logs -f llm-train-tiny" in result.output
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "exit_code"),
+    [
+        (130, start.TrainingInterruptedError, 130),
+        (1, start.TrainingFailedError, 41),
+        (125, start.TrainingFailedError, 41),
+    ],
+)
+def test_exit_codes_become_messages(tmp_path, code, error, exit_code):
+    plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
+    with pytest.raises(error) as caught:
+        start._training_result(code, plan, tmp_path, TrainOptions(data="d"), Output())
+    assert caught.value.exit_code == exit_code
+
+
+def test_success_names_the_adapter(tmp_path, capsys):
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text("{}")
+    plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
+    start._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
+    assert "Adapter saved" in capsys.readouterr().out
+
+
+TRAINER = r"""
+import signal, sys, time
+from pathlib import Path
+
+marker = Path(sys.argv[1])
+
+def interrupted(signum, frame):
+    marker.write_text("checkpoint saved")
+    sys.exit(130)
+
+signal.signal(signal.SIGINT, interrupted)
+marker.write_text("ready")
+time.sleep(60)
+sys.exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_reaches_the_trainer_once_and_it_saves(tmp_path):
+    """The first Ctrl+C is passed on as one SIGINT; the trainer's own exit code comes back."""
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / start.NATIVE_READY_MARKER).write_text("ok\n")
+    script, marker = tmp_path / "trainer.py", tmp_path / "state"
+    script.write_text(TRAINER)
+    plan = NativePlan(
+        venv=venv, setup=(), command=(sys.executable, str(script), str(marker)),
+        device="cpu", url="",
+    )  # fmt: skip
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (marker.exists() and marker.read_text()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    code = start.run_training_foreground(plan, tmp_path, Output())
+    assert code == 130
+    assert marker.read_text() == "checkpoint saved"
