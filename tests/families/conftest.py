@@ -27,6 +27,10 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "segformer": tiny_media.make_tiny_segformer,
     "clip": tiny_media.make_tiny_clip,
     "llava": tiny_media.make_tiny_llava,
+    "bert-classifier": tiny_media.make_tiny_bert_classifier,
+    "vit-features": lambda path: tiny_media.write_model_info(
+        tiny_media.make_tiny_vit(path), "feature-extraction"
+    ),
 }
 
 

@@ -98,7 +98,7 @@ def make_tiny_diffusion(path: Path) -> Path:
     )
     pipe = StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )  # fmt: skip
     pipe.save_pretrained(path)
@@ -322,4 +322,29 @@ def make_tiny_llava(path: Path) -> Path:
         chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
     )  # fmt: skip
     processor.save_pretrained(path)
+    return path
+
+
+def make_tiny_bert_classifier(path: Path) -> Path:
+    """A BertForSequenceClassification: served by the pipeline fallback (text-classification)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    _manual_seed()
+    path.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
+    (path / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(str(path / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_model_info(path: Path, family: str) -> Path:
+    """Pin the family the way the installer does (model_info.json beside the weights)."""
+    (path / "model_info.json").write_text(json.dumps({"family": family, "model_id": path.name}))
     return path
