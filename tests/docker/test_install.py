@@ -237,7 +237,7 @@ def interrupt_when(env, args: list[str], marker: str, timeout: float = 600) -> t
 
 
 @pytest.mark.parametrize(
-    "stage, marker", [("download", "Downloading"), ("smoke test", "Model image")]
+    "stage, marker", [("download", "Downloading"), ("build", "Dependency layer"), ("smoke test", "Model image")]
 )
 def test_ctrl_c_leaves_no_complete_install_and_rerun_succeeds(
     install_env, hub_server, tmp_path, docker_client, stage, marker
