@@ -602,13 +602,16 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     if options.detach:
         _TRAIN_RUNNERS[plan.kind](plan, model_dir, options, output)
         return
-    code = run_training_foreground(plan, model_dir, output, board_only=options.tensorboard_only)
-    _training_result(code, plan, model_dir, options, output)
+    code, interrupts = run_training_foreground(
+        plan, model_dir, output, board_only=options.tensorboard_only
+    )
+    _training_result(code, plan, model_dir, options, output, aborted=interrupts > 1)
 
 
 def _training_result(
-    code: int, plan: StartPlan, model_dir: Path, options: TrainOptions, output: Output
-) -> None:
+    code: int, plan: StartPlan, model_dir: Path, options: TrainOptions, output: Output,
+    *, aborted: bool = False,
+) -> None:  # fmt: skip
     if options.tensorboard_only and code in (0, TRAIN_INTERRUPTED_EXIT):
         return
     if code == 0:
@@ -618,6 +621,12 @@ def _training_result(
                 f"`llm-installer start {model_dir.name}` (./start.sh) loads it."
             )
         return
+    if code == TRAIN_INTERRUPTED_EXIT and aborted:
+        raise TrainingInterruptedError(
+            "Training aborted",
+            hint="The last checkpoint in checkpoints/ can be resumed with `./train.sh --data … "
+            "--resume`; the adapter in lora/ was left unchanged.",
+        )
     if code == TRAIN_INTERRUPTED_EXIT:
         raise TrainingInterruptedError(
             "Training stopped before the end; a resumable checkpoint was saved",
@@ -648,8 +657,8 @@ def _training_env(plan: StartPlan) -> StartPlan:
 
 def run_training_foreground(
     plan: StartPlan, model_dir: Path, output: Output, *, board_only: bool = False
-) -> int:
-    """Run the trainer with its output straight on this terminal; returns its exit code.
+) -> tuple[int, int]:
+    """Run the trainer with its output straight on this terminal; (its exit code, Ctrl+Cs).
 
     The child runs in its own session, so a Ctrl+C reaches only us and is passed on once:
     the docker CLI proxies SIGINT into the container (``--init`` hands it to the trainer),
@@ -675,7 +684,7 @@ def run_training_foreground(
     try:
         while True:
             try:
-                return child.wait()
+                return child.wait(), interrupts
             except KeyboardInterrupt:
                 interrupts += 1
                 _interrupt_training(child, plan, interrupts + board_only, output)

@@ -131,6 +131,12 @@ def test_exit_codes_become_messages(tmp_path, code, error, exit_code):
     assert caught.value.exit_code == exit_code
 
 
+def test_a_second_ctrl_c_is_an_abort(tmp_path):
+    plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
+    with pytest.raises(start.TrainingInterruptedError, match="aborted"):
+        start._training_result(130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True)
+
+
 def test_success_names_the_adapter(tmp_path, capsys):
     (tmp_path / "lora").mkdir()
     (tmp_path / "lora" / "adapter_config.json").write_text("{}")
@@ -176,6 +182,5 @@ def test_ctrl_c_reaches_the_trainer_once_and_it_saves(tmp_path):
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    code = start.run_training_foreground(plan, tmp_path, Output())
-    assert code == 130
+    assert start.run_training_foreground(plan, tmp_path, Output()) == (130, 1)
     assert marker.read_text() == "checkpoint saved"
