@@ -620,6 +620,11 @@ def _training_result(
                 f"[bold green]Adapter saved[/] in {model_dir / 'lora'}; "
                 f"`llm-installer start {model_dir.name}` (./start.sh) loads it."
             )
+            if isinstance(plan, DockerPlan) and running_container(model_dir):
+                output.warning(
+                    "The model is being served with the adapter it had: restart it to load "
+                    f"the new one (`llm-installer stop {model_dir.name}`, then start it)."
+                )
         return
     if code == TRAIN_INTERRUPTED_EXIT and aborted:
         raise TrainingInterruptedError(

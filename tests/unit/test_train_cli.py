@@ -137,12 +137,21 @@ def test_a_second_ctrl_c_is_an_abort(tmp_path):
         start._training_result(130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True)
 
 
-def test_success_names_the_adapter(tmp_path, capsys):
+def test_success_names_the_adapter_and_asks_a_running_server_to_restart(
+    tmp_path, capsys, monkeypatch
+):
     (tmp_path / "lora").mkdir()
     (tmp_path / "lora" / "adapter_config.json").write_text("{}")
     plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
+    monkeypatch.setattr(start, "running_container", lambda *a, **k: None)
     start._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
-    assert "Adapter saved" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "Adapter saved" in out.out and "restart" not in out.out + out.err
+    serving = start.RunningModel(str(tmp_path), "docker", "llm-x", "serve", 8000)
+    monkeypatch.setattr(start, "running_container", lambda *a, **k: serving)
+    start._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
+    out = capsys.readouterr()
+    assert "restart" in out.out + out.err
 
 
 TRAINER = r"""
