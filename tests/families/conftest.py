@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import os
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tiny_media
 from media_server import MediaServer, start_media_server
@@ -51,27 +48,3 @@ def media_servers(media_models, tmp_path_factory):
     finally:
         for server in servers.values():
             server.stop()
-
-
-def make_png(width: int = 64, height: int = 48) -> bytes:
-    from PIL import Image
-
-    pixels = (np.random.default_rng(0).random((height, width, 3)) * 255).astype("uint8")
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_wav(seconds: float, rate: int = 22050) -> bytes:
-    """A tone with noise at 22.05 kHz (the server resamples it to the model's rate)."""
-    t = np.arange(int(seconds * rate)) / rate
-    samples = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(
-        t.size
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((samples * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()

@@ -9,8 +9,8 @@ import wave
 
 import httpx
 import pytest
-from conftest import make_png, make_wav
 from PIL import Image
+from tiny_media import make_png, make_wav
 
 
 def _client(media_servers, name: str) -> httpx.Client:

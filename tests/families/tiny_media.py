@@ -6,9 +6,12 @@ to load and run, not to say anything sensible.
 
 from __future__ import annotations
 
+import io
 import json
+import wave
 from pathlib import Path
 
+import numpy as np
 from tiny_models import make_tiny_llama, train_tokenizer
 
 SEED = 0
@@ -37,9 +40,7 @@ def clip_tokenizer(scratch: Path):
     vocab, merges = write_bpe_files(
         scratch, specials=["<|startoftext|>", "<|endoftext|>"], word_end="</w>"
     )
-    return CLIPTokenizer(
-        str(vocab), str(merges), pad_token="<|endoftext|>", model_max_length=77
-    )
+    return CLIPTokenizer(str(vocab), str(merges), pad_token="<|endoftext|>", model_max_length=77)
 
 
 def _manual_seed() -> None:
@@ -91,9 +92,14 @@ def make_tiny_diffusion(path: Path) -> Path:
     tokenizer = clip_tokenizer(path.parent / (path.name + "-tok"))
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-            num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )  # fmt: skip
     )
     pipe = StableDiffusionPipeline(
@@ -348,3 +354,27 @@ def write_model_info(path: Path, family: str) -> Path:
     """Pin the family the way the installer does (model_info.json beside the weights)."""
     (path / "model_info.json").write_text(json.dumps({"family": family, "model_id": path.name}))
     return path
+
+
+def make_png(width: int = 64, height: int = 48) -> bytes:
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((height, width, 3)) * 255).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_wav(seconds: float, rate: int = 22050) -> bytes:
+    """A tone with noise at 22.05 kHz (the server resamples it to the model's rate)."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(
+        t.size
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
