@@ -44,12 +44,13 @@ def build_image(
     buildargs: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     title: str = "Building image",
+    nocache: bool = False,
 ) -> BuiltImage:
     """``docker build`` of ``context`` as ``tag``; every output line goes to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         stream = client.api.build(
-            path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+            path=str(context), tag=tag, rm=True, forcerm=True, decode=True, nocache=nocache,
             buildargs=dict(buildargs or {}), labels=dict(labels or {}),
         )  # fmt: skip
         with log_path.open("a") as log, _progress(console) as progress:

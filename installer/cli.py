@@ -92,6 +92,7 @@ def install(
     rootfs: Annotated[
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
     ] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dependency layer from scratch.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
@@ -103,7 +104,7 @@ def install(
     def body(settings: Settings, output: Output) -> None:
         options = InstallOptions(
             revision=revision, quantization=quantization, device=device, base_image=base_image,
-            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache,
         )  # fmt: skip
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect

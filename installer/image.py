@@ -32,7 +32,7 @@ from llm_installer.docker_engine import image_exists
 
 TEMPLATES = PROJECT_DIR / "dockerfiles"
 RUNTIME_PACKAGES = (
-    "accelerate", "datasets", "fastapi", "matplotlib", "peft", "psutil", "pydantic", "safetensors",
+    "accelerate", "datasets", "fastapi", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
     "sse-starlette", "tensorboard", "transformers", "trl", "uvicorn", "websockets",
 )  # fmt: skip
 NOT_PIP = frozenset({"torch"})  # in the base image already
@@ -89,9 +89,11 @@ def constraints_text() -> str:
     return (TEMPLATES / "constraints.txt").read_text()
 
 
-def ensure_deps_image(client: docker.DockerClient, plan: ImagePlan, *, console: Console, log_path: Path) -> str:
-    """Build the dependency image unless an identical one exists already."""
-    if image_exists(client, plan.deps_tag):
+def ensure_deps_image(
+    client: docker.DockerClient, plan: ImagePlan, *, console: Console, log_path: Path, nocache: bool = False
+) -> str:
+    """Build the dependency image unless an identical one exists already (``nocache``: rebuild)."""
+    if image_exists(client, plan.deps_tag) and not nocache:
         console.print(f"Dependency layer {plan.deps_tag} exists: reused.")
         return plan.deps_tag
     with tempfile.TemporaryDirectory(prefix="llm-deps-") as workdir:
@@ -100,7 +102,7 @@ def ensure_deps_image(client: docker.DockerClient, plan: ImagePlan, *, console: 
         (context / "constraints.txt").write_text(constraints_text())
         build_image(
             client, context, plan.deps_tag, log_path=log_path, console=console,
-            buildargs=proxy_build_args(), title="Dependencies",
+            buildargs=proxy_build_args(), title="Dependencies", nocache=nocache,
         )  # fmt: skip
     return plan.deps_tag
 

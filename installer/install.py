@@ -54,6 +54,7 @@ class InstallOptions:
     yes: bool = False
     trust_remote_code: bool = False
     rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
+    no_cache: bool = False  # rebuild the dependency layer from scratch
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
@@ -265,7 +266,7 @@ def build_and_test(
         base = built if isinstance(built, str) else built.tag
     plan = plan_image(profile, base)
     state.stage = "dependencies"
-    ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log)
+    ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)
     dockerfile = render_model_dockerfile(profile, plan, freeze)
     paths.dockerfile.write_text(dockerfile)

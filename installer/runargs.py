@@ -167,6 +167,7 @@ class DockerPlan:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     writable_dirs: tuple[Path, ...] = ()
     chown_to: tuple[int, int] | None = None  # a root host gives the image user its folders
+    owned_roots: tuple[Path, ...] = ()  # folders handed over without their contents (chown_to)
     kind: str = "docker"
 
     def argv(self, *, detach: bool = False) -> list[str]:
@@ -408,12 +409,12 @@ def secrets_for(api_key: str | None) -> dict[str, str]:
 def user_for(host: HostRuntime, role: str = "serve") -> tuple[str | None, tuple[int, int] | None]:
     """(--user value, chown target): files on the host belong to the user who runs it.
 
-    A root host serves as the image's unprivileged user and hands it the writable folders
-    instead; it trains as root, so that what training makes (lora/, checkpoints/) is the
-    user's, as everywhere else (the adapter is made readable for the server afterwards).
+    A root host runs containers as the image's unprivileged user (never as root) and hands
+    that user the writable folders instead (for training also the model folder itself, where
+    the trainer swaps lora/ in atomically).
     """
     if host.uid == 0:
-        return ("0:0", None) if role == "train" else (None, IMAGE_USER)
+        return None, IMAGE_USER
     return f"{host.uid}:{host.gid}", None
 
 
@@ -692,7 +693,7 @@ def plan_train(
         container=spec, device=device,
         url=local_url(options.host, options.tensorboard_port) if board else "",
         warnings=warnings, writable_dirs=(paths.logs, paths.lora, paths.checkpoints),
-        chown_to=chown,
+        chown_to=chown, owned_roots=(paths.model_dir,) if chown else (),
     )  # fmt: skip
 
 

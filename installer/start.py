@@ -252,8 +252,6 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
     if isinstance(plan, DockerPlan):
         require_image(plan.container.image)
     prepare_dirs(plan)
-    if getattr(plan, "chown_to", None) and paths.has_lora:
-        readable_by_all(paths.lora)  # trained as root; the server runs as the image's user
     runner = _RUNNERS[(plan.kind, options.detach)]
     runner(plan, model_dir, options, output)
 
@@ -290,6 +288,8 @@ def check_port_free(host: str, port: int) -> None:
 def prepare_dirs(plan: StartPlan) -> None:
     """Create the read-write folders; on a root host hand them to the image's user."""
     chown = getattr(plan, "chown_to", None)
+    for root in getattr(plan, "owned_roots", ()):
+        os.chown(root, *chown, follow_symlinks=False)
     for folder in plan.writable_dirs:
         folder.mkdir(parents=True, exist_ok=True)
         if chown:

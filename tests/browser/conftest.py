@@ -51,6 +51,8 @@ def ui_servers(tmp_path_factory) -> dict[str, MediaServer]:
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        if os.environ.get("CI") or os.environ.get("LLM_TEST_REQUIRE_BROWSER"):
+            pytest.fail(f"CI needs Chromium at {CHROMIUM}: a skipped browser test proves nothing")
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:

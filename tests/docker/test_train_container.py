@@ -110,8 +110,10 @@ def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
     report = json.loads(report_path.read_text())
     assert report["global_step"] == 10 and report["stop_reason"]
     assert report["dataset_info"]["format"].lower().startswith("alpaca")
+    # The container never runs as root: on a root host it is the image's user (uid 1000).
+    owner = os.getuid() if os.getuid() != 0 else 1000
     for path in [lora, *lora.iterdir(), report_path, *(model_dir / "checkpoints").iterdir()]:
-        assert path.stat().st_uid == os.getuid(), path
+        assert path.stat().st_uid == owner, path
     assert not docker_client.containers.list(
         all=True, filters={"name": f"llm-train-{model_dir.name}"}
     )
