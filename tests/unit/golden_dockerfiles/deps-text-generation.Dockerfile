@@ -1,0 +1,6 @@
+# llm-installer dependency layer: llm-installer/base:cpu-torch2.13.0 + the family's packages (sorted, pinned).
+# Every model with the same dependency set shares this image and all of its layers.
+FROM llm-installer/base:cpu-torch2.13.0
+COPY constraints.txt /etc/llm-installer/constraints.txt
+RUN pip install --constraint /etc/llm-installer/constraints.txt accelerate datasets fastapi matplotlib peft psutil pydantic python-multipart safetensors soundfile sse-starlette tensorboard transformers trl uvicorn websockets \
+    && pip freeze > /etc/llm-installer/pip-freeze.txt
