@@ -6,10 +6,13 @@ On failure it says whether dependencies, memory or the model are to blame.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import time
 import urllib.error
 import urllib.request
+import uuid
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,10 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "text2text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
     "embedding": ("/v1/embeddings", {"input": ["hello world"], "encoding_format": "float"}),
     "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
+    "diffusion": ("/generate", {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0}),
+    "audio-generation": ("/generate", {"text": "hello"}),
 }
+UPLOADS = {"speech-recognition": ("/generate", "audio", "silence.wav")}  # multipart families
 CAUSES = (
     ("dependencies", ("ModuleNotFoundError", "ImportError", "No module named", "requires the")),
     ("memory", ("OutOfMemory", "out of memory", "CUDA out of memory", "Killed", "MemoryError")),
@@ -75,8 +81,7 @@ def run_smoke_test(
         url = _published_url(container)
         _wait_ready(container, url, timeout)
         ready = time.monotonic() - started
-        path, body = REQUESTS.get(family, ("/info", {}))
-        response = _request(url + path, body if body else None)
+        path, response = _family_request(url, family)
         return SmokeResult(seconds_to_ready=round(ready, 2), request=path, response=response)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         logs = _logs(container)
@@ -129,6 +134,36 @@ def _wait_ready(container: Any, url: str, timeout: float) -> None:
             pass
         time.sleep(0.5)
     raise OSError(f"the model was not ready after {timeout:.0f} s")
+
+
+def _family_request(url: str, family: str) -> tuple[str, dict[str, Any]]:
+    """The family's tiny request (or /info when it has none); returns (path, JSON answer)."""
+    if family in UPLOADS:
+        path, field, name = UPLOADS[family]
+        return path, _upload(url + path, field, name, silent_wav())
+    path, body = REQUESTS.get(family, ("/info", {}))
+    return path, _request(url + path, body or None)
+
+
+def silent_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def _upload(url: str, field: str, filename: str, content: bytes) -> dict[str, Any]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return json.loads(response.read())
 
 
 def _request(url: str, body: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from tiny_models import make_tiny_llama
@@ -237,7 +238,8 @@ def interrupt_when(env, args: list[str], marker: str, timeout: float = 600) -> t
 
 
 @pytest.mark.parametrize(
-    "stage, marker", [("download", "Downloading"), ("build", "Dependency layer"), ("smoke test", "Model image")]
+    "stage, marker",
+    [("download", "Downloading"), ("build", "Dependency layer"), ("smoke test", "Model image")],
 )
 def test_ctrl_c_leaves_no_complete_install_and_rerun_succeeds(
     install_env, hub_server, tmp_path, docker_client, stage, marker
@@ -297,3 +299,64 @@ def test_not_enough_disk_is_refused_before_downloading(install_env, hub_server):
     assert result.returncode in (25, 26), result.stderr
     assert "disk" in result.stderr.lower()
     assert hub_server.bytes_for("test-org/huge-model", "model-00001-of-00001.safetensors") == 0
+
+
+def test_token_never_reaches_images_logs_or_files(install_env, hub_server, tmp_path, docker_client):
+    from hubserver import HUB_TOKEN
+
+    folder = make_tiny_llama(tmp_path / "private-llama", seed=8)
+    hub_server.add_folder("test-org/private-llama", folder, private=True)
+    env = {"env": {**install_env["env"], "HF_TOKEN": HUB_TOKEN}}
+    result = installer(env, "install", "test-org/private-llama", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert HUB_TOKEN not in result.stdout + result.stderr
+    model_dir = install_env["models"] / "test-org_private-llama"
+    info = json.loads((model_dir / "model_info.json").read_text())
+    image = docker_client.images.get(info["image"]["tag"])
+    secret = HUB_TOKEN.encode()
+    for history in image.history():
+        assert secret not in json.dumps(history).encode()
+    assert secret not in json.dumps(image.attrs).encode()  # labels, env, config
+    tail = b""
+    exporter = docker.from_env(timeout=900)  # `docker save` of 2 GB outlasts the default timeout
+    for chunk in exporter.images.get(image.id).save(chunk_size=4 * 1024 * 1024):  # every layer
+        assert secret not in tail + chunk
+        tail = chunk[-len(secret) :]
+    written = [p for p in model_dir.rglob("*") if "model" not in p.relative_to(model_dir).parts[:1]]
+    written += list((install_env["models"].parent / "logs").rglob("*"))  # installer.log, checks
+    for path in written:
+        if path.is_file():
+            assert secret not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("family", ["diffusion", "speech-recognition"])
+def test_media_models_install_and_serve(install_env, tmp_path, family):
+    from tiny_media import make_tiny_diffusion, make_tiny_whisper, make_wav
+
+    make = {"diffusion": make_tiny_diffusion, "speech-recognition": make_tiny_whisper}[family]
+    folder = readable(make(tmp_path / f"tiny-{family}"))
+    result = installer(install_env, "install", str(folder), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    model_dir = install_env["models"] / folder.name
+    assert json.loads((model_dir / "model_info.json").read_text())["family"] == family
+    url = started(install_env, model_dir, free_port())
+    try:
+        if family == "diffusion":
+            reply = httpx.post(
+                f"{url}/v1/images/generations",
+                json={"prompt": "a cat", "size": "32x32", "response_format": "b64_json"},
+                timeout=300,
+            )
+            assert reply.status_code == 200, reply.text
+            import base64
+
+            assert base64.b64decode(reply.json()["data"][0]["b64_json"]).startswith(b"\x89PNG")
+        else:
+            files = {"file": ("clip.wav", make_wav(2.0), "audio/wav")}
+            reply = httpx.post(
+                f"{url}/v1/audio/transcriptions", data={"model": "tiny"}, files=files, timeout=300
+            )
+            assert reply.status_code == 200, reply.text
+            assert isinstance(reply.json()["text"], str)
+    finally:
+        stop(install_env, model_dir)
