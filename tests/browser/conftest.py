@@ -48,7 +48,9 @@ def ui_servers(tmp_path_factory) -> dict[str, MediaServer]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop in this thread while it lives, which
+# would break later tests that call asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         if os.environ.get("CI") or os.environ.get("LLM_TEST_REQUIRE_BROWSER"):
