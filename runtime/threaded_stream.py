@@ -179,3 +179,24 @@ class _TokenCounter:
             stream._first_token_s = time.perf_counter() - stream._started
         done = stream._cancelled.is_set()
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
+
+
+def generate_stream(
+    *, model, tokenizer, slot: GenerationSlot, inputs: dict, request, default_max_tokens: int, skip_prompt: bool = False
+) -> ThreadedTextStream:
+    """A ThreadedTextStream running ``model.generate(**inputs)`` with the request's sampling."""
+    max_tokens = request.sampling.max_tokens or default_max_tokens
+    options = generate_kwargs(request.sampling, max_tokens)
+
+    def run(streamer, criteria) -> None:
+        import torch
+
+        if request.sampling.seed is not None:
+            torch.manual_seed(request.sampling.seed)
+        with torch.inference_mode():
+            model.generate(**inputs, streamer=streamer, stopping_criteria=criteria, **options)
+
+    return ThreadedTextStream(
+        tokenizer=tokenizer, slot=slot, run=run, prompt_tokens=int(inputs["input_ids"].shape[1]),
+        stop=request.stop, max_tokens=max_tokens, skip_prompt=skip_prompt,
+    )  # fmt: skip

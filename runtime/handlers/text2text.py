@@ -11,7 +11,7 @@ from llm_runtime.loading import model_kwargs, resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import GenerateBody
 from llm_runtime.text_formats import native_result
-from llm_runtime.threaded_stream import GenerationSlot, ThreadedTextStream, generate_kwargs
+from llm_runtime.threaded_stream import GenerationSlot, generate_stream
 from llm_runtime.values import Capabilities, LoadSettings, ModelDescription, TextRequest
 
 log = logging.getLogger("llm_runtime")
@@ -65,26 +65,9 @@ class Text2TextHandler(Handler, TextGeneration):
         inputs = self.tokenizer(
             text, return_tensors="pt", truncation=True, max_length=self.max_input
         ).to(self.placement.device)
-        max_tokens = request.sampling.max_tokens or DEFAULT_MAX_TOKENS
-        options = generate_kwargs(request.sampling, max_tokens)
-
-        def run(streamer, criteria) -> None:
-            import torch
-
-            if request.sampling.seed is not None:
-                torch.manual_seed(request.sampling.seed)
-            with torch.inference_mode():
-                self.model.generate(
-                    **inputs, streamer=streamer, stopping_criteria=criteria, **options
-                )
-
-        return ThreadedTextStream(
-            tokenizer=self.tokenizer,
-            slot=self.slot,
-            run=run,
-            prompt_tokens=int(inputs["input_ids"].shape[1]),
-            stop=request.stop,
-            max_tokens=max_tokens,
+        return generate_stream(
+            model=self.model, tokenizer=self.tokenizer, slot=self.slot, inputs=inputs, request=request,
+            default_max_tokens=DEFAULT_MAX_TOKENS,
         )
 
     def count_tokens(self, *, text: str) -> int:
