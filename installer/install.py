@@ -301,8 +301,7 @@ def model_info(
         device=device,
         quantization=options.quantization,
         trust_remote_code=options.trust_remote_code,
-        requires_gpu=profile["compatibility"].get("recommended", {}) and profile["compatibility"]["recommended"].get("device") == "cuda"
-        and not any(r["can_run"] and r["device"] == "cpu" for r in profile["compatibility"]["inference"]),
+        requires_gpu=not any(r["can_run"] and r["device"] == "cpu" for r in profile["compatibility"]["inference"]),
         image={"tag": plan.model_tag, "base_image": plan.base_image, "deps_image": plan.deps_tag, "flavour": flavour},
     )
     return info
