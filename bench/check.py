@@ -267,7 +267,7 @@ class HubRow:
 
 def weight_bytes_beyond_headers(server, repo: str, header_sizes: dict[str, int]) -> tuple[int, int]:
     """(bytes served from weight files, of which beyond 8 + the safetensors header length)."""
-    from llm_installer.estimate import is_weight_path
+    from llm_installer.weights import is_weight_path
 
     fetched = beyond = 0
     for (repo_id, path), n in server.bytes_served.items():

@@ -24,7 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from llm_installer.estimate import is_weight_path
+from llm_installer.weights import is_weight_path
 
 log = logging.getLogger(__name__)
 RETRIES = 3

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from llm_installer import estimate as est
-from llm_installer.estimate import GiB, choose_weights, estimate, model_shape
+from llm_installer.estimate import GiB, estimate, model_shape
 from llm_installer.source import ModelSource, RepoFile
+from llm_installer.weights import choose_weights
 
 # shared/realconfigs lies beside the clone (locally and in CI); LLM_INSTALLER_REALCONFIGS overrides.
 REALCONFIGS = Path(
