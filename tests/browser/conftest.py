@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "families"))
-
-from media_server import MediaServer, start_media_server  # noqa: E402
-from tiny_media import make_tiny_diffusion  # noqa: E402
-from tiny_models import make_tiny_llama  # noqa: E402
+from runtime_server import Server, start_server
+from tiny_media import make_tiny_diffusion
+from tiny_models import make_tiny_llama
 
 CHROMIUM = os.environ.get("LLM_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,7 +25,7 @@ def _minilm() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ui_servers(tmp_path_factory) -> dict[str, MediaServer]:
+def ui_servers(tmp_path_factory) -> dict[str, Server]:
     root = tmp_path_factory.mktemp("ui-models")
     folders = {
         "chat": make_tiny_llama(root / "chat"),
@@ -38,7 +34,7 @@ def ui_servers(tmp_path_factory) -> dict[str, MediaServer]:
         "embeddings": _minilm(),
     }
     servers = {
-        name: start_media_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
+        name: start_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
         for name, folder in folders.items()
     }
     try:

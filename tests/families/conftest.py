@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny_media
-from media_server import MediaServer, start_media_server
+from runtime_server import Server, start_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,9 +40,9 @@ def media_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def media_servers(media_models, tmp_path_factory):
     """name -> ready server; all start together (they load in parallel), stop at the end."""
-    servers: dict[str, MediaServer] = {}
+    servers: dict[str, Server] = {}
     for name, folder in media_models.items():
-        servers[name] = start_media_server(folder, tmp_path_factory.mktemp(f"logs-{name}"))
+        servers[name] = start_server(folder, tmp_path_factory.mktemp(f"logs-{name}"))
     try:
         yield {name: server.wait_ready() for name, server in servers.items()}
     finally:
