@@ -1,7 +1,8 @@
 """Commands that run installed models: start, train, stop, remove.
 
 ``register`` is called by ``llm_installer.cli``; each command parses, calls a library function
-in ``llm_installer.start`` and lets ``run_command`` turn errors into messages.
+in ``llm_installer.start``, ``train_run`` or ``lifecycle`` and lets ``run_command`` turn errors
+into messages.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
     @app.command()
     def stop(model: InstalledModelArg, config: ConfigOpt = None) -> None:
         """Stop a running model (its container, or its native server on macOS)."""
-        from llm_installer.start import stop_model
+        from llm_installer.lifecycle import stop_model
 
         run_command(False, config, lambda s, o: _ignore(stop_model(model, s, o)))
 
@@ -104,7 +105,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         model: InstalledModelArg, yes: AssumeYesOpt = False, config: ConfigOpt = None
     ) -> None:
         """Delete an installed model: its folder and its image (asks first)."""
-        from llm_installer.start import remove_model
+        from llm_installer.lifecycle import remove_model
 
         run_command(False, config, lambda s, o: remove_model(model, s, o, yes=yes))
 
@@ -129,7 +130,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         Ctrl+C saves a resumable checkpoint first. --tensorboard-only [PORT] shows past runs' graphs without training.
         """
         from llm_installer.runargs import TrainOptions
-        from llm_installer.start import train_model
+        from llm_installer.train_run import train_model
 
         extra = list(ctx.args)
         if tensorboard_only and extra[:1] and extra[0].isdigit():  # --tensorboard-only PORT

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llm_installer import start
+from llm_installer import train_run
 from llm_installer.cli import app
 from llm_installer.console import Output
+from llm_installer.installed import RunningModel
 from llm_installer.runargs import DockerPlan, NativePlan, TrainOptions
+from llm_installer.start import NATIVE_READY_MARKER
 
 runner = CliRunner()
 
@@ -26,7 +28,7 @@ def captured(monkeypatch, tmp_path):
     """Calls of train_model, with settings from an empty config in tmp_path."""
     calls: list[tuple[str, TrainOptions]] = []
     monkeypatch.setattr(
-        start, "train_model", lambda model, options, s, o: calls.append((model, options))
+        train_run, "train_model", lambda model, options, s, o: calls.append((model, options))
     )
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
@@ -88,7 +90,7 @@ def settings_env(monkeypatch, tmp_path):
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("LLM_INSTALLER_DEBUG", raising=False)
-    monkeypatch.setattr(start, "running_container", lambda *a, **k: None)
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: None)
     return tmp_path / "models"
 
 
@@ -108,10 +110,10 @@ def test_errors_before_docker(settings_env, tmp_path):
 
 def test_a_running_training_is_not_started_twice(settings_env, monkeypatch, tmp_path):
     installed_model(settings_env)
-    running = start.RunningModel(
+    running = RunningModel(
         str(settings_env / "tiny"), "docker", "llm-train-tiny", "train", 6006
     )
-    monkeypatch.setattr(start, "running_container", lambda *a, **k: running)
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: running)
     result = runner.invoke(app, ["train", "tiny", "--data", str(tmp_path)])
     assert result.exit_code == 35 and "docker logs -f llm-train-tiny" in result.output
 
@@ -119,22 +121,22 @@ def test_a_running_training_is_not_started_twice(settings_env, monkeypatch, tmp_
 @pytest.mark.parametrize(
     ("code", "error", "exit_code"),
     [
-        (130, start.TrainingInterruptedError, 130),
-        (1, start.TrainingFailedError, 41),
-        (125, start.TrainingFailedError, 41),
+        (130, train_run.TrainingInterruptedError, 130),
+        (1, train_run.TrainingFailedError, 41),
+        (125, train_run.TrainingFailedError, 41),
     ],
 )
 def test_exit_codes_become_messages(tmp_path, code, error, exit_code):
     plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
     with pytest.raises(error) as caught:
-        start._training_result(code, plan, tmp_path, TrainOptions(data="d"), Output())
+        train_run._training_result(code, plan, tmp_path, TrainOptions(data="d"), Output())
     assert caught.value.exit_code == exit_code
 
 
 def test_a_second_ctrl_c_is_an_abort(tmp_path):
     plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
-    with pytest.raises(start.TrainingInterruptedError, match="aborted"):
-        start._training_result(130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True)
+    with pytest.raises(train_run.TrainingInterruptedError, match="aborted"):
+        train_run._training_result(130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True)
 
 
 def test_success_names_the_adapter_and_asks_a_running_server_to_restart(
@@ -143,13 +145,13 @@ def test_success_names_the_adapter_and_asks_a_running_server_to_restart(
     (tmp_path / "lora").mkdir()
     (tmp_path / "lora" / "adapter_config.json").write_text("{}")
     plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
-    monkeypatch.setattr(start, "running_container", lambda *a, **k: None)
-    start._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: None)
+    train_run._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
     out = capsys.readouterr()
     assert "Adapter saved" in out.out and "restart" not in out.out + out.err
-    serving = start.RunningModel(str(tmp_path), "docker", "llm-x", "serve", 8000)
-    monkeypatch.setattr(start, "running_container", lambda *a, **k: serving)
-    start._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
+    serving = RunningModel(str(tmp_path), "docker", "llm-x", "serve", 8000)
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: serving)
+    train_run._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
     out = capsys.readouterr()
     assert "restart" in out.out + out.err
 
@@ -176,7 +178,7 @@ def test_ctrl_c_reaches_the_trainer_once_and_it_saves(tmp_path):
     """The first Ctrl+C is passed on as one SIGINT; the trainer's own exit code comes back."""
     venv = tmp_path / "venv"
     venv.mkdir()
-    (venv / start.NATIVE_READY_MARKER).write_text("ok\n")
+    (venv / NATIVE_READY_MARKER).write_text("ok\n")
     script, marker = tmp_path / "trainer.py", tmp_path / "state"
     script.write_text(TRAINER)
     plan = NativePlan(
@@ -191,5 +193,5 @@ def test_ctrl_c_reaches_the_trainer_once_and_it_saves(tmp_path):
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    assert start.run_training_foreground(plan, tmp_path, Output()) == (130, 1)
+    assert train_run.run_training_foreground(plan, tmp_path, Output()) == (130, 1)
     assert marker.read_text() == "checkpoint saved"
