@@ -29,7 +29,7 @@ from llm_installer.options import (
     PortOpt,
     RunDeviceOpt,
 )
-from llm_installer.runargs import TENSORBOARD_PORT
+from llm_installer.train_plan import TENSORBOARD_PORT
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -129,7 +129,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
 
         Ctrl+C saves a resumable checkpoint first. --tensorboard-only [PORT] shows past runs' graphs without training.
         """
-        from llm_installer.runargs import TrainOptions
+        from llm_installer.train_plan import TrainOptions
         from llm_installer.train_run import train_model
 
         extra = list(ctx.args)

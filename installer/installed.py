@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_installer.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.errors import DockerUnavailableError, InstallerError
-from llm_installer.runargs import LABEL_MODEL_DIR, LABEL_PREFIX
 
 COMPLETE_MARKER = ".install_complete"
 NATIVE_PID_FILE = ".native.pid"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llm_installer.config import Settings
 from llm_installer.console import Output
+from llm_installer.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.installed import (
     NATIVE_PID_FILE,
@@ -26,7 +27,6 @@ from llm_installer.installed import (
     running_container,
     running_native,
 )
-from llm_installer.runargs import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.start import STOP_TIMEOUT_S
 
 TRAIN_STOP_TIMEOUT_S = 300  # a stopped trainer finishes its step and saves a checkpoint first

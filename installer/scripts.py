@@ -18,13 +18,8 @@ import jinja2
 
 from llm_installer import __version__
 from llm_installer.config import PROJECT_DIR
-from llm_installer.runargs import (
-    CONTAINER_PORT,
-    RUNTIME,
-    StartOptions,
-    container_name,
-    serve_args,
-)
+from llm_installer.container import container_name
+from llm_installer.runargs import CONTAINER_PORT, RUNTIME, StartOptions, serve_args
 
 TEMPLATES_DIR = PROJECT_DIR / "dockerfiles"
 # (template, file written, mode)

@@ -28,6 +28,8 @@ from typing import Any
 
 from llm_installer.config import Settings
 from llm_installer.console import Output
+from llm_installer.container import LABEL_MODEL_DIR, docker_py_kwargs
+from llm_installer.devices import detect_host_runtime
 from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.installed import (
     NATIVE_PID_FILE,
@@ -38,13 +40,10 @@ from llm_installer.installed import (
     running_model,
 )
 from llm_installer.runargs import (
-    LABEL_MODEL_DIR,
     DockerPlan,
     NativePlan,
     StartOptions,
     StartPlan,
-    detect_host_runtime,
-    docker_py_kwargs,
     model_paths,
     plan_start,
 )

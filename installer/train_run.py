@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llm_installer.config import Settings
 from llm_installer.console import Output
+from llm_installer.devices import detect_host_runtime
 from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.installed import (
     docker_client,
@@ -27,15 +28,7 @@ from llm_installer.installed import (
     resolve_model_dir,
     running_container,
 )
-from llm_installer.runargs import (
-    DockerPlan,
-    NativePlan,
-    StartPlan,
-    TrainOptions,
-    detect_host_runtime,
-    model_paths,
-    plan_train,
-)
+from llm_installer.runargs import DockerPlan, NativePlan, StartPlan, model_paths
 from llm_installer.start import (
     STOP_SIGNALS,
     AlreadyRunningError,
@@ -49,6 +42,7 @@ from llm_installer.start import (
     run_container_detached,
     spawn_native_detached,
 )
+from llm_installer.train_plan import TrainOptions, plan_train
 
 log = logging.getLogger(__name__)
 

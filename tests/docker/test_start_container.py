@@ -22,7 +22,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from llm_installer.runargs import LABEL_MODEL_DIR
+from llm_installer.container import LABEL_MODEL_DIR
 from llm_installer.scripts import write_run_scripts
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]

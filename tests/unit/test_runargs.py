@@ -13,21 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer.runargs import (
+from llm_installer.container import docker_py_kwargs
+from llm_installer.devices import (
     DeviceUnavailableError,
     GpuRequiredError,
     HostRuntime,
+    visible_gpus,
+)
+from llm_installer.runargs import (
     InvalidRunOptionError,
     ModelPaths,
     StartOptions,
-    TrainOptions,
-    docker_py_kwargs,
     model_paths,
     plan_start,
     plan_summary,
-    plan_train,
-    visible_gpus,
 )
+from llm_installer.train_plan import TrainOptions, plan_train
 
 GOLDEN = Path(__file__).parent / "golden_runargs"
 MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")

@@ -17,8 +17,9 @@ from llm_installer import train_run
 from llm_installer.cli import app
 from llm_installer.console import Output
 from llm_installer.installed import RunningModel
-from llm_installer.runargs import DockerPlan, NativePlan, TrainOptions
+from llm_installer.runargs import DockerPlan, NativePlan
 from llm_installer.start import NATIVE_READY_MARKER
+from llm_installer.train_plan import TrainOptions
 
 runner = CliRunner()
 
@@ -110,9 +111,7 @@ def test_errors_before_docker(settings_env, tmp_path):
 
 def test_a_running_training_is_not_started_twice(settings_env, monkeypatch, tmp_path):
     installed_model(settings_env)
-    running = RunningModel(
-        str(settings_env / "tiny"), "docker", "llm-train-tiny", "train", 6006
-    )
+    running = RunningModel(str(settings_env / "tiny"), "docker", "llm-train-tiny", "train", 6006)
     monkeypatch.setattr(train_run, "running_container", lambda *a, **k: running)
     result = runner.invoke(app, ["train", "tiny", "--data", str(tmp_path)])
     assert result.exit_code == 35 and "docker logs -f llm-train-tiny" in result.output
@@ -136,7 +135,9 @@ def test_exit_codes_become_messages(tmp_path, code, error, exit_code):
 def test_a_second_ctrl_c_is_an_abort(tmp_path):
     plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
     with pytest.raises(train_run.TrainingInterruptedError, match="aborted"):
-        train_run._training_result(130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True)
+        train_run._training_result(
+            130, plan, tmp_path, TrainOptions(data="d"), Output(), aborted=True
+        )
 
 
 def test_success_names_the_adapter_and_asks_a_running_server_to_restart(

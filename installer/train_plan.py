@@ -1,0 +1,252 @@
+"""How to fine-tune an installed model on this host: the trainer in the model's image, or in
+the macOS virtualenv; its data mounted read-only under /data, its outputs in the model folder.
+
+Pure, like ``llm_installer.runargs``: plans are checked against golden files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_installer.container import ContainerSpec, Mount, container_name, labels_for, user_for
+from llm_installer.devices import (
+    HostRuntime,
+    choose_docker_device,
+    choose_native_device,
+    gpu_flags,
+    refuse_cpu_if_gpu_required,
+)
+from llm_installer.runargs import (
+    RUNTIME,
+    DockerPlan,
+    InvalidRunOptionError,
+    ModelPaths,
+    NativePlan,
+    StartPlan,
+    image_tag,
+    local_url,
+    native_setup,
+    validate_choices,
+    validate_port,
+)
+
+TENSORBOARD_PORT = 6006
+DATA_TARGET = "/data"
+HUB_DATASET = re.compile(r"^[\w.-]+(?:/[\w.-]+)?:[\w.\[\]%:+-]+$")  # name:split, as the trainer
+GLOB_MAGIC = re.compile(r"[*?[]")
+# Trainer options whose values are container paths llm-installer sets: refused in pass-through.
+OWNED_TRAIN_FLAGS = (
+    "--model", "--output-dir", "--lora-dir", "--output", "--checkpoints-dir", "--logs-dir",
+    "--tensorboard-host",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: str | None = None  # required unless tensorboard_only
+    device: str | None = None
+    host: str = "127.0.0.1"
+    tensorboard_port: int = TENSORBOARD_PORT
+    tensorboard: bool = True  # False: --no-tensorboard, and no port is published
+    tensorboard_only: bool = False  # only show past runs' graphs (no training)
+    detach: bool = False
+    force: bool = False
+    extra_args: tuple[str, ...] = ()  # trainer options, passed through
+    name: str | None = None
+
+
+def train_args(
+    *, model: str, data: str | None, output_dir: str, device: str, tensorboard_host: str,
+    tensorboard_port: int, options: TrainOptions, extra_args: tuple[str, ...] | None = None,
+) -> tuple[str, ...]:  # fmt: skip
+    """``train`` arguments for the runtime (``llm_runtime.training.cli``'s flags)."""
+    args = ["train", "--model", model, "--output-dir", output_dir]
+    if options.tensorboard_only:
+        args += ["--tensorboard-only"]
+    else:
+        args += ["--data", str(data), "--device", device]
+    if options.tensorboard or options.tensorboard_only:
+        args += [
+            "--tensorboard-host",
+            tensorboard_host,
+            "--tensorboard-port",
+            str(tensorboard_port),
+        ]
+    else:
+        args += ["--no-tensorboard"]
+    return (*args, *(options.extra_args if extra_args is None else extra_args))
+
+
+def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
+    """Read-only mounts under /data for a ``--data`` spec and the spec as the container sees it.
+
+    The spec is the trainer's: a file, a folder, a quoted glob, a ``name:split`` Hub dataset, or
+    a comma list of these. One local item is mounted at /data (a file at /data/NAME, a glob's
+    folder at /data); several at /data/1, /data/2… Hub names pass through unchanged.
+    """
+    if Path(data).expanduser().exists():
+        parts = [data]
+    else:
+        parts = [p.strip() for p in data.split(",") if p.strip()]
+    if not parts:
+        raise InvalidRunOptionError("--data is empty")
+    local = [p for p in parts if not _is_hub_dataset(p)]
+    mounts: list[Mount] = []
+    rewritten: list[str] = []
+    for part in parts:
+        if part not in local:
+            rewritten.append(part)
+            continue
+        root = DATA_TARGET if len(local) == 1 else f"{DATA_TARGET}/{len(mounts) + 1}"
+        source, below = _data_source(part)
+        target = f"{root}/{source.name}" if below == "" else root
+        mounts.append(Mount(str(source), target, True))
+        rewritten.append(f"{root}/{below}" if below else target)
+    return tuple(mounts), ",".join(rewritten)
+
+
+def _is_hub_dataset(part: str) -> bool:
+    return not Path(part).expanduser().exists() and bool(HUB_DATASET.match(part))
+
+
+def _data_source(part: str) -> tuple[Path, str | None]:
+    """(host path to mount, what follows it in the container): None for a folder (mounted as
+    the root), "" for a file (mounted as root/NAME), the pattern below a glob's folder."""
+    path = Path(part).expanduser()
+    if path.exists():
+        path = path.resolve()
+        return path, (None if path.is_dir() else "")
+    if GLOB_MAGIC.search(part):
+        pieces = path.parts
+        fixed = next(i for i, piece in enumerate(pieces) if GLOB_MAGIC.search(piece))
+        base = Path(*pieces[:fixed]) if fixed else Path(".")
+        if base.is_dir():
+            return base.resolve(), "/".join(pieces[fixed:])
+    raise InvalidRunOptionError(
+        f"--data {part}: no such file or folder",
+        hint="Give a data file, a folder, a quoted glob ('data/*.jsonl') or a Hub dataset name:split.",
+    )
+
+
+def pass_through(extra_args: tuple[str, ...], paths: ModelPaths, root: str) -> tuple[str, ...]:
+    """Trainer options as given, but a host ``--resume-from`` path inside the model folder
+    becomes its container path; options that would move outputs out of the mounts are refused."""
+    result: list[str] = []
+    args = list(extra_args)
+    while args:
+        arg = args.pop(0)
+        flag, has_value, value = arg.partition("=")
+        if flag in OWNED_TRAIN_FLAGS:
+            raise InvalidRunOptionError(
+                f"{flag} is set by llm-installer: the outputs go to {paths.model_dir}",
+                hint="Leave it out; lora/, checkpoints/ and logs/ in the model folder are used.",
+            )
+        if flag != "--resume-from":
+            result.append(arg)
+            continue
+        if not has_value:
+            if not args:
+                raise InvalidRunOptionError("--resume-from needs a checkpoint folder")
+            value = args.pop(0)
+        result += ["--resume-from", _container_checkpoint(value, paths, root)]
+    return tuple(result)
+
+
+def _container_checkpoint(value: str, paths: ModelPaths, root: str) -> str:
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, paths.checkpoints / path]
+    for candidate in candidates:
+        try:
+            relative = candidate.resolve().relative_to(paths.model_dir)
+        except ValueError:
+            continue
+        return f"{root}/{relative.as_posix()}"
+    raise InvalidRunOptionError(
+        f"--resume-from {value}: the checkpoint must be inside {paths.model_dir}",
+        hint=f"Use a folder under {paths.checkpoints}, or --resume for the last one.",
+    )
+
+
+def plan_train(
+    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: TrainOptions
+) -> StartPlan:
+    """How to fine-tune this model here; the adapter lands in lora/, start then loads it.
+
+    The model folder is mounted read-write at /work (the trainer swaps lora/ in atomically, so
+    it needs lora/'s parent), with the weights mounted read-only over /work/model and at /model.
+    The data is mounted read-only under /data. With --tensorboard-only nothing trains: the
+    container shows the past runs' graphs from logs/training.
+    """
+    validate_port(options.tensorboard_port)
+    validate_choices(device=options.device)
+    if not options.tensorboard_only and not options.data:
+        raise InvalidRunOptionError(
+            "--data is required",
+            hint="Give a data file, a folder, a quoted glob or a Hub dataset name:split.",
+        )
+    if host.os == "darwin":
+        return _native_train(model_info, paths, host, options)
+    device, warnings = choose_docker_device(model_info, host, options.device)
+    if not options.tensorboard_only:
+        warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
+    data_volumes, data = data_mounts(options.data) if options.data else ((), None)
+    user, chown = user_for(host)
+    mounts = [Mount(str(paths.weights), "/model", True), Mount(str(paths.model_dir), "/work")]
+    if paths.weights == paths.model_dir / "model":  # keep the weights read-only under /work too
+        mounts += [Mount(str(paths.weights), "/work/model", True)]
+    if not options.tensorboard_only:
+        mounts += data_volumes
+    command = RUNTIME + train_args(
+        model="/model", data=data, output_dir="/work", device=device,
+        tensorboard_host="0.0.0.0", tensorboard_port=options.tensorboard_port, options=options,
+        extra_args=pass_through(options.extra_args, paths, "/work"),
+    )  # fmt: skip
+    board = options.tensorboard or options.tensorboard_only
+    role = "tensorboard" if options.tensorboard_only else "train"
+    spec = ContainerSpec(
+        image=image_tag(model_info),
+        name=options.name or container_name(paths.model_dir, role),
+        command=command,
+        mounts=tuple(mounts),
+        ports=((options.host, options.tensorboard_port, options.tensorboard_port),)
+        if board
+        else (),
+        env=(("HOME", "/tmp"),),
+        user=user,
+        labels=labels_for(
+            paths.model_dir, model_info, role, options.tensorboard_port if board else 0
+        ),
+        healthcheck=False,
+        **(gpu_flags(device, host, "train") if not options.tensorboard_only else {}),
+    )
+    return DockerPlan(
+        container=spec, device=device,
+        url=local_url(options.host, options.tensorboard_port) if board else "",
+        warnings=warnings, writable_dirs=(paths.logs, paths.lora, paths.checkpoints),
+        chown_to=chown, owned_roots=(paths.model_dir,) if chown else (),
+    )  # fmt: skip
+
+
+def _native_train(
+    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: TrainOptions
+) -> NativePlan:
+    device, warnings = choose_native_device(model_info, host, options.device)
+    if not options.tensorboard_only:
+        warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
+    venv, setup = native_setup(host, paths)
+    args = train_args(
+        model=str(paths.weights), data=options.data, output_dir=str(paths.model_dir),
+        device=device, tensorboard_host=options.host, tensorboard_port=options.tensorboard_port,
+        options=options,
+    )  # fmt: skip
+    board = options.tensorboard or options.tensorboard_only
+    return NativePlan(
+        venv=venv, setup=setup, command=(str(venv / "bin" / "python"), *RUNTIME[1:], *args),
+        device=device, url=local_url(options.host, options.tensorboard_port) if board else "",
+        warnings=warnings, env=(("HF_HUB_OFFLINE", "1"),),
+        writable_dirs=(paths.logs, paths.lora, paths.checkpoints),
+    )  # fmt: skip
