@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llm_installer.compat import CLOSE_NOTE, REQUIRES_QUANTIZATION, check_compatibility
-from llm_installer.estimate import GiB, estimate
+from llm_installer.estimate import estimate
 from llm_installer.hardware import Gpu, Hardware
+from llm_installer.memory import GiB
 from llm_installer.source import ModelSource, RepoFile
 
 # Mistral-7B's shapes; 7.25B parameters as the Hub counts them.

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer import estimate as est
-from llm_installer.estimate import GiB, estimate, model_shape
+from llm_installer.estimate import estimate, seed_rule_estimate
+from llm_installer.memory import GiB, default_context, kv_cache_bytes, lora_rank, weight_bytes
+from llm_installer.params import config_param_count
+from llm_installer.shapes import model_shape
 from llm_installer.source import ModelSource, RepoFile
 from llm_installer.weights import choose_weights
 
@@ -134,10 +136,10 @@ def test_packed_4bit_checkpoints_are_unpacked():
 def test_kv_cache_formula():
     shape = model_shape(LLAMA)
     # 2 (K and V) · 2 layers · 2 KV heads · 16 head_dim · 100 tokens · 2 bytes
-    assert est.kv_cache_bytes(shape, 100, "fp16") == 2 * 2 * 2 * 16 * 100 * 2 == 25_600
-    assert est.kv_cache_bytes(shape, 100, "fp32") == 51_200
-    assert est.kv_cache_bytes(shape, 100, "int4") == 25_600  # the cache stays 16-bit
-    assert est.kv_cache_bytes(model_shape({**LLAMA, "architectures": ["BertModel"]}), 100) == 0
+    assert kv_cache_bytes(shape, 100, "fp16") == 2 * 2 * 2 * 16 * 100 * 2 == 25_600
+    assert kv_cache_bytes(shape, 100, "fp32") == 51_200
+    assert kv_cache_bytes(shape, 100, "int4") == 25_600  # the cache stays 16-bit
+    assert kv_cache_bytes(model_shape({**LLAMA, "architectures": ["BertModel"]}), 100) == 0
 
 
 @needs_realconfigs
@@ -145,24 +147,24 @@ def test_whisper_caches_cross_attention_over_its_1500_audio_frames():
     config = json.loads((REALCONFIGS / "openai__whisper-base/config.json").read_text())
     shape = model_shape(config)
     # 6 decoder layers · 2 · 8 heads · 64 head_dim · (448 decoder + 1500 encoder tokens) · 2 bytes
-    assert est.default_context(shape) == 448
-    assert est.kv_cache_bytes(shape, 448) == 6 * 2 * 8 * 64 * (448 + 1500) * 2
+    assert default_context(shape) == 448
+    assert kv_cache_bytes(shape, 448) == 6 * 2 * 8 * 64 * (448 + 1500) * 2
 
 
 def test_default_context_is_capped_at_4096():
-    assert est.default_context(model_shape(LLAMA)) == 2048
-    assert est.default_context(model_shape({**LLAMA, "max_position_embeddings": 131072})) == 4096
-    assert est.default_context(model_shape({k: v for k, v in LLAMA.items() if k != "max_position_embeddings"})) == 4096
+    assert default_context(model_shape(LLAMA)) == 2048
+    assert default_context(model_shape({**LLAMA, "max_position_embeddings": 131072})) == 4096
+    assert default_context(model_shape({k: v for k, v in LLAMA.items() if k != "max_position_embeddings"})) == 4096
 
 
 def test_weights_per_dtype_keep_embeddings_16_bit_when_quantized():
     shape = model_shape(LLAMA)
-    assert est.weight_bytes(LLAMA_PARAMS, shape, "fp32") == LLAMA_PARAMS * 4
-    assert est.weight_bytes(LLAMA_PARAMS, shape, "bf16") == LLAMA_PARAMS * 2
+    assert weight_bytes(LLAMA_PARAMS, shape, "fp32") == LLAMA_PARAMS * 4
+    assert weight_bytes(LLAMA_PARAMS, shape, "bf16") == LLAMA_PARAMS * 2
     # int8: (251 200 − 128 000) · 1 + 128 000 · 2
-    assert est.weight_bytes(LLAMA_PARAMS, shape, "int8") == 123_200 + 256_000
+    assert weight_bytes(LLAMA_PARAMS, shape, "int8") == 123_200 + 256_000
     # int4 at 4.5 bits: 123 200 · 0.5625 + 128 000 · 2
-    assert est.weight_bytes(LLAMA_PARAMS, shape, "int4") == 69_300 + 256_000
+    assert weight_bytes(LLAMA_PARAMS, shape, "int4") == 69_300 + 256_000
 
 
 def test_inference_total_adds_kv_activations_and_device_overhead():
@@ -196,11 +198,11 @@ def test_training_formulas():
 
 
 def test_lora_rank_follows_model_size():
-    assert [est.lora_rank(n) for n in (0.5e9, 2e9, 5e9, 8e9, 20e9, 70e9)] == [8, 16, 32, 64, 128, 256]
+    assert [lora_rank(n) for n in (0.5e9, 2e9, 5e9, 8e9, 20e9, 70e9)] == [8, 16, 32, 64, 128, 256]
 
 
 def test_seed_rule():
-    rule = est.seed_rule_estimate(10 * GiB)
+    rule = seed_rule_estimate(10 * GiB)
     assert rule == {"fp32": 20 * GiB, "fp16": 15 * GiB, "bf16": 15 * GiB, "int8": 13 * GiB, "int4": 12 * GiB}
 
 
@@ -246,7 +248,7 @@ def test_mixtral_total_active_and_no_double_counting():
     assert 12.8e9 < found.moe.active < 13.0e9  # ≈ 12.9B
     assert (found.moe.experts, found.moe.experts_per_token) == (8, 2)
     # the config's own count agrees with the index
-    assert abs(est.config_param_count(found.shape, repo.config()) - found.params.total) < 1e7
+    assert abs(config_param_count(found.shape, repo.config()) - found.params.total) < 1e7
     # 19 safetensors shards, none of the consolidated.*.pt copies
     assert len(found.weights.files) == 19
     assert all(f.path.endswith(".safetensors") for f in found.weights.files)
