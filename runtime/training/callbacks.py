@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections import deque
 from pathlib import Path
@@ -22,8 +23,9 @@ from llm_runtime.training.params import AutoLearnConfig
 STATE_FILE = "autolearn_state.json"
 DIVERGENCE_WINDOW = 8
 DIVERGENCE_FACTOR = 2.0
+DIVERGENCE_MIN_RISE = 0.25  # absolute: near-zero losses double on noise alone
 LR_REDUCTION = 0.5
-DIVERGENCE_WARNING = """⚠️  Warning: Loss is increasing rapidly! (step {step}: {loss:.4f}, recent minimum {low:.4f})
+DIVERGENCE_WARNING = """⚠️  Warning: Loss is increasing rapidly! (step {step}: {loss:.4f}, recent level {low:.4f})
 
 Possible causes:
 1. Learning rate too high
@@ -88,6 +90,15 @@ class AutoLearningCallback(TrainerCallback):
         if logs and "loss" in logs:
             self.recent_train.append(float(logs["loss"]))
             self.last_train = float(logs["loss"])
+            if args.eval_strategy == "no":
+                self._perfect_without_validation(control)
+
+    def _perfect_without_validation(self, control) -> None:
+        """Without a validation set only the training loss can say the data is learnt."""
+        if self.config.enabled and self.last_train < self.config.perfect_loss:
+            self.state.stop_reason = "perfect_loss"
+            control.should_training_stop = True
+            say(f"🎯 Training loss {self.last_train:.4f} below {self.config.perfect_loss}: stopping")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
@@ -140,8 +151,18 @@ def load_autolearn_state(checkpoint: Path | None) -> AutoLearnState:
     return state
 
 
+def is_diverging(loss: float, window) -> bool:
+    """Not finite, or well above the recent typical loss (median: one lucky batch is no baseline)."""
+    if not math.isfinite(loss):
+        return True
+    if len(window) < 3:
+        return False
+    typical = statistics.median(window)
+    return loss > DIVERGENCE_FACTOR * typical and loss - typical > DIVERGENCE_MIN_RISE
+
+
 class DivergenceCallback(TrainerCallback):
-    """Loss far above its recent minimum (or not finite) → warn and halve the learning rate."""
+    """Loss far above its recent level (or not finite) → warn and halve the learning rate."""
 
     def __init__(self, autolearn_state: AutoLearnState):
         self.autolearn_state = autolearn_state
@@ -153,14 +174,11 @@ class DivergenceCallback(TrainerCallback):
             return
         loss = float(logs["loss"])
         self.cooldown = max(0, self.cooldown - 1)
-        diverging = not math.isfinite(loss) or (
-            len(self.window) >= 3 and loss > DIVERGENCE_FACTOR * min(self.window)
-        )
-        if diverging and self.cooldown == 0:
+        if is_diverging(loss, self.window) and self.cooldown == 0:
             old, new = scale_learning_rate(optimizer, lr_scheduler, LR_REDUCTION)
             self.autolearn_state.lr_reductions += 1
             self.cooldown = DIVERGENCE_WINDOW
-            low = min(self.window) if self.window else math.nan
+            low = statistics.median(self.window) if self.window else math.nan
             say(
                 DIVERGENCE_WARNING.format(
                     step=state.global_step, loss=loss, low=low, old=old, new=new

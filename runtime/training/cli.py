@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hyper = parser.add_argument_group("parameters (automatic unless given)")
     hyper.add_argument("--epochs", type=float)
     hyper.add_argument("--max-steps", type=_positive_int)
-    hyper.add_argument("--batch-size", type=_positive_int)
+    hyper.add_argument(
+        "--batch-size", type=_positive_int, help="per step; with --circular the largest it grows to"
+    )
     hyper.add_argument(
         "--gradient-accumulation-steps", "--gradient-accumulation", type=_positive_int
     )

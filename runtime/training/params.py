@@ -6,6 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from llm_runtime.training import circular
 from llm_runtime.training.options import TrainOptions
 
 # (upper bound in billions of parameters, LoRA rank): the training guide's table.
@@ -106,6 +107,7 @@ class TrainPlan:
     gradient_checkpointing: bool
     scheduler: str
     autolearn: AutoLearnConfig
+    batch_stages: circular.Stages = ()  # circular mode: ((first cycle, batch size), ...)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,6 +115,7 @@ class TrainPlan:
     @classmethod
     def from_dict(cls, data: dict) -> TrainPlan:
         fields = {**data, "autolearn": AutoLearnConfig(**data["autolearn"])}
+        fields["batch_stages"] = tuple(tuple(stage) for stage in data.get("batch_stages", ()))
         fields["target_modules"] = (
             tuple(fields["target_modules"]) if fields["target_modules"] else None
         )
@@ -189,11 +192,18 @@ def make_plan(
 ) -> TrainPlan:
     mode = MODES[options.mode]
     rank = options.lora_r or lora_rank(facts.size_b)
-    batch = options.batch_size or batch_size(facts.free_memory_gb, train_items)
-    accum = options.gradient_accumulation_steps or accumulation(batch, train_items)
     epochs = options.epochs or (options.max_circular_epochs if options.circular else mode.epochs)
-    steps_per_epoch = max(1, math.ceil(train_items / (batch * accum)))
-    total_steps = options.max_steps or math.ceil(steps_per_epoch * min(epochs, NON_STOP_EPOCHS))
+    stages: circular.Stages = ()
+    if options.circular:
+        stages = circular_stages(options, facts, train_items, int(math.ceil(epochs)))
+        batch, accum = stages[0][1], options.gradient_accumulation_steps or 1
+        planned = circular.total_updates(stages, int(math.ceil(epochs)), train_items, accum)
+    else:
+        batch = options.batch_size or batch_size(facts.free_memory_gb, train_items)
+        accum = options.gradient_accumulation_steps or accumulation(batch, train_items)
+        planned = math.ceil(steps_in(train_items, batch, accum) * min(epochs, NON_STOP_EPOCHS))
+    total_steps = options.max_steps or planned
+    steps_per_epoch = steps_in(train_items, batch, accum)
     eval_steps = options.eval_steps or max(1, round(steps_per_epoch / mode.evals_per_epoch))
     return TrainPlan(
         method=method,
@@ -214,7 +224,23 @@ def make_plan(
         gradient_checkpointing=_checkpointing(options, facts, method),
         scheduler=mode.scheduler,
         autolearn=autolearn_config(options, task_type, mode),
+        batch_stages=stages,
     )
+
+
+def steps_in(train_items: int, batch: int, accum: int) -> int:
+    """Optimizer updates in one epoch."""
+    return max(1, math.ceil(train_items / (batch * accum)))
+
+
+def circular_stages(
+    options: TrainOptions, facts: ModelFacts, train_items: int, cycles: int
+) -> circular.Stages:
+    """Up to --batch-size (or the memory table's, at most half the data), from a quarter of it."""
+    cap = options.batch_size or max(
+        1, min(from_table(BATCH_TABLE, facts.free_memory_gb), train_items // 2)
+    )
+    return circular.stages(max(1, cap // 4), cap, cycles)
 
 
 def _checkpointing(options: TrainOptions, facts: ModelFacts, method: str) -> bool:

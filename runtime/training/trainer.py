@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_runtime.training import board, callbacks, moe, outputs, params
+from llm_runtime.training import board, callbacks, circular, moe, outputs, params
 from llm_runtime.training import model as models
 from llm_runtime.training.callbacks import say
 from llm_runtime.training.data.loader import load_examples
@@ -78,15 +79,18 @@ def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
     effective = plan.batch_size * plan.gradient_accumulation_steps
     stop = "on" if plan.autolearn.enabled else "off"
     epochs = "∞" if plan.epochs >= params.NON_STOP_EPOCHS else f"{plan.epochs:g}"
-    return (
+    lines = [
         f"⚙️  {plan.method} on {facts.device} | model {facts.parameters / 1e6:.1f}M params | "
-        f"mode {plan.mode}\n"
+        f"mode {plan.mode}",
         f"   LoRA r={plan.lora_r} alpha={plan.lora_alpha} | lr {plan.learning_rate:.2e} | "
         f"batch {plan.batch_size}×{plan.gradient_accumulation_steps}={effective} | epochs {epochs} | "
-        f"steps {plan.max_steps} | eval every {plan.eval_steps} | seq {plan.max_seq_length}\n"
+        f"steps {plan.max_steps} | eval every {plan.eval_steps} | seq {plan.max_seq_length}",
         f"   auto-stop {stop}: patience {plan.autolearn.patience}, overfitting threshold "
-        f"{plan.autolearn.overfitting_threshold:.0%}, min evaluations {plan.autolearn.min_evaluations}"
-    )
+        f"{plan.autolearn.overfitting_threshold:.0%}, min evaluations {plan.autolearn.min_evaluations}",
+    ]
+    if plan.batch_stages:
+        lines.append(f"   circular: batch size {circular.describe(plan.batch_stages)}")
+    return "\n".join(lines)
 
 
 def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bool):
@@ -166,6 +170,7 @@ class Run:
         self.paths = options.paths
         self.started, self.clock = now_iso(), time.monotonic()
         self.train_seconds = 0.0
+        self.batch_changes: list[dict] = []
 
     def prepare(self) -> None:
         options = self.options
@@ -237,7 +242,8 @@ class Run:
         self.metrics = callbacks.MetricsCallback(self.writer, self.expert_monitor)
         self.interrupt = callbacks.InterruptCallback()
         train, validation = self.data.as_datasets()
-        trainer = SFTTrainer(
+        trainer_class = circular.trainer_class(SFTTrainer) if plan.batch_stages else SFTTrainer
+        trainer = trainer_class(
             model=wrapped.model,
             args=sft_config(plan, options, self.device, validation is not None),
             train_dataset=train,
@@ -252,7 +258,16 @@ class Run:
             ],
         )
         trainer.remove_callback(PrinterCallback)  # MetricsCallback prints a compact line instead
+        if plan.batch_stages:
+            trainer.schedule, trainer.step_limit = plan.batch_stages, plan.max_steps
+            trainer.cycles = int(math.ceil(plan.epochs))
+            trainer.on_batch_change = self._batch_changed
         return trainer
+
+    def _batch_changed(self, cycle: int, batch: int) -> None:
+        self.batch_changes.append({"cycle": cycle + 1, "batch_size": batch})
+        self.writer.scalar("batch_size", batch, cycle)
+        say(f"🔁 cycle {cycle + 1}: batch size {batch}")
 
     def train(self, trainer) -> None:
         with ctrl_c(self.interrupt):
@@ -334,6 +349,11 @@ class Run:
         }
         if targets:
             extra["target_parameters"] = list(targets.expert_parameters)
+        circular_info = (
+            {"cycles": self.plan.epochs, "batch_sizes": self.batch_changes}
+            if self.plan.batch_stages
+            else None
+        )
         paths = {
             "lora": str(self.paths.lora),
             "checkpoints": str(self.paths.checkpoints),
@@ -356,6 +376,8 @@ class Run:
             paths=paths,
             moe=moe_info,
         )
+        if circular_info:
+            report["circular"] = circular_info
         tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
         report["throughput"] = {
             "train_seconds": round(self.train_seconds, 3),

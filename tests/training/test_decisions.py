@@ -227,3 +227,52 @@ def test_tensorboard_only_without_logs_and_its_command(tmp_path):
     assert main(["--model", str(tmp_path / "model"), "--tensorboard-only", "6123"]) == 1
     command = board.tensorboard_command(tmp_path / "logs", 6123, "0.0.0.0")
     assert command[1:3] == ["-m", "tensorboard.main"] and "6123" in command and "0.0.0.0" in command
+
+
+def test_circular_schedule_doubles_the_batch_and_finds_resume_positions():
+    from llm_runtime.training import circular
+
+    schedule = circular.stages(2, 8, 100)
+    assert schedule == ((0, 2), (34, 4), (68, 8))
+    assert circular.stages(4, 4, 10) == ((0, 4),)
+    assert circular.stages(1, 8, 3) == ((0, 1), (1, 2), (2, 4))  # fewer cycles than stages
+    assert [circular.batch_for(schedule, c) for c in (0, 33, 34, 67, 68, 99)] == [2, 2, 4, 4, 8, 8]
+    short = ((0, 2), (2, 4))
+    # 10 items, accumulation 2: cycles of ceil(5/2)=3, 3, then ceil(3/2)=2 updates
+    assert circular.total_updates(short, 4, 10, 2) == 3 + 3 + 2 + 2
+    assert circular.position(short, 10, 2, 0) == (0, 0)
+    assert circular.position(short, 10, 2, 4) == (1, 2)
+    assert circular.position(short, 10, 2, 6) == (2, 0)
+    assert circular.position(short, 10, 2, 7) == (2, 2)
+
+
+def test_circular_plan_starts_small_with_one_accumulation_step(tmp_path):
+    facts = params.ModelFacts(
+        parameters=int(1e8), is_moe=False, context_length=512, free_memory_gb=40, device="cpu"
+    )
+    paths = TrainPaths.for_model(tmp_path / "model")
+    options = TrainOptions(
+        model_dir=tmp_path, data="x", paths=paths, circular=True, max_circular_epochs=10
+    )
+    plan = params.make_plan(
+        options, facts, method="lora", train_items=100, examples=110,
+        task_type="instruction", max_seq_length=128,
+    )  # fmt: skip
+    assert plan.batch_stages == ((0, 2), (4, 4), (8, 8))
+    assert (plan.batch_size, plan.gradient_accumulation_steps) == (2, 1)
+    assert plan.max_steps == 4 * 50 + 4 * 25 + 2 * 13
+    assert params.TrainPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_divergence_needs_a_real_rise_above_the_recent_level():
+    from llm_runtime.training.callbacks import is_diverging
+
+    assert is_diverging(float("nan"), [])
+    assert is_diverging(float("inf"), [1.0, 1.0, 1.0])
+    assert not is_diverging(9.0, [1.0, 1.0])  # too little history
+    assert is_diverging(2.5, [1.0, 1.1, 0.9])
+    assert not is_diverging(1.9, [1.0, 1.1, 0.9])
+    # near zero, noise doubles the loss without meaning anything
+    assert not is_diverging(0.3, [0.1, 0.12, 0.09])
+    # one lucky batch does not make the next ordinary one look diverging
+    assert not is_diverging(1.0, [1.0, 0.2, 1.1, 0.9])

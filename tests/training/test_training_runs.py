@@ -232,3 +232,57 @@ def test_moe_lora_trains_expert_adapters_with_aux_loss(tiny_mixtral, tmp_path):
     assert any("experts" in k and "lora_A" in k for k in keys)
     assert any("mlp.gate" in k for k in keys)
     assert {"moe/aux_loss", "loss/train"} <= scalar_tags(out / "logs" / "training")
+
+
+def test_circular_grows_the_batch_and_resumes_mid_schedule(tiny_llama, tmp_path):
+    data = write_json(tmp_path / "random.json", random_qa(24))
+    out = tmp_path / "out"
+    args = ("--circular", "--max-circular-epochs", "6", "--batch-size", "8")
+    args += ("--validation-split", "0.25")
+    report = train(tiny_llama, data, out, *args, "--force-epochs")
+    # 18 training items: the batch doubles 2 → 4 → 8 over three stretches of two cycles.
+    assert report["training_parameters"]["batch_stages"] == [[0, 2], [2, 4], [4, 8]]
+    assert report["circular"]["batch_sizes"] == [
+        {"cycle": 1, "batch_size": 2},
+        {"cycle": 3, "batch_size": 4},
+        {"cycle": 5, "batch_size": 8},
+    ]
+    assert report["global_step"] == report["training_parameters"]["max_steps"] == 9 + 9 + 5 + 5 + 3 + 3
+    assert report["epochs_completed"] == pytest.approx(6)
+
+    # Step 30 lies in cycle 5 (28 updates before it), so a resume continues there with batch 8.
+    resumed = train(
+        tiny_llama, data, out, *args, "--force-epochs",
+        "--resume-from", str(out / "checkpoints" / "checkpoint-30"),
+    )  # fmt: skip
+    assert resumed["circular"]["batch_sizes"] == [{"cycle": 5, "batch_size": 8}]
+    assert resumed["global_step"] == 34
+
+
+def test_circular_stops_on_perfect_loss(tiny_llama, tmp_path):
+    data = write_json(tmp_path / "qa.json", color_qa(16))
+    report = train(
+        tiny_llama, data, tmp_path / "out", "--circular", "--method", "full",
+        "--learning-rate", "2e-3", "--batch-size", "4", "--validation-split", "0",
+    )  # fmt: skip
+    assert report["stop_reason"] == "perfect_loss"
+    assert report["global_step"] < report["training_parameters"]["max_steps"]
+    assert report["final_metrics"]["train_loss"] < 0.01
+
+
+def test_diverging_loss_halves_the_learning_rate(tiny_llama, tmp_path, capsys):
+    data = write_json(tmp_path / "qa.json", color_qa(32))
+    report = train(
+        tiny_llama, data, tmp_path / "out", "--method", "full", "--learning-rate", "0.5",
+        "--batch-size", "2", "--max-steps", "24", "--validation-split", "0",
+        "--mode", "non-stop",  # a constant schedule: only reductions change the rate
+    )  # fmt: skip
+    assert report["learning_rate_reductions"] >= 1
+    assert "Loss is increasing rapidly" in capsys.readouterr().out
+    rates = [e["learning_rate"] for e in _log_history(tmp_path / "out") if "learning_rate" in e]
+    assert rates[-1] == pytest.approx(0.5 * 0.5 ** report["learning_rate_reductions"])
+
+
+def _log_history(out: Path) -> list[dict]:
+    state = json.loads((out / "checkpoints" / "last" / "trainer_state.json").read_text())
+    return state["log_history"]
