@@ -312,8 +312,9 @@ def _stop_container_named(name: str) -> None:
 def run_detached_container(
     plan: DockerPlan, model_dir: Path, options: StartOptions, output: Output
 ) -> None:
-    remove_leftovers(docker_client(), plan.container.name)
-    container = run_container_detached(plan, StartFailedError, "container")
+    client = docker_client()
+    remove_leftovers(client, plan.container.name)
+    container = run_container_detached(client, plan, StartFailedError, "container")
 
     def alive() -> bool:
         container.reload()
@@ -333,14 +334,12 @@ def run_detached_container(
     announce(plan, model_dir, options, output)
 
 
-def run_container_detached(plan: DockerPlan, failure: type[InstallerError], what: str):
+def run_container_detached(client, plan: DockerPlan, failure: type[InstallerError], what: str):
     """Start the plan's container in the background with docker-py; a refusal raises FAILURE."""
     from docker.errors import APIError
 
     try:
-        return docker_client().containers.run(
-            detach=True, **docker_py_kwargs(plan.container, plan.secrets)
-        )
+        return client.containers.run(detach=True, **docker_py_kwargs(plan.container, plan.secrets))
     except APIError as exc:
         raise failure(f"Docker could not start the {what}: {exc.explanation or exc}") from exc
 

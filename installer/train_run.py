@@ -209,7 +209,9 @@ def run_training_detached_container(
     plan: DockerPlan, model_dir: Path, options: TrainOptions, output: Output
 ) -> None:
     """Start the training container in the background; it stays after it ends, for its logs."""
-    container = run_container_detached(plan, TrainingFailedError, "training container")
+    container = run_container_detached(
+        docker_client(), plan, TrainingFailedError, "training container"
+    )
     what = "TensorBoard runs" if options.tensorboard_only else "Training runs"
     output.info(f"{what} in the background in container {container.name}.")
     if plan.url:
