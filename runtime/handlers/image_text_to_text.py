@@ -13,7 +13,13 @@ from typing import Any
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.handlers.media_base import ImageInput
-from llm_runtime.loading import model_kwargs, resolve_placement, translate_oom
+from llm_runtime.loading import (
+    adapter_dir,
+    apply_adapter,
+    model_kwargs,
+    resolve_placement,
+    translate_oom,
+)
 from llm_runtime.media import decode_image
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import ChatCompletionBody, GenerateBody
@@ -51,6 +57,9 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
             model = AutoModelForImageTextToText.from_pretrained(profile.model_dir, **kwargs)
             if "device_map" not in kwargs:
                 model = model.to(self.placement.device)
+            self.adapter = adapter_dir(settings)
+            if self.adapter is not None:
+                model = apply_adapter(model, self.adapter, merge=settings.quantization is None)
         self.model = model.eval()
         self.slot = GenerationSlot(settings.max_queue)
 
@@ -60,6 +69,7 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
             family=self.family,
             device=self.placement.device,
             dtype=self.placement.dtype_name,
+            adapter=str(self.adapter) if self.adapter else None,
             capabilities=Capabilities(
                 supports_streaming=True,
                 supports_system_prompt=True,

@@ -98,7 +98,9 @@ class AutoLearningCallback(TrainerCallback):
         if self.config.enabled and self.last_train < self.config.perfect_loss:
             self.state.stop_reason = "perfect_loss"
             control.should_training_stop = True
-            say(f"🎯 Training loss {self.last_train:.4f} below {self.config.perfect_loss}: stopping")
+            say(
+                f"🎯 Training loss {self.last_train:.4f} below {self.config.perfect_loss}: stopping"
+            )
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:

@@ -31,9 +31,7 @@ def updates_in_cycle(items: int, batch: int, accumulation: int) -> int:
 
 
 def total_updates(schedule: Stages, cycles: int, items: int, accumulation: int) -> int:
-    return sum(
-        updates_in_cycle(items, batch_for(schedule, c), accumulation) for c in range(cycles)
-    )
+    return sum(updates_in_cycle(items, batch_for(schedule, c), accumulation) for c in range(cycles))
 
 
 def position(schedule: Stages, items: int, accumulation: int, global_step: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from llm_runtime.training.errors import ModelLoadError, UnsupportedMethod
 from llm_runtime.training.params import ModelFacts, TrainPlan
 
 TRAINABLE_FAMILIES = ("text-generation", "reasoning", "moe", "causal-lm", "text")
+MULTIMODAL_FAMILIES = ("multimodal", "image-text-to-text")
 INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
 
 
@@ -29,6 +30,7 @@ class ModelSpec:
     is_moe: bool
     target_modules: tuple[str, ...] | None
     info: dict
+    multimodal: bool = False  # image-text-to-text: trained on image+caption records
 
 
 def read_spec(model_dir: Path) -> ModelSpec:
@@ -41,13 +43,15 @@ def read_spec(model_dir: Path) -> ModelSpec:
     targets = next((info[k] for k in INFO_TARGET_KEYS if info.get(k)), None)
     training = info.get("training") or {}
     targets = targets or training.get("target_modules")
+    family = info.get("family") or info.get("model_family") or "text-generation"
     return ModelSpec(
         model_dir=model_dir,
         model_id=info.get("model_id") or model_dir.resolve().name,
-        family=info.get("family") or info.get("model_family") or "text-generation",
+        family=family,
         is_moe=is_moe,
         target_modules=tuple(targets) if targets else None,
         info=info,
+        multimodal=family in MULTIMODAL_FAMILIES or "vision_config" in config,
     )
 
 
@@ -105,16 +109,28 @@ def load_tokenizer(spec: ModelSpec):
     return tokenizer
 
 
+def load_processor(spec: ModelSpec):
+    """A multimodal model's processor (tokenizer + image processor), with a pad token."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(spec.model_dir)
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return processor
+
+
 def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
+    auto_class = AutoModelForImageTextToText if spec.multimodal else AutoModelForCausalLM
     kwargs = {"dtype": _train_dtype(device)}
     if method == "qlora" or use_8bit:
         kwargs["quantization_config"] = _quantization(method)
         kwargs["device_map"] = {"": 0}
     try:
-        model = AutoModelForCausalLM.from_pretrained(spec.model_dir, **kwargs)
+        model = auto_class.from_pretrained(spec.model_dir, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{spec.model_dir}: {error}") from error
     if "device_map" not in kwargs and device != "cpu":
@@ -149,7 +165,8 @@ def model_facts(model, device: str) -> ModelFacts:
     import torch
 
     free = torch.cuda.mem_get_info()[0] if device == "cuda" else psutil.virtual_memory().available
-    context = getattr(model.config, "max_position_embeddings", None) or 2048
+    text_config = model.config.get_text_config()
+    context = getattr(text_config, "max_position_embeddings", None) or 2048
     return ModelFacts(
         parameters=model.num_parameters(),
         is_moe=bool(moe.config_value(model.config, moe.EXPERT_COUNT_KEYS)),

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from llm_runtime.training.autolearn import AutoLearnState, perplexity
 from llm_runtime.training.data.prepare import PreparedData
+from llm_runtime.training.data.vision import VisionData
 from llm_runtime.training.params import TrainPlan
 
 
@@ -49,7 +50,7 @@ def build_report(
     duration_s: float,
     stop_reason: str,
     plan: TrainPlan,
-    data: PreparedData,
+    data: PreparedData | VisionData,
     state: AutoLearnState,
     log_history: list[dict],
     global_step: int,

@@ -19,6 +19,7 @@ from pathlib import Path
 from llm_runtime.training import board, callbacks, circular, moe, outputs, params
 from llm_runtime.training import model as models
 from llm_runtime.training.callbacks import say
+from llm_runtime.training.data import vision
 from llm_runtime.training.data.loader import load_examples
 from llm_runtime.training.data.prepare import PreparedData, describe, prepare
 from llm_runtime.training.data.render import ensure_chat_template
@@ -60,7 +61,12 @@ def _saved_plan(paths: TrainPaths, resuming: bool) -> TrainPlan | None:
 
 
 def _plan(
-    options, facts, data: PreparedData, method: str, saved: TrainPlan | None, seq: int
+    options,
+    facts,
+    data: PreparedData | vision.VisionData,
+    method: str,
+    saved: TrainPlan | None,
+    seq: int,
 ) -> TrainPlan:
     if saved is not None:
         return saved
@@ -93,7 +99,10 @@ def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
     return "\n".join(lines)
 
 
-def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bool):
+def sft_config(
+    plan: TrainPlan, options: TrainOptions, device: str, has_eval: bool, *, images: bool = False
+):
+    """TRL's settings from the plan; with images no truncation (it would cut image tokens)."""
     import torch
     from trl import SFTConfig
 
@@ -119,7 +128,7 @@ def sft_config(plan: TrainPlan, options: TrainOptions, device: str, has_eval: bo
         load_best_model_at_end=has_eval,
         metric_for_best_model="eval_loss" if has_eval else None,
         greater_is_better=False if has_eval else None,
-        max_length=plan.max_seq_length,
+        max_length=None if images else plan.max_seq_length,
         packing=False,
         report_to="none",
         seed=options.seed,
@@ -183,19 +192,23 @@ class Run:
             )
         models.check_method(self.method, options.use_8bit, self.device, options.optimizer)
         self.resume_from = find_resume_checkpoint(options)
-        self.tokenizer = models.load_tokenizer(self.spec)
-        self.fallback_template = ensure_chat_template(self.tokenizer)
+        self.processor = models.load_processor(self.spec) if self.spec.multimodal else None
+        self.tokenizer = (
+            self.processor.tokenizer if self.processor else models.load_tokenizer(self.spec)
+        )
+        if self.processor is not None and not getattr(self.processor, "chat_template", None):
+            raise TrainingError(
+                f"{options.model_dir}: the processor has no chat template, so image+caption "
+                "records cannot be rendered; add chat_template.json from the model's repository"
+            )
+        self.fallback_template = not self.processor and ensure_chat_template(self.tokenizer)
         loaded = load_examples(
             options.data,
             dataset_format=options.dataset_format,
             max_examples=options.max_examples,
             seed=options.seed,
         )
-        if any(example.image for example in loaded.examples):
-            raise TrainingError(
-                "image+caption records were found, but this trainer fine-tunes text models only;\n"
-                "multimodal (image-text-to-text) training is not supported yet"
-            )
+        vision.check_pairing(loaded, multimodal=self.spec.multimodal, model_dir=options.model_dir)
         self.model = models.load_model(
             self.spec, method=self.method, use_8bit=options.use_8bit, device=self.device
         )
@@ -206,14 +219,19 @@ class Run:
             if saved
             else options.max_seq_length or params.default_seq_length(self.facts)
         )
-        self.data = prepare(
-            loaded,
-            self.tokenizer,
-            max_seq_length=seq,
-            validation_split=options.validation_split,
-            seed=options.seed,
-            fit_blocks=saved is None and options.max_seq_length is None,
-        )
+        if self.processor is not None:
+            self.data = vision.prepare(
+                loaded, self.processor, validation_split=options.validation_split, seed=options.seed
+            )
+        else:
+            self.data = prepare(
+                loaded,
+                self.tokenizer,
+                max_seq_length=seq,
+                validation_split=options.validation_split,
+                seed=options.seed,
+                fit_blocks=saved is None and options.max_seq_length is None,
+            )
         say(describe(self.data, self.tokenizer, color=sys.stdout.isatty()))
         self.plan = _plan(options, self.facts, self.data, self.method, saved, seq)
         outputs.write_json_atomically(self.paths.plan, self.plan.to_dict())
@@ -245,10 +263,12 @@ class Run:
         trainer_class = circular.trainer_class(SFTTrainer) if plan.batch_stages else SFTTrainer
         trainer = trainer_class(
             model=wrapped.model,
-            args=sft_config(plan, options, self.device, validation is not None),
+            args=sft_config(
+                plan, options, self.device, validation is not None, images=bool(self.processor)
+            ),
             train_dataset=train,
             eval_dataset=validation,
-            processing_class=self.tokenizer,
+            processing_class=self.processor or self.tokenizer,
             callbacks=[
                 self.autolearn,
                 callbacks.DivergenceCallback(self.state),

@@ -123,8 +123,18 @@ def _text(record: dict, source: str) -> Example:
 
 
 def _image_caption(record: dict, source: str) -> Example:
-    caption = record.get("caption", record.get("text"))
-    return Example("image_caption", source, image=str(record["image"]), text=_text_of(caption))
+    """A caption, or a question about the image and its answer."""
+    answer = next(record[k] for k in ("caption", "answer", "text") if k in record)
+    image = record["image"]
+    if not isinstance(image, str):
+        raise ValueError("the image must be a file path (relative to the data file)")
+    return Example(
+        "image_caption",
+        source,
+        image=image,
+        text=_text_of(answer),
+        prompt=_text_of(record.get("question", "")),
+    )
 
 
 def _checked(turns: list[tuple[str, str]]) -> Messages:
@@ -135,6 +145,7 @@ def _checked(turns: list[tuple[str, str]]) -> Messages:
 
 # Order matters: the first format whose required fields a record has wins.
 FORMATS: tuple[DataFormat, ...] = (
+    DataFormat("image_caption", ("image", "question", "answer"), _image_caption, "instruction"),
     DataFormat("openai", ("messages",), _openai, "instruction"),
     DataFormat("sharegpt", ("conversations",), _sharegpt, "instruction"),
     DataFormat("alpaca", ("instruction", "output"), _alpaca, "instruction"),
