@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from llm_runtime.training.data.formats import FORMAT_NAMES
 from llm_runtime.training.errors import TrainingError
 from llm_runtime.training.options import METHODS, MODES, OPTIMIZERS, TrainOptions, TrainPaths
 
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     main.add_argument("--data", help="file, folder, 'glob', comma list, or hub name:split")
     main.add_argument(
         "--dataset-format",
-        help="override detection: alpaca, sharegpt, openai, qa, completion, text",
+        help="override detection: " + ", ".join(FORMAT_NAMES),
     )
     main.add_argument("--max-examples", type=_positive_int)
     main.add_argument("--validation-split", type=_fraction, default=0.1)
@@ -89,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes = parser.add_argument_group("modes and auto-learning")
     modes.add_argument("--mode", choices=MODES, default="medium")
     modes.add_argument(
-        "--circular", action="store_true", help="repeat a small dataset for many cycles"
+        "--circular",
+        action="store_true",
+        help="many cycles over a small dataset, the batch size doubling in stages",
     )
     modes.add_argument("--max-circular-epochs", type=_positive_int, default=100)
     modes.add_argument(

@@ -15,7 +15,6 @@ from llm_runtime.training import moe
 from llm_runtime.training.errors import ModelLoadError, UnsupportedMethod
 from llm_runtime.training.params import ModelFacts, TrainPlan
 
-TRAINABLE_FAMILIES = ("text-generation", "reasoning", "moe", "causal-lm", "text")
 MULTIMODAL_FAMILIES = ("multimodal", "image-text-to-text")
 INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
 
