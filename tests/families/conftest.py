@@ -1,13 +1,19 @@
-"""Tiny random-weight models of every media family and session-scoped servers on them."""
+"""Tiny random-weight models of every media family and session-scoped servers on them.
+
+The models that need torchvision (timm, Qwen2-VL) are made and served in the side venv.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import side_venv
 import tiny_media
+import tiny_vision
 from runtime_server import Server, start_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,3 +54,43 @@ def media_servers(media_models, tmp_path_factory):
     finally:
         for server in servers.values():
             server.stop()
+
+
+SIDE_MODELS = ("timm", "qwen2-vl")
+
+
+@pytest.fixture(scope="session")
+def side_models(tmp_path_factory) -> tuple[side_venv.SideVenv, Path, dict]:
+    """(the side venv, its models' folder, their reference answers for tiny_media.make_png())."""
+    venv = side_venv.side_venv(tmp_path_factory.mktemp("side-src"))
+    folder = tmp_path_factory.mktemp("side-models")
+    (folder / "image.png").write_bytes(tiny_media.make_png())
+    output = venv.run(tiny_vision.__file__, str(folder), str(folder / "image.png"))
+    return venv, folder, json.loads(output)
+
+
+@pytest.fixture(scope="session")
+def side_servers(side_models, tmp_path_factory):
+    """name -> ready server in the side venv (started together), stopped at the end."""
+    venv, folder, _ = side_models
+    servers = {
+        name: venv.start_server(folder / name, tmp_path_factory.mktemp(f"logs-{name}"))
+        for name in SIDE_MODELS
+    }
+    try:
+        yield {name: server.wait_ready() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def side_references(side_models) -> dict:
+    return side_models[2]
+
+
+@pytest.fixture(params=["llava", "qwen2-vl"])
+def multimodal_server(request) -> Server:
+    """Each image-text-to-text model: llava in the dev venv, Qwen2-VL in the side venv."""
+    servers = "side_servers" if request.param in SIDE_MODELS else "media_servers"
+    return request.getfixturevalue(servers)[request.param]

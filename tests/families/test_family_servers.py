@@ -172,10 +172,10 @@ def test_zero_shot_image_classification(media_servers):
     assert {label["label"] for label in answer["labels"]} == {"a cat", "a dog", "a car"}
 
 
-def test_multimodal_generate_multipart_and_stream(media_servers):
+def test_multimodal_generate_multipart_and_stream(multimodal_server):
     files = {"image": ("x.png", make_png(), "image/png")}
     data = {"prompt": "what is this", "max_tokens": "4", "temperature": "0"}
-    with _client(media_servers, "llava") as client:
+    with multimodal_server.client() as client:
         answer = client.post("/generate", files=files, data=data).json()
         assert answer["usage"]["completion_tokens"] == 4
         assert answer["usage"]["prompt_tokens"] > 16  # the image's tokens are in the prompt
@@ -183,24 +183,26 @@ def test_multimodal_generate_multipart_and_stream(media_servers):
         with client.stream("POST", "/generate", files=files, data=data) as response:
             events = [json.loads(line[5:]) for line in response.iter_lines() if line[:5] == "data:"]
         assert events[-1]["finished"]
+        assert "".join(e.get("token", "") for e in events) == answer["text"]
 
 
-def test_multimodal_openai_chat_with_data_uri(media_servers):
+def test_multimodal_openai_chat_with_data_uri(multimodal_server):
     from openai import OpenAI
 
     uri = "data:image/png;base64," + base64.b64encode(make_png()).decode()
-    client = OpenAI(base_url=media_servers["llava"].url + "/v1", api_key="unused")
+    client = OpenAI(base_url=multimodal_server.url + "/v1", api_key="unused")
     content = [
         {"type": "text", "text": "describe"},
         {"type": "image_url", "image_url": {"url": uri}},
     ]
-    messages = [{"role": "user", "content": content}]
-    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=3)
+    request = {"model": "tiny", "messages": [{"role": "user", "content": content}],
+               "max_tokens": 3, "temperature": 0}  # fmt: skip
+    reply = client.chat.completions.create(**request)
     assert reply.usage.completion_tokens == 3
-    chunks = list(
-        client.chat.completions.create(model="tiny", messages=messages, max_tokens=3, stream=True)
-    )
+    chunks = list(client.chat.completions.create(**request, stream=True))
     assert chunks[-1].choices[0].finish_reason == "length"
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert streamed == reply.choices[0].message.content
 
 
 def test_pipeline_fallback_task(media_servers):
