@@ -85,8 +85,9 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
     """Read-only mounts under /data for a ``--data`` spec and the spec as the container sees it.
 
     The spec is the trainer's: a file, a folder, a quoted glob, a ``name:split`` Hub dataset, or
-    a comma list of these. One local item is mounted at /data (a file at /data/NAME, a glob's
-    folder at /data); several at /data/1, /data/2… Hub names pass through unchanged.
+    a comma list of these. One local item's folder is mounted at /data (a file's folder, so the
+    images an image+caption file names beside it are there too; a glob's fixed folder); several
+    at /data/1, /data/2… Hub names pass through unchanged.
     """
     if Path(data).expanduser().exists():
         parts = [data]
@@ -103,9 +104,8 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
             continue
         root = DATA_TARGET if len(local) == 1 else f"{DATA_TARGET}/{len(mounts) + 1}"
         source, below = _data_source(part)
-        target = f"{root}/{source.name}" if below == "" else root
-        mounts.append(Mount(str(source), target, True))
-        rewritten.append(f"{root}/{below}" if below else target)
+        mounts.append(Mount(str(source), root, True))
+        rewritten.append(f"{root}/{below}" if below else root)
     return tuple(mounts), ",".join(rewritten)
 
 
@@ -114,12 +114,12 @@ def _is_hub_dataset(part: str) -> bool:
 
 
 def _data_source(part: str) -> tuple[Path, str | None]:
-    """(host path to mount, what follows it in the container): None for a folder (mounted as
-    the root), "" for a file (mounted as root/NAME), the pattern below a glob's folder."""
+    """(host folder to mount, what follows it in the container): None for a folder, the name
+    of a file (its folder is mounted), the pattern below a glob's fixed folder."""
     path = Path(part).expanduser()
     if path.exists():
         path = path.resolve()
-        return path, (None if path.is_dir() else "")
+        return (path, None) if path.is_dir() else (path.parent, path.name)
     if GLOB_MAGIC.search(part):
         pieces = path.parts
         fixed = next(i for i, piece in enumerate(pieces) if GLOB_MAGIC.search(piece))

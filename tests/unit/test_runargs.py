@@ -252,14 +252,14 @@ def test_train_data_file_folder_and_glob_are_mounted_read_only(tmp_path):
     (data / "a.jsonl").write_text("{}\n")
     (data / "more" / "b.jsonl").write_text("{}\n")
     plan, _ = _train_plan(tmp_path, data=str(data / "a.jsonl"))
-    assert f"{data / 'a.jsonl'}:/data/a.jsonl:ro" in _volumes(plan)
+    assert f"{data}:/data:ro" in _volumes(plan)  # the file's folder: images beside it too
     assert _after(plan, "--data") == "/data/a.jsonl"
     plan, _ = _train_plan(tmp_path, data=str(data))
     assert f"{data}:/data:ro" in _volumes(plan) and _after(plan, "--data") == "/data"
     plan, _ = _train_plan(tmp_path, data=f"{data}/**/*.jsonl")
     assert f"{data}:/data:ro" in _volumes(plan) and _after(plan, "--data") == "/data/**/*.jsonl"
     plan, _ = _train_plan(tmp_path, data=f"{data / 'a.jsonl'},{data / 'more'},org/set:train")
-    assert f"{data / 'a.jsonl'}:/data/1/a.jsonl:ro" in _volumes(plan)
+    assert f"{data}:/data/1:ro" in _volumes(plan)
     assert f"{data / 'more'}:/data/2:ro" in _volumes(plan)
     assert _after(plan, "--data") == "/data/1/a.jsonl,/data/2,org/set:train"
 
