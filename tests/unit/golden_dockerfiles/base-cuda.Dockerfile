@@ -20,6 +20,9 @@ RUN pip install "torch==2.13.0" --extra-index-url https://download.pytorch.org/w
 FROM os
 COPY buildenv/pip.conf buildenv/ca-certificates.crt* /etc/llm-installer/
 COPY --from=torch /opt/venv /opt/venv
+# Later layers take torch's companions (torchvision) from torch's own index: PyPI's Linux
+# torchvision is a CUDA 13 build that does not import beside this torch.
+ENV LLM_TORCH_INDEX=https://download.pytorch.org/whl/cu128
 RUN useradd --create-home --uid 1000 --shell /bin/bash llm
 LABEL org.llm-installer.base="cuda" \
       org.llm-installer.torch="2.13.0" \
