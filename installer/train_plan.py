@@ -7,6 +7,7 @@ Pure, like ``llm_installer.runargs``: plans are checked against golden files.
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,10 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
     """Read-only mounts under /data for a ``--data`` spec and the spec as the container sees it.
 
     The spec is the trainer's: a file, a folder, a quoted glob, a ``name:split`` Hub dataset, or
-    a comma list of these. One local item's folder is mounted at /data (a file's folder, so the
-    images an image+caption file names beside it are there too; a glob's fixed folder); several
-    at /data/1, /data/2… Hub names pass through unchanged.
+    a comma list of these. One local item is mounted at /data: a folder, a glob's fixed folder,
+    or a file's folder (so the images an image+caption file names beside it are there too; only
+    the file, at /data/NAME, when that folder is closed to other users). Several go to /data/1,
+    /data/2…; Hub names pass through unchanged.
     """
     if Path(data).expanduser().exists():
         parts = [data]
@@ -104,9 +106,16 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
             continue
         root = DATA_TARGET if len(local) == 1 else f"{DATA_TARGET}/{len(mounts) + 1}"
         source, below = _data_source(part)
-        mounts.append(Mount(str(source), root, True))
-        rewritten.append(f"{root}/{below}" if below else root)
+        target = f"{root}/{source.name}" if below == "" else root
+        mounts.append(Mount(str(source), target, True))
+        rewritten.append(f"{root}/{below}" if below else target)
     return tuple(mounts), ",".join(rewritten)
+
+
+def _open_to_others(folder: Path) -> bool:
+    """Can the container's user (not the host's) list and enter it?"""
+    mode = folder.stat().st_mode
+    return bool(mode & stat.S_IROTH and mode & stat.S_IXOTH)
 
 
 def _is_hub_dataset(part: str) -> bool:
@@ -114,12 +123,14 @@ def _is_hub_dataset(part: str) -> bool:
 
 
 def _data_source(part: str) -> tuple[Path, str | None]:
-    """(host folder to mount, what follows it in the container): None for a folder, the name
-    of a file (its folder is mounted), the pattern below a glob's fixed folder."""
+    """(host path to mount, what follows it in the container): None for a folder, a file's name
+    when its folder is mounted, "" when only the file is, the pattern below a glob's folder."""
     path = Path(part).expanduser()
     if path.exists():
         path = path.resolve()
-        return (path, None) if path.is_dir() else (path.parent, path.name)
+        if path.is_dir():
+            return path, None
+        return (path.parent, path.name) if _open_to_others(path.parent) else (path, "")
     if GLOB_MAGIC.search(part):
         pieces = path.parts
         fixed = next(i for i, piece in enumerate(pieces) if GLOB_MAGIC.search(piece))

@@ -251,9 +251,15 @@ def test_train_data_file_folder_and_glob_are_mounted_read_only(tmp_path):
     (data / "more").mkdir(parents=True)
     (data / "a.jsonl").write_text("{}\n")
     (data / "more" / "b.jsonl").write_text("{}\n")
+    data.chmod(0o755)
     plan, _ = _train_plan(tmp_path, data=str(data / "a.jsonl"))
     assert f"{data}:/data:ro" in _volumes(plan)  # the file's folder: images beside it too
     assert _after(plan, "--data") == "/data/a.jsonl"
+    data.chmod(0o700)  # a private folder: only the file goes in
+    plan, _ = _train_plan(tmp_path, data=str(data / "a.jsonl"))
+    assert f"{data / 'a.jsonl'}:/data/a.jsonl:ro" in _volumes(plan)
+    assert _after(plan, "--data") == "/data/a.jsonl"
+    data.chmod(0o755)
     plan, _ = _train_plan(tmp_path, data=str(data))
     assert f"{data}:/data:ro" in _volumes(plan) and _after(plan, "--data") == "/data"
     plan, _ = _train_plan(tmp_path, data=f"{data}/**/*.jsonl")
