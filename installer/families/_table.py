@@ -190,3 +190,16 @@ AUTO_MAP_FAMILIES: dict[str, str] = {
     "AutoModelForVision2Seq": "image-text-to-text",
     "AutoModelForTextToWaveform": "audio-generation",
 }
+
+# Model types whose processors include a video processor, which needs torchvision even for
+# still images (transformers 5.23's VIDEO_PROCESSOR_MAPPING_NAMES, the image-text ones).
+VIDEO_PROCESSOR_TYPES = frozenset(
+    {
+        "cohere_compass", "ernie4_5_vl_moe", "exaone4_5", "gemma4", "gemma4_unified", "glm46v",
+        "glm4v", "glm5_next", "hyperclovax_vision_v2", "instructblip", "instructblipvideo",
+        "internvl", "kimi_k25", "lfm3_vl", "llava_next_video", "llava_onevision", "minicpm_ocr",
+        "minicpmv4_6", "minicpmv4_7", "minimax_m3_vl", "molmo2", "nemotron_h_omni",
+        "perception_lm", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5", "qwen3_5_moe",
+        "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "smolvlm", "video_llama_3", "video_llava",
+    }
+)  # fmt: skip

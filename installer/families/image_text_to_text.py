@@ -16,8 +16,12 @@ from llm_installer.families._common import (
     model_type,
     sub_config,
 )
-from llm_installer.families._table import CONDITIONAL_GENERATION, IMAGE_TEXT_TYPES
-from llm_installer.families.base import Detection, Requirements
+from llm_installer.families._table import (
+    CONDITIONAL_GENERATION,
+    IMAGE_TEXT_TYPES,
+    VIDEO_PROCESSOR_TYPES,
+)
+from llm_installer.families.base import Detection, Requirement, Requirements
 from llm_installer.source import ModelSource
 
 # Sub-configs that carry a vision tower (vq_config: Chameleon/Emu3 image tokenizers;
@@ -30,6 +34,7 @@ VISION_CONFIG_KEYS = (
     "vq_config",
     "img_processor",
 )
+TORCHVISION = Requirement("torchvision", "the processor's video part, used for images too")
 LLAVA_ORIGINAL_KEY = "mm_vision_tower"  # liuhaotian/llava-*: the LLaVA code base's own format
 GENERATIVE_FAMILIES = ("text-generation", "image-text-to-text")
 LLAVA_ORIGINAL_WARNING = (
@@ -71,6 +76,8 @@ class ImageTextToTextFamily(TransformersFamily):
 
     def requirements(self, source: ModelSource, detection: Detection) -> Requirements:
         found = super().requirements(source, detection)
+        if detection.model_type in VIDEO_PROCESSOR_TYPES:
+            found = dataclasses.replace(found, architecture=(*found.architecture, TORCHVISION))
         if detection.details.get("format") != "llava-original":
             return found
         return dataclasses.replace(found, warnings=(LLAVA_ORIGINAL_WARNING, *found.warnings))

@@ -624,3 +624,22 @@ def test_table_model_types_exist_in_transformers() -> None:
     assert not missing, (
         "regenerate: python -m llm_installer.families._model_types > installer/families/_model_types.py"
     )
+
+
+def test_vlms_with_a_video_processor_need_torchvision(tmp_path: Path) -> None:
+    qwen = {
+        "model_type": "qwen2_5_vl",
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "vision_config": {"depth": 2},
+    }
+    detection, requirements = detect(tmp_path / "qwen", {"config.json": qwen})
+    assert detection.family == "image-text-to-text"
+    assert "torchvision" in {r.package for r in requirements.architecture}
+    llava = {
+        "model_type": "llava",
+        "architectures": ["LlavaForConditionalGeneration"],
+        "vision_config": {"model_type": "clip_vision_model"},
+    }
+    detection, requirements = detect(tmp_path / "llava", {"config.json": llava})
+    assert detection.family == "image-text-to-text"
+    assert "torchvision" not in {r.package for r in requirements.architecture}
