@@ -73,13 +73,21 @@ class Server:
             self.process.kill()
 
 
-def start_server(model: Path, logs_dir: Path, *args: str, api_key: str | None = None) -> Server:
+def start_server(
+    model: Path,
+    logs_dir: Path,
+    *args: str,
+    api_key: str | None = None,
+    python: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """`python -m llm_runtime serve` on a free port (another venv's python and env when given)."""
     port = free_port()
-    command = [sys.executable, "-m", "llm_runtime", "serve", "--model", str(model)]
+    command = [str(python or sys.executable), "-m", "llm_runtime", "serve", "--model", str(model)]
     command += ["--port", str(port), "--logs-dir", str(logs_dir), "--device", "cpu", *args]
     if api_key:
         command += ["--api-key", api_key]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**(env or os.environ), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("LLM_API_KEY", None)
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -22,7 +22,7 @@ from importlib.metadata import requires, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from runtime_server import Server, free_port
+from runtime_server import Server, start_server
 
 VISION_PACKAGES = ("torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31")
 CACHE_ENV = "LLM_TEST_VENV_CACHE"  # where side venvs live (default ~/.cache/llm-installer-tests)
@@ -88,14 +88,8 @@ class SideVenv:
         return done.stdout
 
     def start_server(self, model: Path, logs_dir: Path) -> Server:
-        """`python -m llm_runtime serve` in the side venv (as runtime_server.start_server)."""
-        port = free_port()
-        command = [str(self.python), "-m", "llm_runtime", "serve", "--model", str(model)]
-        command += ["--port", str(port), "--logs-dir", str(logs_dir), "--device", "cpu"]
-        process = subprocess.Popen(
-            command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        return Server(url=f"http://127.0.0.1:{port}", process=process, logs_dir=logs_dir)
+        """`python -m llm_runtime serve` in the side venv."""
+        return start_server(model, logs_dir, python=self.python, env=self.env)
 
 
 def side_venv(scratch: Path) -> SideVenv:
