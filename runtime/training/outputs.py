@@ -45,13 +45,14 @@ def replace_directory(build, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_adapter(model, target: Path, info: dict, tokenizer=None) -> None:
-    """model.save_pretrained into a temporary folder + adapter_info.json, then swap it in."""
+def save_adapter(model, target: Path, info: dict, processing=None) -> None:
+    """model.save_pretrained (+ its tokenizer or processor) into a temporary folder with
+    adapter_info.json, then swap it in."""
 
     def build(folder: Path) -> None:
         model.save_pretrained(folder)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder)
+        if processing is not None:
+            processing.save_pretrained(folder)
         write_json_atomically(folder / "adapter_info.json", info)
 
     replace_directory(build, target)

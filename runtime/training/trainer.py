@@ -338,8 +338,10 @@ class Run:
             self.paths.lora if self.method != "full" else self.paths.lora.with_name("finetuned")
         )
         info = {**report, "base_model": str(self.spec.model_dir), "adapter": str(target)}
-        tokenizer = self.tokenizer if self.fallback_template or self.method == "full" else None
-        outputs.save_adapter(trainer.model, target, info, tokenizer)
+        # A whole model is served from its folder: it needs the processor (or tokenizer) too.
+        processing = self.processor or self.tokenizer
+        keep = self.fallback_template or self.method == "full"
+        outputs.save_adapter(trainer.model, target, info, processing if keep else None)
         say(f"✅ Adapter saved: {target}")
 
     def _moe_info(self, check: bool = False) -> dict | None:
