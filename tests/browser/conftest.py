@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from runtime_server import Server, start_server
-from tiny_media import make_tiny_diffusion
+from tiny_media import make_tiny_detr, make_tiny_diffusion, make_tiny_llava, make_tiny_whisper
 from tiny_models import make_tiny_llama
 
 CHROMIUM = os.environ.get("LLM_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +32,26 @@ def ui_servers(tmp_path_factory) -> dict[str, Server]:
         "reasoning": make_tiny_llama(root / "reasoning", thinking=True),
         "diffusion": make_tiny_diffusion(root / "diffusion"),
         "embeddings": _minilm(),
+    }
+    servers = {
+        name: start_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
+        for name, folder in folders.items()
+    }
+    try:
+        yield {name: server.wait_ready() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def media_ui_servers(tmp_path_factory) -> dict[str, Server]:
+    """Servers for the upload panels: object detection, speech recognition, image+text chat."""
+    root = tmp_path_factory.mktemp("ui-media-models")
+    folders = {
+        "detection": make_tiny_detr(root / "detection"),
+        "speech": make_tiny_whisper(root / "speech"),
+        "multimodal": make_tiny_llava(root / "multimodal"),
     }
     servers = {
         name: start_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))

@@ -107,3 +107,65 @@ def test_theme_and_settings_persist(page, ui_servers):
     page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
     assert page.get_attribute("html", "data-theme") != before
     assert page.input_value("#temperature") == "0.3"
+
+
+def test_detection_upload_draws_boxes(page, media_ui_servers):
+    from tiny_media import make_png
+
+    page.goto(media_ui_servers["detection"].url + "/")
+    page.wait_for_selector("#panel-vision.active", timeout=TIMEOUT_MS)
+    assert page.is_visible("#vision-threshold-row")
+    page.set_input_files("#vision-file", files=[_file("street.png", "image/png", make_png(96, 64))])
+    page.wait_for_selector("#vision-run:not([disabled])", timeout=TIMEOUT_MS)
+    assert "street.png" in page.text_content("#vision-drop")
+    blank = _canvas_pixels(page)
+    page.fill("#vision-threshold", "0")
+    page.click("#vision-run")
+    page.wait_for_selector("#vision-table tr", timeout=TIMEOUT_MS)
+    rows = page.locator("#vision-table tr")
+    assert rows.count() >= 1
+    score = float(rows.first.locator("td").nth(2).text_content())
+    assert 0 <= score <= 1
+    assert _canvas_pixels(page) != blank  # the boxes are drawn over the image
+
+
+def test_speech_upload_shows_the_transcript(page, media_ui_servers):
+    from tiny_media import make_wav
+
+    page.goto(media_ui_servers["speech"].url + "/")
+    page.wait_for_selector("#panel-speech.active", timeout=TIMEOUT_MS)
+    page.set_input_files("#speech-file", files=[_file("note.wav", "audio/wav", make_wav(2.0))])
+    assert page.is_visible("#speech-audio")
+    page.click("#speech-run")
+    page.wait_for_function(
+        "document.querySelector('#speech-status').textContent.includes('of audio')",
+        timeout=TIMEOUT_MS,
+    )
+    assert page.text_content("#speech-status").startswith("2")
+    assert not page.text_content("#speech-status").startswith("Error")
+
+
+def test_multimodal_chat_with_an_image(page, media_ui_servers):
+    from tiny_media import make_png
+
+    page.goto(media_ui_servers["multimodal"].url + "/")
+    page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
+    assert page.is_visible("#chat-drop")
+    page.set_input_files("#chat-images", files=[_file("cat.png", "image/png", make_png())])
+    page.wait_for_selector("#chat-thumbs img", timeout=TIMEOUT_MS)
+    page.fill("#max-tokens", "6")
+    page.fill("#chat-input", "what is in the picture")
+    page.click("#send")
+    page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
+    counts = page.locator(".msg.assistant .counts").last.text_content()
+    tokens = int(re.search(r"(\d+) tokens", counts).group(1))
+    assert 1 <= tokens <= 6
+    assert page.locator(".msg.user img").count() == 1  # the image went with the message
+
+
+def _file(name: str, mime: str, data: bytes) -> dict:
+    return {"name": name, "mimeType": mime, "buffer": data}
+
+
+def _canvas_pixels(page) -> str:
+    return page.eval_on_selector("#vision-canvas", "c => c.toDataURL()")
