@@ -3,6 +3,7 @@ family and browser tests): start it, wait until ready, talk to it over HTTP, sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -95,3 +96,18 @@ def start_server(
     return Server(
         url=f"http://127.0.0.1:{port}", process=process, logs_dir=logs_dir, api_key=api_key
     )
+
+
+@contextlib.contextmanager
+def serving(folders: dict[str, Path], logs_root: Path, start=start_server):
+    """name -> ready server for each model folder: all start together (they load side by side)
+    and all stop afterwards, whatever happened. `start` may be another venv's start_server."""
+    servers = {}
+    try:
+        for name, folder in folders.items():
+            (logs_root / name).mkdir(parents=True, exist_ok=True)
+            servers[name] = start(folder, logs_root / name)
+        yield {name: server.wait_ready() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()

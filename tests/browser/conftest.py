@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from runtime_server import Server, start_server
+from runtime_server import Server, serving
 from tiny_media import make_tiny_detr, make_tiny_diffusion, make_tiny_llava, make_tiny_whisper
 from tiny_models import make_tiny_llama
 
@@ -33,15 +33,8 @@ def ui_servers(tmp_path_factory) -> dict[str, Server]:
         "diffusion": make_tiny_diffusion(root / "diffusion"),
         "embeddings": _minilm(),
     }
-    servers = {
-        name: start_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
-        for name, folder in folders.items()
-    }
-    try:
-        yield {name: server.wait_ready() for name, server in servers.items()}
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(folders, tmp_path_factory.mktemp("ui-logs")) as ready:
+        yield ready
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +46,8 @@ def media_ui_servers(tmp_path_factory) -> dict[str, Server]:
         "speech": make_tiny_whisper(root / "speech"),
         "multimodal": make_tiny_llava(root / "multimodal"),
     }
-    servers = {
-        name: start_server(folder, tmp_path_factory.mktemp(f"ui-logs-{name}"))
-        for name, folder in folders.items()
-    }
-    try:
-        yield {name: server.wait_ready() for name, server in servers.items()}
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(folders, tmp_path_factory.mktemp("ui-media-logs")) as ready:
+        yield ready
 
 
 # Module scope: Playwright's sync API keeps an event loop in this thread while it lives, which

@@ -14,7 +14,7 @@ import pytest
 import side_venv
 import tiny_media
 import tiny_vision
-from runtime_server import Server, start_server
+from runtime_server import Server, serving
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -46,14 +46,8 @@ def media_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def media_servers(media_models, tmp_path_factory):
     """name -> ready server; all start together (they load in parallel), stop at the end."""
-    servers: dict[str, Server] = {}
-    for name, folder in media_models.items():
-        servers[name] = start_server(folder, tmp_path_factory.mktemp(f"logs-{name}"))
-    try:
-        yield {name: server.wait_ready() for name, server in servers.items()}
-    finally:
-        for server in servers.values():
-            server.stop()
+    with serving(media_models, tmp_path_factory.mktemp("logs")) as ready:
+        yield ready
 
 
 SIDE_MODELS = ("timm", "qwen2-vl")
@@ -73,15 +67,9 @@ def side_models(tmp_path_factory) -> tuple[side_venv.SideVenv, Path, dict]:
 def side_servers(side_models, tmp_path_factory):
     """name -> ready server in the side venv (started together), stopped at the end."""
     venv, folder, _ = side_models
-    servers = {
-        name: venv.start_server(folder / name, tmp_path_factory.mktemp(f"logs-{name}"))
-        for name in SIDE_MODELS
-    }
-    try:
-        yield {name: server.wait_ready() for name, server in servers.items()}
-    finally:
-        for server in servers.values():
-            server.stop()
+    folders = {name: folder / name for name in SIDE_MODELS}
+    with serving(folders, tmp_path_factory.mktemp("side-logs"), venv.start_server) as ready:
+        yield ready
 
 
 @pytest.fixture(scope="session")
