@@ -35,6 +35,9 @@ RUNTIME_PACKAGES = (
     "accelerate", "datasets", "fastapi", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
     "sse-starlette", "tensorboard", "transformers", "trl", "uvicorn", "websockets",
 )  # fmt: skip
+# CUDA images only: QLoRA, 8-bit loading and the 8-bit optimizers (the trainer and the server
+# refuse them off CUDA with a clear message, so CPU images stay smaller).
+CUDA_PACKAGES = ("bitsandbytes",)
 NOT_PIP = frozenset({"torch"})  # in the base image already
 COMPILED_NOTE = re.compile(r"CUDA compilation|requires CUDA", re.IGNORECASE)
 
@@ -58,9 +61,11 @@ def render(template: str, **values: Any) -> str:
     return environment.get_template(template).render(**values)
 
 
-def dependency_set(profile: dict[str, Any]) -> tuple[str, ...]:
-    """The runtime's packages plus the model's base and architecture-specific ones, sorted."""
+def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str, ...]:
+    """The runtime's packages (and the CUDA-only ones on a CUDA base) plus the model's base and
+    architecture-specific ones, sorted."""
     wanted = set(RUNTIME_PACKAGES) | {p for p in profile["requirements"]["packages"] if p not in NOT_PIP}
+    wanted |= set(CUDA_PACKAGES) if cuda else set()
     return tuple(sorted(wanted))
 
 
@@ -74,8 +79,9 @@ def model_tag(model_id: str, revision: str | None) -> str:
     return f"llm-installer/model-{name}:{(revision or 'local')[:12].lower()}"
 
 
-def plan_image(profile: dict[str, Any], base_image: str) -> ImagePlan:
-    packages = dependency_set(profile)
+def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False) -> ImagePlan:
+    """The two builds for this model on ``base_image`` (``cuda``: a CUDA base)."""
+    packages = dependency_set(profile, cuda=cuda)
     digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}".encode()).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,

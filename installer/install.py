@@ -264,7 +264,7 @@ def build_and_test(
     else:
         built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
         base = built if isinstance(built, str) else built.tag
-    plan = plan_image(profile, base)
+    plan = plan_image(profile, base, cuda=flavour.cuda is not None)
     state.stage = "dependencies"
     ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)

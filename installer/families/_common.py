@@ -22,7 +22,7 @@ PILLOW = Requirement("pillow", "image input")
 AUDIO = (Requirement("librosa", "audio decoding"), Requirement("soundfile", "audio files"))
 FLASH_ATTN = Requirement("flash-attn", "requires CUDA 11.6+ and compilation")
 OPTIONAL_FLASH_ATTN = Requirement("flash-attn", "optional, requires CUDA 11.6+")
-OPTIONAL_BITSANDBYTES = Requirement("bitsandbytes", "optional, for 4/8-bit")
+OPTIONAL_BITSANDBYTES = Requirement("bitsandbytes", "4/8-bit, QLoRA; in every CUDA image")
 
 QUANTIZATION_PACKAGES: dict[str, tuple[Requirement, ...]] = {
     "bitsandbytes": (Requirement("bitsandbytes", "4/8-bit weights, needs CUDA"),),

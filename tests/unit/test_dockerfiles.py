@@ -63,6 +63,18 @@ def test_dependency_and_model_dockerfiles():
     assert "safetensors" not in model.split("# model-specific")[1].lower()  # never weights
 
 
+def test_cuda_images_install_a_pinned_bitsandbytes_and_cpu_images_do_not():
+    """QLoRA, --use-8bit, the 8-bit optimizers and --load-in-4bit need it; only CUDA runs them."""
+    cuda = plan_image(PROFILE, "llm-installer/base:cuda-torch2.13.0", cuda=True)
+    golden("deps-text-generation-cuda.Dockerfile", cuda.deps_dockerfile)
+    assert "bitsandbytes" in cuda.packages and "bitsandbytes" in cuda.deps_dockerfile
+    cpu = plan_image(PROFILE, "llm-installer/base:cpu-torch2.13.0")
+    assert "bitsandbytes" not in cpu.packages and "bitsandbytes" not in cpu.deps_dockerfile
+    assert cuda.deps_tag != cpu.deps_tag
+    assert "--constraint /etc/llm-installer/constraints.txt" in cuda.deps_dockerfile
+    assert "bitsandbytes" in _pins()
+
+
 def test_same_family_same_dependency_image():
     other = {**PROFILE, "model_id": "meta-llama/Llama-3.2-1B", "sha": "0" * 40}
     one, two = (plan_image(p, "base:x") for p in (PROFILE, other))
@@ -76,15 +88,13 @@ def test_same_family_same_dependency_image():
     assert list(dependency_set(PROFILE)) == sorted(dependency_set(PROFILE))
 
 
+def _pins() -> set[str]:
+    text = (Path(__file__).parents[2] / "dockerfiles" / "constraints.txt").read_text()
+    return {line.split("==")[0].lower() for line in text.splitlines() if "==" in line}
+
+
 def test_every_dependency_is_pinned():
-    pins = {
-        line.split("==")[0].lower()
-        for line in (Path(__file__).parents[2] / "dockerfiles" / "constraints.txt")
-        .read_text()
-        .splitlines()
-        if "==" in line
-    }
-    assert {p.lower() for p in dependency_set(PROFILE)} <= pins
+    assert {p.lower() for p in dependency_set(PROFILE, cuda=True)} <= _pins()
 
 
 def test_base_table_rows_are_consistent():

@@ -165,7 +165,7 @@ def test_sentencepiece_from_tokenizer_model(tmp_path: Path) -> None:
     assert "sentencepiece" in {r.package for r in requirements.architecture}
     assert packages(requirements.optional) == [
         "flash-attn (optional, requires CUDA 11.6+)",
-        "bitsandbytes (optional, for 4/8-bit)",
+        "bitsandbytes (4/8-bit, QLoRA; in every CUDA image)",
     ]
 
 
