@@ -86,7 +86,8 @@ if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$DEV" = 1 ]; then
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
-  .venv/bin/python -m pip install -q -e ".[runtime,test]"
+  # The versions the model images pin (dockerfiles/constraints.txt): tests run what users get.
+  .venv/bin/python -m pip install -q -c dockerfiles/constraints.txt -e ".[runtime,test]"
   ok "installed llm-installer with runtime and test dependencies into .venv"
 else
   .venv/bin/python -m pip install -q -e .
