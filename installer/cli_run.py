@@ -28,6 +28,7 @@ from llm_installer.options import (
     NoBrowserOpt,
     PortOpt,
     RunDeviceOpt,
+    WeightsOpt,
 )
 from llm_installer.train_plan import TENSORBOARD_PORT
 
@@ -80,6 +81,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         api_key: ApiKeyOpt = None,
         detach: DetachOpt = False,
         force: ForceOpt = False,
+        weights: WeightsOpt = "auto",
         config: ConfigOpt = None,
     ) -> None:
         """Serve an installed model (API + web UI); arguments after -- go to the runtime."""
@@ -89,7 +91,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         options = StartOptions(
             port=port, host=host, dtype=dtype, device=device, no_browser=no_browser,
             load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, api_key=api_key or None,
-            detach=detach, force=force, extra_args=tuple(ctx.args),
+            detach=detach, force=force, extra_args=tuple(ctx.args), weights=weights,
         )  # fmt: skip
         run_command(False, config, lambda s, o: start_model(model, options, s, o))
 
@@ -123,7 +125,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         force: ForceOpt = False,
         config: ConfigOpt = None,
     ) -> None:
-        """Fine-tune an installed model (LoRA/QLoRA); the adapter lands in lora/ and start loads it.
+        """Fine-tune an installed model (LoRA/QLoRA); the adapter lands in lora/ and start loads it (--method full: the whole model in finetuned/, which start serves).
 
         Other options go to the trainer, e.g. --epochs 3, --max-steps 100, --method qlora, --mode fast, --resume (all: `python -m llm_runtime train --help` in the model's image).
 

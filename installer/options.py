@@ -34,6 +34,14 @@ RunDeviceOpt = Annotated[
     str | None,
     typer.Option("--device", help="auto, cuda, cpu or mps (default: what install chose)."),
 ]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="auto, base or finetuned: finetuned/ holds a full fine-tune (train --method full); "
+        "auto serves it when it is newer than lora/'s adapter.",
+    ),
+]
 NoBrowserOpt = Annotated[
     bool, typer.Option("--no-browser", help="Do not open the web UI in a browser.")
 ]

@@ -29,6 +29,11 @@ from llm_installer.devices import (
     refuse_cpu_if_gpu_required,
 )
 from llm_installer.errors import InstallerError
+from llm_installer.model_dir import GENERATED
+
+# What install wrote in the model folder: training mounts these read-only over its writable /work.
+PROTECTED_FILES = (*GENERATED, "install.log")
+FINETUNED = "finetuned"  # where a full fine-tune (--method full) saves the whole model
 
 CONTAINER_PORT = 8000
 API_KEY_ENV = "LLM_API_KEY"
@@ -38,6 +43,7 @@ QUANTIZATION_FLAGS = {"8bit": "--load-in-8bit", "4bit": "--load-in-4bit"}
 CHOICES = {
     "device": ("auto", "cuda", "cpu", "mps"),
     "dtype": ("auto", "float16", "bfloat16", "float32"),
+    "weights": ("auto", "base", FINETUNED),
 }
 
 
@@ -60,6 +66,9 @@ class ModelPaths:
     has_lora: bool = False  # lora/ holds an adapter (adapter_config.json)
     lora_unusable: bool = False  # lora/ holds files, but no adapter_config.json
     installer_dir: Path | None = None
+    protected: tuple[Path, ...] = ()  # install's files in the folder (PROTECTED_FILES present)
+    finetuned: Path | None = None  # finetuned/ when it holds a whole model (config.json)
+    finetuned_is_newer: bool = False  # finetuned/ was saved after lora/'s adapter (or alone)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class StartOptions:
     extra_args: tuple[str, ...] = ()
     name: str | None = None
     ready_timeout: float = 900.0
+    weights: str = "auto"  # auto: finetuned/ when it is the newest training output, else base
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,8 @@ def model_paths(model_dir: Path, model_info: Mapping[str, Any]) -> ModelPaths:
     lora = model_dir / "lora"
     has_lora = (lora / "adapter_config.json").is_file()
     installer_dir = model_info.get("installer_dir")
+    finetuned = model_dir / FINETUNED
+    whole = (finetuned / "config.json").is_file()
     return ModelPaths(
         model_dir=model_dir,
         weights=weights,
@@ -133,7 +145,14 @@ def model_paths(model_dir: Path, model_info: Mapping[str, Any]) -> ModelPaths:
         has_lora=has_lora,
         lora_unusable=not has_lora and lora.is_dir() and any(lora.iterdir()),
         installer_dir=Path(installer_dir) if installer_dir else None,
+        protected=tuple(model_dir / n for n in PROTECTED_FILES if (model_dir / n).is_file()),
+        finetuned=finetuned if whole else None,
+        finetuned_is_newer=whole and _saved_after(finetuned / "config.json", lora / "adapter_config.json"),
     )
+
+
+def _saved_after(path: Path, other: Path) -> bool:
+    return not other.is_file() or path.stat().st_mtime >= other.stat().st_mtime
 
 
 # ── options and helpers (several shared with train_plan) ─────────────────────────────
@@ -219,13 +238,14 @@ def plan_start(
 ) -> StartPlan:
     """How to serve this model here: a container on Linux, a virtualenv on macOS."""
     validate_port(options.port)
-    validate_choices(device=options.device, dtype=options.dtype)
+    validate_choices(device=options.device, dtype=options.dtype, weights=options.weights)
+    paths, served = served_weights(paths, options.weights)
     if host.os == "darwin":
-        return _native_start(model_info, paths, host, options)
+        return _native_start(model_info, paths, host, options, served)
     device, warnings = choose_docker_device(model_info, host, options.device)
     warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     options, dropped = with_installed_quantization(options, model_info, device)
-    warnings += dropped + _lora_warning(paths)
+    warnings += served + dropped + _lora_warning(paths)
     user, chown = user_for(host)
     command = RUNTIME + serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs",
@@ -252,6 +272,33 @@ def plan_start(
     )  # fmt: skip
 
 
+def served_weights(paths: ModelPaths, choice: str) -> tuple[ModelPaths, tuple[str, ...]]:
+    """The weights to serve and a loud note when they are not the base ones (+ lora/).
+
+    ``auto`` serves finetuned/ when a full fine-tune saved it after lora/'s adapter (the newest
+    training output wins); ``base`` the installed weights with lora/; ``finetuned`` finetuned/.
+    """
+    picked = choice
+    if choice == "auto":
+        picked = FINETUNED if paths.finetuned and paths.finetuned_is_newer else "base"
+    if picked == "base":
+        if choice == "auto" and paths.finetuned:
+            older = f"{paths.finetuned} holds a full fine-tune older than the adapter in lora/"
+            return paths, (f"{older}: `--weights finetuned` serves it.",)
+        return paths, ()
+    if paths.finetuned is None:
+        raise InvalidRunOptionError(
+            f"--weights finetuned: {paths.model_dir / FINETUNED} holds no fine-tuned model",
+            hint="Make one with `./train.sh --data … --method full`, or leave --weights out.",
+        )
+    skipped = ", with the adapter in lora/" if paths.has_lora else ""
+    note = (
+        f"Serving the full fine-tune in {paths.finetuned}, not the installed weights; "
+        f"`--weights base` serves those{skipped}."
+    )
+    return replace(paths, weights=paths.finetuned, has_lora=False, lora_unusable=False), (note,)
+
+
 def _lora_warning(paths: ModelPaths) -> tuple[str, ...]:
     if not paths.lora_unusable:
         return ()
@@ -275,12 +322,13 @@ def native_setup(host: HostRuntime, paths: ModelPaths) -> tuple[Path, tuple[tupl
 
 
 def _native_start(
-    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: StartOptions
-) -> NativePlan:
+    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: StartOptions,
+    served: tuple[str, ...],
+) -> NativePlan:  # fmt: skip
     device, warnings = choose_native_device(model_info, host, options.device)
     warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     options, dropped = with_installed_quantization(options, model_info, device)
-    warnings += dropped + _lora_warning(paths)
+    warnings += served + dropped + _lora_warning(paths)
     venv, setup = native_setup(host, paths)
     args = serve_args(
         model=str(paths.weights), host=options.host, port=options.port, logs=str(paths.logs),

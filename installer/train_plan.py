@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,13 @@ from llm_installer.runargs import (
     validate_choices,
     validate_port,
 )
+from llm_runtime.training.data.sources import HUB_SPEC
 
 TENSORBOARD_PORT = 6006
 DATA_TARGET = "/data"
-HUB_DATASET = re.compile(r"^[\w.-]+(?:/[\w.-]+)?:[\w.\[\]%:+-]+$")  # name:split, as the trainer
+WORK = "/work"  # the model folder in the training container
+HF_TOKEN_ENV = "HF_TOKEN"
+HF_CACHE = Path("cache") / "huggingface"  # in the model folder: Hub datasets, downloaded once
 GLOB_MAGIC = re.compile(r"[*?[]")
 # Trainer options whose values are container paths llm-installer sets: refused in pass-through.
 OWNED_TRAIN_FLAGS = (
@@ -58,6 +61,8 @@ class TrainOptions:
     force: bool = False
     extra_args: tuple[str, ...] = ()  # trainer options, passed through
     name: str | None = None
+    hf_token: str | None = field(default=None, repr=False)  # for Hub datasets; never in argv
+    hf_endpoint: str | None = None  # HF_ENDPOINT (a mirror) for Hub datasets
 
 
 def train_args(
@@ -91,10 +96,7 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
     the file, at /data/NAME, when that folder is closed to other users). Several go to /data/1,
     /data/2…; Hub names pass through unchanged.
     """
-    if Path(data).expanduser().exists():
-        parts = [data]
-    else:
-        parts = [p.strip() for p in data.split(",") if p.strip()]
+    parts = _data_parts(data)
     if not parts:
         raise InvalidRunOptionError("--data is empty")
     local = [p for p in parts if not _is_hub_dataset(p)]
@@ -112,6 +114,34 @@ def data_mounts(data: str) -> tuple[tuple[Mount, ...], str]:
     return tuple(mounts), ",".join(rewritten)
 
 
+def _data_parts(data: str) -> list[str]:
+    """The items of a --data spec: a comma list, unless the whole spec is an existing path."""
+    if Path(data).expanduser().exists():
+        return [data]
+    return [p.strip() for p in data.split(",") if p.strip()]
+
+
+def hub_datasets(data: str | None) -> tuple[str, ...]:
+    """The ``name:split`` Hub datasets a --data spec names (the trainer's syntax)."""
+    return tuple(p for p in _data_parts(data) if _is_hub_dataset(p)) if data else ()
+
+
+def hub_access(
+    options: TrainOptions, cache: Path | str
+) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
+    """(environment, secrets) that let the trainer download --data's Hub datasets into
+    ``cache``; nothing when it names none (the image and the native plan stay offline).
+
+    The token is a secret: the container gets it by name (``-e HF_TOKEN``) from the docker
+    client's environment, never in an argument, train.sh or a log line.
+    """
+    if options.tensorboard_only or not hub_datasets(options.data):
+        return (), {}
+    env = [("HF_HUB_OFFLINE", "0"), ("HF_DATASETS_OFFLINE", "0"), ("HF_HOME", str(cache))]
+    env += [("HF_ENDPOINT", options.hf_endpoint)] if options.hf_endpoint else []
+    return tuple(env), ({HF_TOKEN_ENV: options.hf_token} if options.hf_token else {})
+
+
 def _open_to_others(folder: Path) -> bool:
     """Can the container's user (not the host's) list and enter it?"""
     mode = folder.stat().st_mode
@@ -119,7 +149,7 @@ def _open_to_others(folder: Path) -> bool:
 
 
 def _is_hub_dataset(part: str) -> bool:
-    return not Path(part).expanduser().exists() and bool(HUB_DATASET.match(part))
+    return not Path(part).expanduser().exists() and bool(HUB_SPEC.match(part))
 
 
 def _data_source(part: str) -> tuple[Path, str | None]:
@@ -187,10 +217,11 @@ def plan_train(
 ) -> StartPlan:
     """How to fine-tune this model here; the adapter lands in lora/, start then loads it.
 
-    The model folder is mounted read-write at /work (the trainer swaps lora/ in atomically, so
-    it needs lora/'s parent), with the weights mounted read-only over /work/model and at /model.
-    The data is mounted read-only under /data. With --tensorboard-only nothing trains: the
-    container shows the past runs' graphs from logs/training.
+    The model folder is mounted read-write at /work (the trainer swaps lora/ and finetuned/ in
+    atomically, so it needs their parent), with the weights mounted read-only over /work/model
+    and at /model, and install's files (model_info.json, the scripts…) read-only over theirs.
+    The data is mounted read-only under /data; Hub datasets download into cache/huggingface.
+    With --tensorboard-only nothing trains: the container shows the past runs' graphs.
     """
     validate_port(options.tensorboard_port)
     validate_choices(device=options.device)
@@ -206,15 +237,14 @@ def plan_train(
         warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     data_volumes, data = data_mounts(options.data) if options.data else ((), None)
     user, chown = user_for(host)
-    mounts = [Mount(str(paths.weights), "/model", True), Mount(str(paths.model_dir), "/work")]
-    if paths.weights == paths.model_dir / "model":  # keep the weights read-only under /work too
-        mounts += [Mount(str(paths.weights), "/work/model", True)]
+    mounts = [Mount(str(paths.weights), "/model", True), *_work_mounts(paths)]
     if not options.tensorboard_only:
         mounts += data_volumes
+    hub_env, secrets = hub_access(options, f"{WORK}/{HF_CACHE.as_posix()}")
     command = RUNTIME + train_args(
-        model="/model", data=data, output_dir="/work", device=device,
+        model="/model", data=data, output_dir=WORK, device=device,
         tensorboard_host="0.0.0.0", tensorboard_port=options.tensorboard_port, options=options,
-        extra_args=pass_through(options.extra_args, paths, "/work"),
+        extra_args=pass_through(options.extra_args, paths, WORK),
     )  # fmt: skip
     board = options.tensorboard or options.tensorboard_only
     role = "tensorboard" if options.tensorboard_only else "train"
@@ -226,7 +256,8 @@ def plan_train(
         ports=((options.host, options.tensorboard_port, options.tensorboard_port),)
         if board
         else (),
-        env=(("HOME", "/tmp"),),
+        env=(("HOME", "/tmp"), *hub_env),
+        secret_env=tuple(secrets),
         user=user,
         labels=labels_for(
             paths.model_dir, model_info, role, options.tensorboard_port if board else 0
@@ -237,9 +268,22 @@ def plan_train(
     return DockerPlan(
         container=spec, device=device,
         url=local_url(options.host, options.tensorboard_port) if board else "",
-        warnings=warnings, writable_dirs=(paths.logs, paths.lora, paths.checkpoints),
+        warnings=warnings, secrets=secrets, writable_dirs=_writable_dirs(paths, hub_env),
         chown_to=chown, owned_roots=(paths.model_dir,) if chown else (),
     )  # fmt: skip
+
+
+def _work_mounts(paths: ModelPaths) -> list[Mount]:
+    """/work writable for the trainer's outputs; the weights and install's files read-only."""
+    mounts = [Mount(str(paths.model_dir), WORK)]
+    if paths.weights == paths.model_dir / "model":  # keep the weights read-only under /work too
+        mounts += [Mount(str(paths.weights), f"{WORK}/model", True)]
+    return mounts + [Mount(str(path), f"{WORK}/{path.name}", True) for path in paths.protected]
+
+
+def _writable_dirs(paths: ModelPaths, hub_env: tuple) -> tuple[Path, ...]:
+    cache = (paths.model_dir / HF_CACHE,) if hub_env else ()
+    return (paths.logs, paths.lora, paths.checkpoints, *cache)
 
 
 def _native_train(
@@ -255,9 +299,10 @@ def _native_train(
         options=options,
     )  # fmt: skip
     board = options.tensorboard or options.tensorboard_only
+    hub_env, secrets = hub_access(options, paths.model_dir / HF_CACHE)
     return NativePlan(
         venv=venv, setup=setup, command=(str(venv / "bin" / "python"), *RUNTIME[1:], *args),
         device=device, url=local_url(options.host, options.tensorboard_port) if board else "",
-        warnings=warnings, env=(("HF_HUB_OFFLINE", "1"),),
-        writable_dirs=(paths.logs, paths.lora, paths.checkpoints),
+        warnings=warnings, env=hub_env or (("HF_HUB_OFFLINE", "1"),), secrets=secrets,
+        writable_dirs=_writable_dirs(paths, hub_env),
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """Running ``train``: the trainer in the model's image (or the macOS virtualenv).
 
 The plan comes from ``llm_installer.train_plan``; the adapter lands in lora/, where ``start``
-loads it. In the foreground the trainer writes straight to this terminal and Ctrl+C lets it
+loads it (a full fine-tune: the whole model in finetuned/, which ``start`` then serves). In the foreground the trainer writes straight to this terminal and Ctrl+C lets it
 save a resumable checkpoint; with ``--detach`` the container stays after it ends, for its logs.
 """
 
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from llm_installer.config import Settings
@@ -28,7 +31,7 @@ from llm_installer.installed import (
     resolve_model_dir,
     running_container,
 )
-from llm_installer.runargs import DockerPlan, NativePlan, StartPlan, model_paths
+from llm_installer.runargs import FINETUNED, DockerPlan, NativePlan, StartPlan, model_paths
 from llm_installer.start import (
     STOP_SIGNALS,
     AlreadyRunningError,
@@ -75,6 +78,10 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
             hint=f"Follow it with `docker logs -f {busy.name}`, "
             f"or stop it with `llm-installer stop {model_dir.name}`.",
         )
+    options = replace(
+        options, hf_token=options.hf_token or settings.token,
+        hf_endpoint=options.hf_endpoint or os.environ.get("HF_ENDPOINT"),
+    )  # fmt: skip
     plan = plan_train(info, paths, detect_host_runtime(), options)
     for warning in plan.warnings:
         output.warning(warning)
@@ -87,29 +94,23 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     if options.detach:
         _TRAIN_RUNNERS[plan.kind](plan, model_dir, options, output)
         return
+    started = time.time()
     code, interrupts = run_training_foreground(
         plan, model_dir, output, board_only=options.tensorboard_only
     )
-    _training_result(code, plan, model_dir, options, output, aborted=interrupts > 1)
+    _training_result(
+        code, plan, model_dir, options, output, aborted=interrupts > 1, since=started
+    )
 
 
 def _training_result(
     code: int, plan: StartPlan, model_dir: Path, options: TrainOptions, output: Output,
-    *, aborted: bool = False,
+    *, aborted: bool = False, since: float = 0.0,
 ) -> None:  # fmt: skip
     if options.tensorboard_only and code in (0, TRAIN_INTERRUPTED_EXIT):
         return
     if code == 0:
-        if (model_dir / "lora" / "adapter_config.json").is_file():
-            output.info(
-                f"[bold green]Adapter saved[/] in {model_dir / 'lora'}; "
-                f"`llm-installer start {model_dir.name}` (./start.sh) loads it."
-            )
-            if isinstance(plan, DockerPlan) and running_container(model_dir):
-                output.warning(
-                    "The model is being served with the adapter it had: restart it to load "
-                    f"the new one (`llm-installer stop {model_dir.name}`, then start it)."
-                )
+        _announce_outputs(plan, model_dir, output, since)
         return
     if code == TRAIN_INTERRUPTED_EXIT and aborted:
         raise TrainingInterruptedError(
@@ -131,12 +132,34 @@ def _training_result(
     raise TrainingFailedError(f"Training failed (exit code {code})")
 
 
+def _announce_outputs(plan: StartPlan, model_dir: Path, output: Output, since: float) -> None:
+    """Where this run's adapter (lora/) or whole model (finetuned/) is, and how start serves it."""
+    start = f"`llm-installer start {model_dir.name}` (./start.sh)"
+    if _saved_since(model_dir / FINETUNED / "config.json", since):
+        output.info(
+            f"[bold green]Fine-tuned model saved[/] in {model_dir / FINETUNED} (the whole "
+            f"model, not an adapter); {start} now serves it, as `--weights {FINETUNED}` does; "
+            "`--weights base` serves the installed weights again."
+        )
+    elif _saved_since(model_dir / "lora" / "adapter_config.json", since):
+        output.info(f"[bold green]Adapter saved[/] in {model_dir / 'lora'}; {start} loads it.")
+    else:
+        return
+    if isinstance(plan, DockerPlan) and running_container(model_dir):
+        output.warning(
+            "The model is being served with the weights it had: restart it to serve the new "
+            f"ones (`llm-installer stop {model_dir.name}`, then start it)."
+        )
+
+
+def _saved_since(path: Path, since: float) -> bool:
+    return path.is_file() and path.stat().st_mtime >= since - 1  # coarse filesystem clocks
+
+
 def _training_env(plan: StartPlan) -> StartPlan:
     """On a terminal, let the trainer's rich console draw colours at the terminal's width."""
     if not isinstance(plan, DockerPlan) or not sys.stdout.isatty():
         return plan
-    from dataclasses import replace
-
     env = (
         *plan.container.env,
         ("FORCE_COLOR", "1"),

@@ -28,7 +28,8 @@ from llm_installer.runargs import (
     plan_start,
     plan_summary,
 )
-from llm_installer.train_plan import TrainOptions, plan_train
+from llm_installer.start import foreground_env
+from llm_installer.train_plan import TrainOptions, hub_datasets, plan_train
 
 GOLDEN = Path(__file__).parent / "golden_runargs"
 MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")
@@ -55,6 +56,11 @@ PATHS = ModelPaths(
     lora=MODEL_DIR / "lora",
     checkpoints=MODEL_DIR / "checkpoints",
     installer_dir=Path("/home/user/llm-installer"),
+    protected=tuple(MODEL_DIR / name for name in ("model_info.json", "start.sh", "train.sh")),
+)
+# A full fine-tune saved after lora/'s adapter: start serves it unless told --weights base.
+FINETUNED_PATHS = replace(
+    PATHS, has_lora=True, finetuned=MODEL_DIR / "finetuned", finetuned_is_newer=True
 )
 GPU_LINUX = HostRuntime(os="linux", nvidia_runtime=True, gpu_count=1, uid=1000, gid=1000)
 CPU_LINUX = HostRuntime(os="linux", nvidia_runtime=False, gpu_count=0, uid=1000, gid=1000)
@@ -105,6 +111,7 @@ START_CASES = {
     "installed_4bit_on_cpu": ({**INFO, "quantization": "4bit"}, PATHS, CPU_LINUX, StartOptions()),
     "macos_native_mps": (INFO, replace(PATHS, has_lora=True), MAC, StartOptions(api_key=SECRET)),
     "macos_native_cpu": (INFO, PATHS, replace(MAC, mps_available=False), StartOptions()),
+    "gpu_linux_finetuned": (INFO, FINETUNED_PATHS, GPU_LINUX, StartOptions()),
 }  # fmt: skip
 
 
@@ -123,6 +130,11 @@ TRAIN_CASES = {
     "tensorboard_only": (INFO, PATHS, GPU_LINUX, TrainOptions(tensorboard_only=True, tensorboard_port=7000)),
     "root_host": (INFO, PATHS, replace(GPU_LINUX, uid=0, gid=0), TrainOptions(data="org/dataset:train")),
     "macos_native": (INFO, PATHS, MAC, TrainOptions(data="/Users/me/data.jsonl")),
+    "macos_native_hub_token": (INFO, PATHS, MAC, TrainOptions(data="org/dataset:train", hf_token=SECRET)),
+    "hub_token_mirror": (
+        INFO, PATHS, GPU_LINUX,
+        TrainOptions(data="org/dataset:train[:50%]", hf_token=SECRET, hf_endpoint="https://hub.example"),
+    ),
 }  # fmt: skip
 
 
@@ -281,7 +293,8 @@ def test_train_outputs_stay_in_the_model_folder(tmp_path):
     plan, paths = _train_plan(tmp_path, data="org/set:train")
     assert f"{paths.model_dir}:/work" in _volumes(plan)
     assert _after(plan, "--output-dir") == "/work"
-    assert set(plan.writable_dirs) == {paths.lora, paths.checkpoints, paths.logs}
+    hub_cache = paths.model_dir / "cache" / "huggingface"
+    assert set(plan.writable_dirs) == {paths.lora, paths.checkpoints, paths.logs, hub_cache}
     for flag in ("--output-dir", "--lora-dir=/x", "--logs-dir", "--model"):
         with pytest.raises(InvalidRunOptionError, match="set by llm-installer"):
             _train_plan(tmp_path, data="org/set:train", extra_args=(flag, "/x"))
@@ -328,3 +341,109 @@ def test_train_command_uses_the_trainers_real_flags():
         if args.tensorboard_only is None:
             assert args.data and args.device == plan.device
             assert args.no_tensorboard == (name == "cpu_linux_no_tensorboard")
+
+
+def test_install_files_are_mounted_read_only_over_the_writable_work(tmp_path):
+    model_dir = tmp_path / "model-dir"
+    (model_dir / "model").mkdir(parents=True)
+    for name in ("model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"):
+        (model_dir / name).write_text("x")
+    paths = model_paths(model_dir, {**INFO, "weights_path": None})  # weights in model/
+    assert {p.name for p in paths.protected} == {
+        "model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"
+    }  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    plan = plan_train(INFO, paths, CPU_LINUX, TrainOptions(data=str(data)))
+    volumes = _volumes(plan)
+    root = model_dir.resolve()
+    assert f"{root}:/work" in volumes and f"{root}/model:/work/model:ro" in volumes
+    for name in ("model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"):
+        assert f"{root}/{name}:/work/{name}:ro" in volumes
+    assert volumes.index(f"{root}:/work") < volumes.index(f"{root}/model_info.json:/work/model_info.json:ro")
+    assert not any("Dockerfile" in v for v in volumes)  # only files that exist (no empty dirs)
+    mounts = docker_py_kwargs(plan.container, plan.secrets)["mounts"]
+    assert {m["Target"] for m in mounts if m["ReadOnly"]} >= {"/work/model_info.json", "/work/model"}
+
+
+def test_hub_data_goes_online_with_a_writable_cache_and_the_token_by_name_only(tmp_path):
+    plan = plan_train(*TRAIN_CASES["hub_token_mirror"])
+    argv = plan.argv()
+    assert not any(SECRET in arg for arg in argv)
+    assert SECRET not in repr(plan) and SECRET not in json.dumps(plan_summary(plan))
+    assert argv[argv.index("HF_TOKEN") - 1] == "-e"  # the value comes from docker's env
+    env = dict(plan.container.env)
+    assert env["HF_HUB_OFFLINE"] == "0" and env["HF_HOME"] == "/work/cache/huggingface"
+    assert env["HF_ENDPOINT"] == "https://hub.example"
+    assert _after(plan, "--data") == "org/dataset:train[:50%]"  # passed through, not mounted
+    assert MODEL_DIR / "cache" / "huggingface" in plan.writable_dirs
+    assert foreground_env(plan)["HF_TOKEN"] == SECRET  # what the docker CLI inherits
+    kwargs = docker_py_kwargs(plan.container, plan.secrets)
+    assert kwargs["environment"]["HF_TOKEN"] == SECRET
+    assert not any(SECRET in arg for arg in kwargs["command"])
+    native = plan_train(*TRAIN_CASES["macos_native_hub_token"])
+    assert native.env == (
+        ("HF_HUB_OFFLINE", "0"), ("HF_DATASETS_OFFLINE", "0"),
+        ("HF_HOME", str(MODEL_DIR / "cache" / "huggingface")),
+    )  # fmt: skip
+    assert native.secrets == {"HF_TOKEN": SECRET} and SECRET not in " ".join(native.argv())
+
+
+def test_local_data_stays_offline_and_gets_no_token(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    plan, paths = _train_plan(tmp_path, data=str(data), hf_token=SECRET)
+    assert "HF_HUB_OFFLINE" not in dict(plan.container.env)  # the image's HF_HUB_OFFLINE=1 holds
+    assert "HF_TOKEN" not in plan.argv() and plan.secrets == {}
+    assert paths.model_dir / "cache" / "huggingface" not in plan.writable_dirs
+    native = plan_train(INFO, PATHS, MAC, TrainOptions(data=str(data), hf_token=SECRET))
+    assert native.env == (("HF_HUB_OFFLINE", "1"),) and native.secrets == {}
+
+
+def test_hub_names_follow_the_trainers_syntax(tmp_path):
+    from llm_runtime.training.data.sources import HUB_SPEC
+
+    local = tmp_path / "notes.txt"
+    local.write_text("x")
+    spec = f"imdb:train,org/set:test[:10%],{local},data/*.jsonl"
+    assert hub_datasets(spec) == ("imdb:train", "org/set:test[:10%]")
+    assert all(HUB_SPEC.match(name) for name in hub_datasets(spec))
+    assert hub_datasets(str(local)) == () and hub_datasets(None) == ()
+
+
+def test_start_serves_a_newer_full_fine_tune_loudly_and_base_on_request():
+    plan = plan_start(*START_CASES["gpu_linux_finetuned"])
+    argv = plan.argv()
+    assert f"{MODEL_DIR}/finetuned:/model:ro" in argv and f"{MODEL_DIR}/model:/model:ro" not in argv
+    assert "--lora" not in argv and not any(":/lora" in a for a in argv)
+    assert any("Serving the full fine-tune" in w and "--weights base" in w for w in plan.warnings)
+    base = plan_start(INFO, FINETUNED_PATHS, GPU_LINUX, StartOptions(weights="base"))
+    assert f"{MODEL_DIR}/model:/model:ro" in base.argv() and "--lora" in base.argv()
+    assert not base.warnings
+    older = replace(FINETUNED_PATHS, finetuned_is_newer=False)
+    auto = plan_start(INFO, older, GPU_LINUX, StartOptions())
+    assert "--lora" in auto.argv() and any("--weights finetuned" in w for w in auto.warnings)
+    forced = plan_start(INFO, older, GPU_LINUX, StartOptions(weights="finetuned"))
+    assert f"{MODEL_DIR}/finetuned:/model:ro" in forced.argv()
+    native = plan_start(INFO, FINETUNED_PATHS, MAC, StartOptions())
+    assert native.argv()[native.argv().index("--model") + 1] == str(MODEL_DIR / "finetuned")
+    with pytest.raises(InvalidRunOptionError, match="holds no fine-tuned model"):
+        plan_start(INFO, PATHS, GPU_LINUX, StartOptions(weights="finetuned"))
+    with pytest.raises(InvalidRunOptionError, match="choose one of"):
+        plan_start(INFO, PATHS, GPU_LINUX, StartOptions(weights="best"))
+
+
+def test_model_paths_finds_a_full_fine_tune_and_which_is_newer(tmp_path):
+    (tmp_path / "finetuned").mkdir()
+    assert model_paths(tmp_path, {}).finetuned is None  # no config.json: not a model
+    config = tmp_path / "finetuned" / "config.json"
+    config.write_text("{}")
+    paths = model_paths(tmp_path, {})
+    assert paths.finetuned == tmp_path.resolve() / "finetuned" and paths.finetuned_is_newer
+    (tmp_path / "lora").mkdir()
+    adapter = tmp_path / "lora" / "adapter_config.json"
+    adapter.write_text("{}")
+    os.utime(config, (1_000_000, 1_000_000))
+    assert not model_paths(tmp_path, {}).finetuned_is_newer
+    os.utime(adapter, (900_000, 900_000))
+    assert model_paths(tmp_path, {}).finetuned_is_newer

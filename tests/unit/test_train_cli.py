@@ -57,6 +57,17 @@ def test_trainer_options_pass_through(captured):
     assert options.extra_args == ("--epochs", "3", "--method", "qlora", "--resume")
 
 
+def test_start_takes_the_weights_to_serve(captured, monkeypatch):
+    from llm_installer import start
+
+    calls = []
+    monkeypatch.setattr(start, "start_model", lambda model, options, s, o: calls.append(options))
+    assert runner.invoke(app, ["start", "org/m", "--weights", "finetuned"]).exit_code == 0
+    assert runner.invoke(app, ["start", "org/m"]).exit_code == 0
+    assert [options.weights for options in calls] == ["finetuned", "auto"]
+    assert "--weights" in runner.invoke(app, ["start", "--help"]).output
+
+
 def test_tensorboard_flags(captured):
     runner.invoke(
         app, ["train", "m", "--data", "d", "--no-tensorboard", "--tensorboard-port", "7001"]
@@ -155,6 +166,52 @@ def test_success_names_the_adapter_and_asks_a_running_server_to_restart(
     train_run._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output())
     out = capsys.readouterr()
     assert "restart" in out.out + out.err
+
+
+def test_a_full_fine_tune_names_its_folder_and_how_start_serves_it(tmp_path, capsys, monkeypatch):
+    (tmp_path / "lora").mkdir()
+    adapter = tmp_path / "lora" / "adapter_config.json"
+    adapter.write_text("{}")
+    os.utime(adapter, (1_000_000, 1_000_000))  # an adapter from an earlier run
+    started = time.time()
+    (tmp_path / "finetuned").mkdir()
+    (tmp_path / "finetuned" / "config.json").write_text("{}")
+    plan = DockerPlan(container=None, device="cpu", url="")  # type: ignore[arg-type]
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: None)
+    train_run._training_result(0, plan, tmp_path, TrainOptions(data="d"), Output(), since=started)
+    out = capsys.readouterr().out
+    assert "Fine-tuned model saved" in out and str(tmp_path / "finetuned") in out
+    assert "--weights finetuned" in out and "--weights base" in out
+    assert "Adapter saved" not in out  # lora/ is older than this run
+
+
+def test_train_passes_the_configured_token_and_mirror_to_the_plan(tmp_path, monkeypatch):
+    """train_model hands settings.token (HF_TOKEN > config) and HF_ENDPOINT to the plan."""
+    seen = {}
+
+    def plan_train(info, paths, host, options):
+        seen["options"] = options
+        raise train_run.TrainingFailedError("stop here")
+
+    monkeypatch.setattr(train_run, "plan_train", plan_train)
+    monkeypatch.setattr(train_run, "running_container", lambda *a, **k: None)
+    model_dir = tmp_path / "m"
+    (model_dir / "model").mkdir(parents=True)
+    (model_dir / "model" / "config.json").write_text("{}")
+    (model_dir / "model_info.json").write_text(json.dumps({"model_id": "org/m"}))
+    (model_dir / ".install_complete").write_text("x")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_1234")
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example")
+    from llm_installer.config import load_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    settings = load_settings(str(config))
+    with pytest.raises(train_run.TrainingFailedError):
+        train_run.train_model(str(model_dir), TrainOptions(data="org/set:train"), settings, Output())
+    options = seen["options"]
+    assert options.hf_token == "hf_secret_token_1234" and "hf_secret" not in repr(options)
+    assert options.hf_endpoint == "https://mirror.example"
 
 
 TRAINER = r"""

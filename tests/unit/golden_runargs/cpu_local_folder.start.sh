@@ -4,7 +4,10 @@
 #
 # Usage: ./start.sh [--port 8000] [--host 127.0.0.1] [--dtype auto|float16|bfloat16|float32]
 #                   [--device auto|cuda|cpu|mps] [--no-browser] [--load-in-8bit|--load-in-4bit]
-#                   [--api-key KEY] [--detach] [--force] [-- more runtime arguments]
+#                   [--api-key KEY] [--detach] [--force] [--weights auto|base|finetuned]
+#                   [-- more runtime arguments]
+#   --weights: finetuned/ holds a full fine-tune (./train.sh --method full); auto serves it
+#   when it is newer than the adapter in lora/, base serves the installed weights (+ lora/).
 # Same as: llm-installer start Qwen_Qwen3-0.6B [options]   (see: llm-installer start --help)
 set -euo pipefail
 
