@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 from llm_installer.configs import main_config_path
 from llm_installer.families import _traits
 from llm_installer.families._model_types import KNOWN_MODEL_TYPES
-from llm_installer.families._table import AUTO_MAP_FAMILIES, ENCODER_DECODER, HEAD_MARKERS
+from llm_installer.families._table import (
+    AUTO_MAP_FAMILIES,
+    ENCODER_DECODER,
+    HEAD_MARKERS,
+    LORA_TARGET_MODULES,
+)
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource
 
@@ -149,6 +154,7 @@ class TransformersFamily(Family):
             is_reasoning=reasoning,
             trust_remote_code=needs_remote_code(config),
             details=details,
+            lora_target_modules=LORA_TARGET_MODULES.get(model_type(config), ()),
         )
 
     def requirements(self, source: ModelSource, detection: Detection) -> Requirements:

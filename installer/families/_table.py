@@ -203,3 +203,14 @@ VIDEO_PROCESSOR_TYPES = frozenset(
         "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "smolvlm", "video_llama_3", "video_llava",
     }
 )  # fmt: skip
+
+# LoRA target modules by model_type, where the training guide names them; install writes them
+# into model_info.json (``lora_target_modules``), the trainer's default. Others: "all-linear".
+_ATTENTION = ("q_proj", "v_proj", "k_proj", "o_proj")
+_ATTENTION_AND_MLP = (*_ATTENTION, "gate_proj", "up_proj", "down_proj")
+LORA_TARGET_MODULES: dict[str, tuple[str, ...]] = {
+    "llama": _ATTENTION,
+    "gemma3": _ATTENTION_AND_MLP,
+    "gemma3_text": _ATTENTION_AND_MLP,
+    "gpt2": ("c_attn", "c_proj"),
+}

@@ -24,6 +24,7 @@ class Detection:
     is_reasoning: bool = False
     trust_remote_code: bool = False
     details: Mapping[str, Any] = field(default_factory=dict)
+    lora_target_modules: tuple[str, ...] = ()  # the family's LoRA targets; () = "all-linear"
 
 
 @dataclass(frozen=True)

@@ -643,3 +643,41 @@ def test_vlms_with_a_video_processor_need_torchvision(tmp_path: Path) -> None:
     detection, requirements = detect(tmp_path / "llava", {"config.json": llava})
     assert detection.family == "image-text-to-text"
     assert "torchvision" not in {r.package for r in requirements.architecture}
+
+
+# --- LoRA target modules (the training guide's table) ---------------------------------------
+
+TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 64}
+TARGET_CASES = {
+    "llama": ({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "intermediate_size": 32,
+               "num_key_value_heads": 2, "head_dim": 8}, ["q_proj", "v_proj", "k_proj", "o_proj"]),
+    "gemma3_text": ({"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+                     "intermediate_size": 32, "num_key_value_heads": 2, "head_dim": 8},
+                    ["q_proj", "v_proj", "k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    "gpt2": ({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 16,
+              "n_layer": 1, "n_head": 2}, ["c_attn", "c_proj"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TARGET_CASES))
+def test_lora_target_modules_from_the_family_reach_model_info(name: str, tmp_path: Path) -> None:
+    """The detector names the guide's targets; they are real module names of that model class,
+    and check's profile (which install writes into model_info.json) carries them."""
+    from llm_installer.profile import _detection
+
+    config, expected = TARGET_CASES[name]
+    config = {**TINY, **config}
+    detection, _ = detect(tmp_path, {"config.json": config, "model.safetensors": 100})
+    assert list(detection.lora_target_modules) == expected
+    assert json.loads(json.dumps(_detection(detection)))["lora_target_modules"] == expected
+    transformers = pytest.importorskip("transformers")
+    model_config = transformers.AutoConfig.for_model(**config)
+    model = transformers.AutoModelForCausalLM.from_config(model_config)
+    leaves = {module_name.rsplit(".", 1)[-1] for module_name, _ in model.named_modules()}
+    assert set(expected) <= leaves
+
+
+def test_other_models_keep_all_linear(tmp_path: Path) -> None:
+    config = {**TINY, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}
+    detection, _ = detect(tmp_path, {"config.json": config, "model.safetensors": 100})
+    assert detection.family == "text-generation" and detection.lora_target_modules == ()
