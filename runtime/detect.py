@@ -1,12 +1,16 @@
 """Detection of the media and task families from a folder, through transformers' auto-mappings.
 
-Called by `profile.detect_family` before its text-generation and embedding checks, so a
-multimodal model (vision_config + text_config) is not mistaken for a plain causal LM.
+`profile.detect_family` calls `detect_media_family` before its text-generation and embedding
+checks, so a multimodal model (vision_config + text_config) is not mistaken for a plain causal
+LM, and `detect_pipeline_task` after them: any other task transformers has a pipeline for.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+
+from llm_runtime.errors import UnsupportedFamily
 
 # (family, auto-mapping names) in the order they are tried: the first match wins.
 MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -16,10 +20,7 @@ MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "speech-recognition",
         ("MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES", "MODEL_FOR_CTC_MAPPING_NAMES"),
     ),
-    (
-        "audio-generation",
-        ("MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES", "MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES"),
-    ),
+    ("audio-generation", ("MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",)),
     ("zero-shot-image-classification", ("MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
     ("object-detection", ("MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",)),
     (
@@ -34,23 +35,25 @@ MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("image-classification", ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
 )
 
-# Task heads with no family of their own: served by the generic pipeline handler.
-PIPELINE_TASKS: tuple[tuple[str, str], ...] = (
-    ("text-classification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
-    ("token-classification", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES"),
-    ("question-answering", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"),
-    ("audio-classification", "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES"),
-    ("depth-estimation", "MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES"),
-    ("video-classification", "MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES"),
-    ("zero-shot-object-detection", "MODEL_FOR_ZERO_SHOT_OBJECT_DETECTION_MAPPING_NAMES"),
-    ("mask-generation", "MODEL_FOR_MASK_GENERATION_MAPPING_NAMES"),
-    ("document-question-answering", "MODEL_FOR_DOCUMENT_QUESTION_ANSWERING_MAPPING_NAMES"),
-    ("table-question-answering", "MODEL_FOR_TABLE_QUESTION_ANSWERING_MAPPING_NAMES"),
+# transformers pipeline tasks a family above serves (the others keep their task name as family).
+TASK_FAMILIES = {
+    "automatic-speech-recognition": "speech-recognition",
+    "text-to-audio": "audio-generation",
+    "text2text-generation": "text2text-generation",
+    "summarization": "text2text-generation",
+    "translation": "text2text-generation",
+    "image-feature-extraction": "feature-extraction",
+}
+SPECTROGRAM_MESSAGE = (
+    "{names} is a text-to-spectrogram model (SpeechT5-like): it needs a separate vocoder "
+    "(e.g. microsoft/speecht5_hifigan) and speaker embeddings, which its folder does not hold, "
+    "so it cannot be served offline. Serve a text-to-waveform model instead (VITS/MMS, Bark, "
+    "MusicGen...)."
 )
 
 
 def detect_media_family(model_dir: Path, config: dict) -> str | None:
-    """The family of a diffusers, timm or task-head folder; None leaves it to the text checks."""
+    """The family of a diffusers, timm or media folder; None leaves it to the text checks."""
     if (model_dir / "model_index.json").is_file():
         return "diffusion"
     if "architecture" in config and "pretrained_cfg" in config:
@@ -58,24 +61,64 @@ def detect_media_family(model_dir: Path, config: dict) -> str | None:
     architectures = set(config.get("architectures") or [])
     if not architectures:
         return None
+    refuse_spectrogram_models(architectures)
     for family, names in MAPPINGS:
         if architectures & _classes(names):
             return family
-    for task, name in PIPELINE_TASKS:
-        if architectures & _classes((name,)):
-            return task
+    return None
+
+
+def detect_pipeline_task(config: dict) -> str | None:
+    """The first transformers pipeline task whose model classes include an architecture, as
+    the family that serves it; tried last, so a task with no family of its own (fill-mask,
+    depth-estimation...) goes to the pipeline fallback."""
+    architectures = set(config.get("architectures") or [])
+    for task, classes in _pipeline_task_classes().items():
+        if architectures & classes:
+            return TASK_FAMILIES.get(task, task)
     return None
 
 
 def pipeline_task_names() -> list[str]:
-    return [task for task, _ in PIPELINE_TASKS]
+    """transformers' pipeline tasks with no family of their own: the fallback serves them."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    from llm_runtime.handlers import FAMILIES
+
+    return [task for task in SUPPORTED_TASKS if task not in FAMILIES and task not in TASK_FAMILIES]
+
+
+def refuse_spectrogram_models(architectures: set[str]) -> None:
+    """Raise UnsupportedFamily for text-to-spectrogram models (no offline vocoder)."""
+    spectrogram = architectures & _classes(("MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES",))
+    if spectrogram and not architectures & _classes(("MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",)):
+        raise UnsupportedFamily(SPECTROGRAM_MESSAGE.format(names=", ".join(sorted(spectrogram))))
+
+
+@functools.cache
+def _pipeline_task_classes() -> dict[str, set[str]]:
+    """task -> the model classes its pipeline loads, from transformers' own task table. Tasks
+    that load the bare AutoModel are left out: every base model would match them."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    found: dict[str, set[str]] = {}
+    for task, entry in SUPPORTED_TASKS.items():
+        auto_classes = entry.get("pt") or ()
+        if any(cls.__name__ == "AutoModel" for cls in auto_classes):
+            continue
+        mappings = [getattr(cls._model_mapping, "_model_mapping", {}) for cls in auto_classes]
+        found[task] = set(flatten(value for names in mappings for value in names.values()))
+    return found
 
 
 def _classes(mapping_names: tuple[str, ...]) -> set[str]:
     from transformers.models.auto import modeling_auto as auto
 
-    found: set[str] = set()
-    for name in mapping_names:
-        for value in getattr(auto, name, {}).values():
-            found.update(value if isinstance(value, (list, tuple)) else [value])
-    return found
+    return set(flatten(v for name in mapping_names for v in getattr(auto, name, {}).values()))
+
+
+def flatten(values) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(value if isinstance(value, (list, tuple)) else [value])
+    return out

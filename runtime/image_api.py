@@ -25,6 +25,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "dpm++": ("DPMSolverMultistepScheduler", {}),
     "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
     "unipc": ("UniPCMultistepScheduler", {}),
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),  # flow matching: SD3, Flux
 }
 MAX_SIDE = 2048
 
@@ -46,6 +47,7 @@ class ImageBody(BaseModel):
     image: Payload | None = None  # image-to-image source
     strength: float = Field(default=0.75, gt=0.0, le=1.0)
     preview_every: int = Field(default=0, ge=0)
+    stream: bool = False  # POST /generate: progress as SSE events (to_job ignores it)
 
     def to_job(self) -> ImageJob:
         if self.scheduler and self.scheduler not in SCHEDULERS:

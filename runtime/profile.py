@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_runtime.detect import detect_media_family
+from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import UnsupportedFamily
 
 MODEL_INFO_ENV = "LLM_MODEL_INFO"
@@ -92,12 +92,16 @@ def detect_family(model_dir: Path, config: dict) -> str:
         return "embedding"
     if not architectures and config.get("model_type") in _encoder_model_types():
         return "embedding"
+    task = detect_pipeline_task(config)
+    if task is not None:
+        return task
     raise UnsupportedFamily(
         f"Cannot tell which family the model in {model_dir} belongs to "
         f"(architectures={architectures or None}, model_type={config.get('model_type')!r}). "
         "Supported here: causal language models (text-generation), sentence-transformers "
         "or encoder models (embedding), diffusers pipelines, seq2seq, speech, vision and "
-        "multimodal models. Write model_info.json with a 'family' to override."
+        "multimodal models, and any task a transformers pipeline runs (fill-mask, "
+        "depth-estimation...). Write model_info.json with a 'family' to override."
     )
 
 
@@ -110,12 +114,12 @@ def _auto_mapping_names() -> tuple[set[str], set[str]]:
     """(causal LM class names, base encoder class names) from transformers' auto-mappings."""
     from transformers.models.auto import modeling_auto as auto
 
-    causal = set(_flatten(auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()))
+    causal = set(flatten(auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()))
     base = {
         name
         for model_type, names in auto.MODEL_MAPPING_NAMES.items()
         if model_type in _encoder_model_types()
-        for name in _flatten([names])
+        for name in flatten([names])
     }
     return causal, base
 
@@ -125,13 +129,6 @@ def _encoder_model_types() -> set[str]:
     from transformers.models.auto import modeling_auto as auto
 
     return set(auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES)
-
-
-def _flatten(values) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        out.extend(value if isinstance(value, (list, tuple)) else [value])
-    return out
 
 
 def _read_json(path: Path) -> dict:

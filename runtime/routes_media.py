@@ -1,17 +1,20 @@
 """Routes of the media families, and the media-aware front of /generate, /ws and chat.
 
 Included before the core routers: POST /generate also takes multipart uploads, the chat route
-and /ws also take images (multimodal models), /ws streams diffusion steps; every other model
-is handed to the core route unchanged.
+and /ws also take images (multimodal models), /ws and `/generate {"stream": true}` (SSE) stream
+diffusion steps; every other model is handed to the core route unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
@@ -41,6 +44,7 @@ from llm_runtime.serving import check_api_key, check_ws_api_key, host_of
 from llm_runtime.serving import result_unless_disconnected as finished
 from llm_runtime.text_formats import ChatFormat, native_events, native_result, sse_event
 
+log = logging.getLogger("llm_runtime")
 router = APIRouter(dependencies=[Depends(check_api_key)])
 ws_router = APIRouter()
 
@@ -90,6 +94,10 @@ def _form_value(value: str) -> Any:
 async def generate(request: Request):
     body = await request_body(request)
     handler = host_of(request).require()
+    if isinstance(handler, ImageGeneration) and body.get("stream"):
+        parsed = ImageBody.model_validate({"preview_every": 1, **body})
+        if parsed.stream:  # SSE: a progress event per step (with previews), then the result
+            return _image_sse(image_events(handler, parsed.to_job(), threading.Event()))
     if not isinstance(handler, ImageInput):
         return await routes_native.generate(request, body)
     text_request, stream = handler.request_from_generate(body=body)
@@ -205,8 +213,11 @@ async def audio_transcriptions(request: Request):
     result = await handler.transcribe(audio=form.file, language=form.language, timestamps=verbose)
     if form.response_format == "text":
         return PlainTextResponse(result["text"])
-    if verbose:
-        return {"task": "transcribe", "language": form.language, **result}
+    if verbose:  # OpenAI's shape: the timestamped pieces as segments
+        chunks = result.pop("chunks", [])
+        segments = [{"id": i, "start": c["timestamp"][0], "end": c["timestamp"][1],
+                     "text": c["text"]} for i, c in enumerate(chunks)]  # fmt: skip
+        return {"task": "transcribe", "language": form.language, **result, "segments": segments}
     return {"text": result["text"]}
 
 
@@ -249,7 +260,8 @@ async def websocket_stream(websocket: WebSocket) -> None:
             if session is not None:
                 await session.on_message(message)
             else:
-                await _answer_multimodal(websocket, handler, message)
+                start = functools.partial(_start_multimodal, handler)
+                await routes_native.answer_ws(websocket, message, start)
     if session is not None:
         session.cancel()
 
@@ -276,58 +288,72 @@ class _ImageSession:
             data.setdefault("preview_every", 1)
             job = ImageBody.model_validate(data).to_job()
         except json.JSONDecodeError as exc:
-            await self._error(InvalidRequest(f"Messages must be JSON: {exc}"))
+            await self._send(_error(InvalidRequest(f"Messages must be JSON: {exc}")))
             return
         except ValidationError as exc:
-            await self._error(InvalidRequest(describe_validation_error(exc)))
+            await self._send(_error(InvalidRequest(describe_validation_error(exc))))
             return
         except RuntimeServeError as exc:
-            await self._error(exc)
+            await self._send(_error(exc))
             return
         self.cancel_event = threading.Event()
         self.task = asyncio.create_task(self._run(job, self.cancel_event))
 
     async def _run(self, job, cancel_event: threading.Event) -> None:
-        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-
-        def on_progress(progress) -> None:
-            if cancel_event.is_set():
-                raise Interrupted()
-            loop.call_soon_threadsafe(queue.put_nowait, progress)
-
-        work = asyncio.ensure_future(self.handler.generate_images(job=job, on_progress=on_progress))
-        work.add_done_callback(lambda _: queue.put_nowait(None))
-        while (progress := await queue.get()) is not None:
-            event = {"type": "progress", "step": progress.step, "total": progress.total}
-            if progress.preview:
-                event["preview"] = progress.preview
+        async for event in image_events(self.handler, job, cancel_event):
             await self._send(event)
-        try:
-            await self._send({"type": "result", **outcome_body(work.result())})
-        except RuntimeServeError as exc:
-            await self._error(exc)
 
     async def _send(self, event: dict) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.websocket.send_json(event)
 
-    async def _error(self, exc: RuntimeServeError) -> None:
-        await self._send(error_body(exc.message, exc.error_type, exc.code))
-
     def cancel(self) -> None:
         self.cancel_event.set()
 
 
-async def _answer_multimodal(websocket: WebSocket, handler, message: str) -> None:
+async def image_events(handler, job, cancel_event: threading.Event) -> AsyncIterator[dict]:
+    """Progress events of one image job, then its result or an error event; never raises.
+
+    Setting cancel_event (or closing this iterator: the client went away) stops the job at
+    its next step.
+    """
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+    def on_progress(progress) -> None:
+        if cancel_event.is_set():
+            raise Interrupted()
+        loop.call_soon_threadsafe(queue.put_nowait, progress)
+
+    work = asyncio.ensure_future(handler.generate_images(job=job, on_progress=on_progress))
+    work.add_done_callback(lambda _: queue.put_nowait(None))
     try:
-        text_request, _ = handler.request_from_generate(body=json.loads(message))
-        stream = handler.start(request=text_request)
-    except (json.JSONDecodeError, ValidationError, RuntimeServeError) as exc:
-        error = exc if isinstance(exc, RuntimeServeError) else InvalidRequest(str(exc))
-        await websocket.send_json(error_body(error.message, error.error_type, error.code))
-        return
-    try:
-        async for event in native_events(stream, text_request):
-            await websocket.send_json(event)
+        while (progress := await queue.get()) is not None:
+            event = {"type": "progress", "step": progress.step, "total": progress.total}
+            if progress.preview:
+                event["preview"] = progress.preview
+            yield event
+        yield {"type": "result", **outcome_body(work.result())}
+    except RuntimeServeError as exc:
+        yield _error(exc)
+    except Exception as exc:  # a failing pipeline must still answer, or the client waits forever
+        log.exception("Image generation failed")
+        yield _error(RuntimeServeError(f"Image generation failed: {type(exc).__name__}: {exc}"))
     finally:
-        stream.cancel()
+        cancel_event.set()  # no-op once finished
+
+
+def _image_sse(events: AsyncIterator[dict]) -> EventSourceResponse:
+    async def data():
+        async for event in events:
+            yield {"data": json.dumps(event)}
+
+    return EventSourceResponse(data())
+
+
+def _start_multimodal(handler, body: dict) -> tuple[TextStream, Any]:
+    text_request, _ = handler.request_from_generate(body=body)
+    return handler.start(request=text_request), text_request
+
+
+def _error(exc: RuntimeServeError) -> dict:
+    return error_body(exc.message, exc.error_type, exc.code)

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,16 +129,22 @@ async def websocket_stream(websocket: WebSocket) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await websocket.receive_text()
-            await _answer_ws(websocket, message)
+            await answer_ws(websocket, message, functools.partial(_start_text, websocket))
 
 
-async def _answer_ws(websocket: WebSocket, message: str) -> None:
+StartStream = Callable[[dict], tuple[TextStream, TextRequest]]
+
+
+async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> None:
+    """Stream the answer to one /ws message; `start` turns its body into a running stream.
+
+    Every failure, before or during the stream, is sent as an error event on the socket.
+    """
     try:
-        text_request = GenerateBody.model_validate(
-            _json_param("message", message)
-        ).to_text_request()
-        handler = websocket.app.state.host.require_capability(TextGeneration, "WS /ws")
-        stream = handler.start(request=text_request)
+        body = _json_param("message", message)
+        if not isinstance(body, dict):
+            raise InvalidRequest("Each message must be a JSON object (a /generate body).")
+        stream, text_request = start(body)
     except ValidationError as exc:
         await websocket.send_json(_error(InvalidRequest(describe_validation_error(exc))))
         return
@@ -151,6 +158,12 @@ async def _answer_ws(websocket: WebSocket, message: str) -> None:
         await websocket.send_json(_error(exc))
     finally:
         stream.cancel()  # no-op when finished; stops the work when the socket went away
+
+
+def _start_text(websocket: WebSocket, body: dict) -> tuple[TextStream, TextRequest]:
+    text_request = GenerateBody.model_validate(body).to_text_request()
+    handler = websocket.app.state.host.require_capability(TextGeneration, "WS /ws")
+    return handler.start(request=text_request), text_request
 
 
 def _sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:

@@ -333,7 +333,21 @@ def make_tiny_llava(path: Path) -> Path:
 
 def make_tiny_bert_classifier(path: Path) -> Path:
     """A BertForSequenceClassification: served by the pipeline fallback (text-classification)."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification
+
+    labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    return _make_tiny_bert(path, BertForSequenceClassification, **labels)
+
+
+def make_tiny_bert_fill_mask(path: Path) -> Path:
+    """A BertForMaskedLM: no family of its own, detected as transformers' fill-mask task."""
+    from transformers import BertForMaskedLM
+
+    return _make_tiny_bert(path, BertForMaskedLM)
+
+
+def _make_tiny_bert(path: Path, model_class, **config_fields) -> Path:
+    from transformers import BertConfig, BertTokenizerFast
 
     _manual_seed()
     path.mkdir(parents=True, exist_ok=True)
@@ -342,10 +356,9 @@ def make_tiny_bert_classifier(path: Path) -> Path:
     tokenizer = BertTokenizerFast(str(path / "vocab.txt"))
     config = BertConfig(
         vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, id2label={0: "negative", 1: "positive"},
-        label2id={"negative": 0, "positive": 1},
+        intermediate_size=32, **config_fields,
     )  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(path)
+    model_class(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

@@ -4,14 +4,18 @@ Bark, MusicGen...), answered as 16-bit WAV."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm_runtime.detect import refuse_spectrogram_models
 from llm_runtime.handlers.media_base import SpeechSynthesis
 from llm_runtime.handlers.pipeline_base import PipelineHandler
 from llm_runtime.media import wav_bytes
+from llm_runtime.profile import ModelProfile
+from llm_runtime.values import LoadSettings
 
 
 class SpeakBody(BaseModel):
@@ -28,6 +32,14 @@ class AudioGenerationHandler(PipelineHandler, SpeechSynthesis):
     task = "text-to-audio"
     inputs = ("text",)
     outputs = ("audio",)
+
+    def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        # model_info.json may name this family for a SpeechT5-like model: say why it can't run
+        # before transformers tries to download a vocoder.
+        path = profile.model_dir / "config.json"
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        refuse_spectrogram_models(set(config.get("architectures") or []))
+        super().load(profile=profile, settings=settings)
 
     def details(self) -> dict[str, Any]:
         return {"sampling_rate": self._sampling_rate(), "format": "wav"}

@@ -56,6 +56,7 @@ class DiffusionHandler(Handler, ImageGeneration):
             self.pipe = pipe.to(self.placement.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.default_scheduler = self.pipe.scheduler
+        self.schedulers = compatible_schedulers(self.default_scheduler)
         self.img2img = self._image_to_image()
         self.default_size = self._default_size()
         log.info("Diffusion pipeline %s ready", type(self.pipe).__name__)
@@ -71,7 +72,7 @@ class DiffusionHandler(Handler, ImageGeneration):
             details={
                 "pipeline": type(self.pipe).__name__,
                 "default_scheduler": type(self.default_scheduler).__name__,
-                "schedulers": list(SCHEDULERS),
+                "schedulers": self.schedulers,
                 "default_size": list(self.default_size),
                 "image_to_image": self.img2img is not None,
                 "negative_prompt": _accepts(self.pipe, "negative_prompt"),
@@ -88,6 +89,12 @@ class DiffusionHandler(Handler, ImageGeneration):
     ) -> ImageOutcome:
         if job.init_image is not None and self.img2img is None:
             raise InvalidRequest("This pipeline has no image-to-image variant; drop 'image'.")
+        if job.scheduler is not None and job.scheduler not in self.schedulers:
+            raise InvalidRequest(
+                f"Scheduler {job.scheduler!r} does not work with this pipeline's "
+                f"{type(self.default_scheduler).__name__}; choose one of "
+                f"{', '.join(self.schedulers) or '(none)'}, or leave 'scheduler' out."
+            )
         with self._generation_lock:
             ticket = self._generation
         return await self.worker.run("generating", self._run, job, ticket, on_progress)
@@ -181,6 +188,13 @@ class DiffusionHandler(Handler, ImageGeneration):
         except (ValueError, KeyError, TypeError) as exc:
             log.info("No image-to-image variant: %s", exc)
             return None
+
+
+def compatible_schedulers(default) -> list[str]:
+    """The API's scheduler names that can replace default (diffusers' `compatibles` list):
+    a flow-matching pipeline (SD3, Flux) takes none of the DDPM-family ones."""
+    fits = {type(default).__name__, *(cls.__name__ for cls in getattr(default, "compatibles", ()))}
+    return [name for name, (class_name, _) in SCHEDULERS.items() if class_name in fits]
 
 
 def latent_preview(latents) -> str:

@@ -101,7 +101,11 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
             chat = [{"role": "user", "content": [_text(parsed.prompt or "")]}]
             if parsed.system_prompt:
                 chat.insert(0, {"role": "system", "content": [_text(parsed.system_prompt)]})
-        last_user = next(m for m in reversed(chat) if m["role"] == "user")
+        last_user = next((m for m in reversed(chat) if m["role"] == "user"), None)
+        if last_user is None:
+            raise InvalidRequest(
+                "'messages' needs a message with role 'user': the images go with the last one."
+            )
         last_user["content"] = [{"type": "image"} for _ in images] + last_user["content"]
         return _multimodal(base, chat, images), parsed.stream
 

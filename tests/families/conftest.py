@@ -31,6 +31,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "clip": tiny_media.make_tiny_clip,
     "llava": tiny_media.make_tiny_llava,
     "bert-classifier": tiny_media.make_tiny_bert_classifier,
+    "bert-fill-mask": tiny_media.make_tiny_bert_fill_mask,
     "vit-features": lambda path: tiny_media.write_model_info(
         tiny_media.make_tiny_vit(path), "feature-extraction"
     ),

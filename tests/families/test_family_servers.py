@@ -31,6 +31,7 @@ def _client(media_servers, name: str) -> httpx.Client:
         ("clip", "zero-shot-image-classification"),
         ("llava", "image-text-to-text"),
         ("bert-classifier", "text-classification"),
+        ("bert-fill-mask", "fill-mask"),
         ("vit-features", "feature-extraction"),
     ],
 )
@@ -47,10 +48,23 @@ def test_text2text_generates_and_streams(media_servers):
         answer = client.post("/generate", json=body).json()
         assert answer["usage"]["completion_tokens"] == 6 and isinstance(answer["text"], str)
         with client.stream("POST", "/generate/stream", json=body) as response:
-            events = [json.loads(line[5:]) for line in response.iter_lines() if line[:5] == "data:"]
+            events = list(_sse_events(response))
         assert events[-1]["finished"] and any("token" in e for e in events[:-1])
         chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         assert client.post("/v1/chat/completions", json=chat).json()["object"] == "chat.completion"
+
+
+def test_text2text_over_websocket(media_servers):
+    from websockets.sync.client import connect
+
+    body = {"prompt": "hello world", "max_tokens": 5, "temperature": 0}
+    url = media_servers["t5"].url.replace("http", "ws") + "/ws"
+    with connect(url) as socket:
+        socket.send(json.dumps(body))
+        events = _until(socket, lambda event: event.get("finished"))
+    answer = _client(media_servers, "t5").post("/generate", json=body).json()
+    assert events[-1]["usage"]["completion_tokens"] == 5
+    assert "".join(e.get("token", "") for e in events) == answer["text"]
 
 
 def test_unsupported_endpoint_names_the_served_ones(media_servers):
@@ -115,21 +129,101 @@ def test_diffusion_interrupt_over_websocket(media_servers):
     assert events[-1]["interrupted"] and events[-1]["images"] == []
 
 
+def test_diffusion_failure_arrives_over_websocket(media_servers):
+    """PNDM cannot run a single step (diffusers raises in the pipeline): the socket says so
+    instead of leaving the client waiting, and serves the next request."""
+    from websockets.sync.client import connect
+
+    failing = {"prompt": "x", "steps": 1, "width": 32, "height": 32, "scheduler": "pndm"}
+    url = media_servers["diffusion"].url.replace("http", "ws") + "/ws"
+    with connect(url) as socket:
+        socket.send(json.dumps(failing))
+        error = _until(socket, lambda event: "error" in event or event.get("type") == "result")
+        socket.send(json.dumps({**failing, "scheduler": "euler"}))
+        after = _until(socket, lambda event: event.get("type") == "result")
+    assert error[-1]["error"]["type"] == "server_error"
+    assert "Image generation failed: ValueError" in error[-1]["error"]["message"]
+    assert after[-1]["images"]
+
+
+def test_diffusion_schedulers_fit_the_pipeline(media_servers):
+    with _client(media_servers, "diffusion") as client:
+        schedulers = client.get("/info").json()["details"]["schedulers"]
+        body = {"prompt": "x", "steps": 1, "width": 32, "height": 32, "scheduler": "flow_euler"}
+        refused = client.post("/generate", json=body)
+    assert "euler" in schedulers and "ddim" in schedulers
+    assert "flow_euler" not in schedulers  # flow matching does not fit a DDIM-family pipeline
+    assert refused.status_code == 400
+    assert "choose one of ddim," in refused.json()["error"]["message"]
+
+
+def test_diffusion_sse_progress_then_result(media_servers):
+    body = {"prompt": "a fish", "steps": 3, "width": 32, "height": 32, "stream": True}
+    with _client(media_servers, "diffusion") as client, client.stream(
+        "POST", "/generate", json=body
+    ) as response:
+        events = list(_sse_events(response))
+    assert [e["step"] for e in events if e["type"] == "progress"] == [1, 2, 3]
+    assert events[0]["preview"].startswith("data:image/jpeg;base64,")
+    assert events[-1]["type"] == "result" and len(events[-1]["images"]) == 1
+
+
+def test_diffusion_interrupt_over_http(media_servers):
+    body = {"prompt": "slow", "steps": 200, "width": 32, "height": 32, "stream": True}
+    with _client(media_servers, "diffusion") as client, client.stream(
+        "POST", "/generate", json=body
+    ) as response:
+        events = _sse_events(response)
+        assert next(events)["type"] == "progress"  # it is running
+        stopped = client.post("/interrupt", json={}).json()
+        events = list(events)
+    assert stopped["interrupted"] == 1
+    assert events[-1]["type"] == "result" and events[-1]["interrupted"]
+    assert events[-1]["images"] == [] and len(events) < 200
+
+
 @pytest.mark.parametrize("name", ["whisper", "ctc"])
 def test_speech_recognition_long_audio_upload(media_servers, name):
-    files = {"audio": ("speech.wav", make_wav(35.0), "audio/wav")}  # longer than one chunk
+    # Longer than one 30 s window: whisper refuses such audio unless it is cut into chunks.
+    files = {"audio": ("speech.wav", make_wav(35.0), "audio/wav")}
     answer = _client(media_servers, name).post("/generate", files=files).json()
     assert isinstance(answer["text"], str) and answer["duration"] == pytest.approx(35.0, abs=0.01)
 
 
-def test_transcription_openai_client(media_servers):
+def test_long_audio_is_transcribed_in_chunks(media_servers, media_models):
+    """The CTC server's text is transformers' chunked transcription, not the one-pass one."""
+    import torch
+    from transformers import pipeline
+
+    from llm_runtime.media import decode_audio
+
+    torch.set_num_threads(1)  # as the server runs: the same arithmetic, the same argmax
+    wav = make_wav(35.0)
+    answer = _client(media_servers, "ctc").post("/generate", files={"audio": ("a.wav", wav)})
+    reference = pipeline("automatic-speech-recognition", model=str(media_models["ctc"]))
+    rate = reference.feature_extractor.sampling_rate
+    audio = {"raw": decode_audio(wav, rate), "sampling_rate": rate}
+    chunked = reference(dict(audio), chunk_length_s=30.0, batch_size=4)["text"].strip()
+    one_pass = reference(dict(audio))["text"].strip()
+    assert chunked != one_pass, "the audio must tell the two apart"
+    assert answer.json()["text"] == chunked
+
+
+@pytest.mark.parametrize("name", ["whisper", "ctc"])
+def test_transcription_openai_client(media_servers, name):
     from openai import OpenAI
 
-    client = OpenAI(base_url=media_servers["ctc"].url + "/v1", api_key="unused")
-    result = client.audio.transcriptions.create(
-        model="tiny", file=("clip.wav", make_wav(2.0), "audio/wav")
-    )
-    assert isinstance(result.text, str) and result.text
+    wav = make_wav(2.0)
+    client = OpenAI(base_url=media_servers[name].url + "/v1", api_key="unused")
+    result = client.audio.transcriptions.create(model="tiny", file=("clip.wav", wav, "audio/wav"))
+    native = _client(media_servers, name).post("/generate", files={"audio": ("c.wav", wav)})
+    assert result.text and result.text == native.json()["text"]
+    if name == "ctc":  # the tiny whisper has no timestamp tokens
+        verbose = client.audio.transcriptions.create(
+            model="tiny", file=("clip.wav", wav, "audio/wav"), response_format="verbose_json"
+        )
+        assert verbose.duration == pytest.approx(2.0, abs=0.01)
+        assert verbose.segments and 0 <= verbose.segments[0].start <= verbose.segments[-1].end
 
 
 def test_audio_generation_returns_wav(media_servers):
@@ -181,7 +275,7 @@ def test_multimodal_generate_multipart_and_stream(multimodal_server):
         assert answer["usage"]["prompt_tokens"] > 16  # the image's tokens are in the prompt
         data["stream"] = "true"
         with client.stream("POST", "/generate", files=files, data=data) as response:
-            events = [json.loads(line[5:]) for line in response.iter_lines() if line[:5] == "data:"]
+            events = list(_sse_events(response))
         assert events[-1]["finished"]
         assert "".join(e.get("token", "") for e in events) == answer["text"]
 
@@ -205,6 +299,27 @@ def test_multimodal_openai_chat_with_data_uri(multimodal_server):
     assert streamed == reply.choices[0].message.content
 
 
+def test_multimodal_request_without_a_user_message(media_servers):
+    """400 over HTTP, an error event over /ws (and the socket goes on streaming)."""
+    from websockets.sync.client import connect
+
+    image = "data:image/png;base64," + base64.b64encode(make_png()).decode()
+    body = {"messages": [{"role": "system", "content": "be brief"}], "image": image}
+    answer = _client(media_servers, "llava").post("/generate", json=body)
+    assert answer.status_code == 400 and "role 'user'" in answer.json()["error"]["message"]
+    url = media_servers["llava"].url.replace("http", "ws") + "/ws"
+    with connect(url) as socket:
+        socket.send(json.dumps(body))
+        error = json.loads(socket.recv(timeout=60))
+        socket.send("[1, 2]")
+        not_an_object = json.loads(socket.recv(timeout=60))
+        socket.send(json.dumps({"prompt": "what is it", "image": image, "max_tokens": 3}))
+        events = _until(socket, lambda event: event.get("finished"))
+    assert "role 'user'" in error["error"]["message"]
+    assert not_an_object["error"]["type"] == "invalid_request_error"
+    assert events[-1]["usage"]["completion_tokens"] == 3
+
+
 def test_pipeline_fallback_task(media_servers):
     with _client(media_servers, "bert-classifier") as client:
         info = client.get("/info").json()
@@ -213,7 +328,35 @@ def test_pipeline_fallback_task(media_servers):
     assert answer["result"][0]["label"] in {"negative", "positive"}
 
 
+def test_fill_mask_through_transformers_task_table(media_servers):
+    with _client(media_servers, "bert-fill-mask") as client:
+        info = client.get("/info").json()
+        body = {"inputs": "a b [MASK] d", "parameters": {"top_k": 3}}
+        answer = client.post("/generate", json=body).json()
+        bad = client.post("/generate", json={"inputs": "no mask here"})
+    assert info["details"]["task"] == "fill-mask" and info["details"]["pipeline"]
+    assert info["capabilities"]["inputs"] == ["text"] and "top_k" in info["details"]["parameters"]
+    found = answer["result"]
+    assert answer["task"] == "fill-mask" and len(found) == 3
+    assert [f["score"] for f in found] == sorted((f["score"] for f in found), reverse=True)
+    assert all(f["sequence"].startswith("a b") for f in found)
+    assert bad.status_code == 400 and "mask" in bad.json()["error"]["message"].lower()
+
+
 def test_image_feature_extraction(media_servers):
     files = {"image": ("x.png", make_png(), "image/png")}
     answer = _client(media_servers, "vit-features").post("/generate", files=files).json()
     assert len(answer["embeddings"][0]) == answer["dimensions"] == 16
+
+
+def _until(socket, last, timeout: float = 60) -> list[dict]:
+    """Events received on socket up to and including the first one `last` accepts."""
+    events: list[dict] = []
+    while not events or not last(events[-1]):
+        events.append(json.loads(socket.recv(timeout=timeout)))
+    return events
+
+
+def _sse_events(response):
+    """The JSON events of an SSE response, as they arrive."""
+    return (json.loads(line[5:]) for line in response.iter_lines() if line[:5] == "data:")

@@ -43,6 +43,37 @@ def test_detection_ignores_names(tmp_path):
     assert detect_family(folder, config) == "text-generation"
 
 
+@pytest.mark.parametrize(
+    ("architecture", "family"),
+    [
+        ("BertForMaskedLM", "fill-mask"),  # a task with no family: transformers' task table
+        ("DPTForDepthEstimation", "depth-estimation"),
+        ("BertForTokenClassification", "token-classification"),
+        ("WhisperForConditionalGeneration", "speech-recognition"),
+    ],
+)
+def test_any_pipeline_task_is_detected(tmp_path, architecture, family):
+    assert detect_family(tmp_path, {"architectures": [architecture]}) == family
+    assert handler_class(family).family  # a handler serves every detected family
+
+
+def test_text_to_spectrogram_models_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "config.json").write_text('{"architectures": ["SpeechT5ForTextToSpeech"]}')
+    with pytest.raises(UnsupportedFamily, match="vocoder .* text-to-waveform"):
+        load_profile(tmp_path)
+
+
+def test_schedulers_offered_fit_the_default_one():
+    import diffusers
+
+    from llm_runtime.handlers.diffusion import compatible_schedulers
+
+    assert compatible_schedulers(diffusers.FlowMatchEulerDiscreteScheduler()) == ["flow_euler"]
+    ddpm_family = compatible_schedulers(diffusers.DDIMScheduler())
+    assert {"ddim", "euler", "dpm++", "unipc"} <= set(ddpm_family)
+    assert "flow_euler" not in ddpm_family
+
+
 def test_model_info_json_wins_over_detection(tmp_path, llama_dir):
     info = {"family": "embedding", "model_id": "owner/name", "is_moe": True}
     (tmp_path / "model_info.json").write_text(json.dumps(info))
