@@ -30,6 +30,7 @@ class AutoLearnState:
     patience_counter: int = 0
     lr_reductions: int = 0
     stop_reason: str | None = None
+    adjustments: list[dict] = field(default_factory=list)  # adaptive mode's changes
 
     @property
     def evaluations(self) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from llm_runtime.training import autolearn
+from llm_runtime.training import adaptive, autolearn
 from llm_runtime.training.autolearn import AutoLearnState
 from llm_runtime.training.params import AutoLearnConfig
 
@@ -130,18 +130,46 @@ class AutoLearningCallback(TrainerCallback):
         )
         if decision.stop:
             control.should_training_stop = True
-        elif self.config.adaptive and decision.action == "watch" and kwargs.get("optimizer"):
-            old, new = scale_learning_rate(
-                kwargs["optimizer"], kwargs.get("lr_scheduler"), LR_REDUCTION
-            )
-            self.state.lr_reductions += 1
-            say(f"🔧 Adaptive mode: validation stalls, learning rate {old:.2e} → {new:.2e}")
+        elif self.config.adaptive:
+            self._adapt(args, state, decision, kwargs.get("optimizer"), kwargs.get("lr_scheduler"))
+
+    def _adapt(self, args, state, decision, optimizer, scheduler) -> None:
+        """Adaptive mode: apply the learning-rate and evaluation-interval change it decides."""
+        change = adaptive.adjust(
+            self.state,
+            decision,
+            self.config,
+            step=state.global_step,
+            eval_steps=state.eval_steps,
+            planned_eval_steps=int(args.eval_steps),
+        )
+        if change is None or optimizer is None:
+            return
+        old = new = optimizer.param_groups[0]["lr"]
+        if change.lr_factor != 1.0:
+            old, new = scale_learning_rate(optimizer, scheduler, change.lr_factor)
+        self.state.lr_reductions += change.lr_factor < 1.0
+        _set_eval_interval(state, change.eval_steps)
+        say(
+            f"🔧 Adaptive mode, {change.reason}: learning rate {old:.2e} → {new:.2e}, "
+            f"evaluating every {change.eval_steps} steps"
+        )
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed adaptive run keeps the evaluation interval it had reached."""
+        if self.config.adaptive and self.state.adjustments:
+            _set_eval_interval(state, self.state.adjustments[-1]["eval_steps"])
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
             (folder / STATE_FILE).write_text(json.dumps(self.state.to_dict()), encoding="utf-8")
             say(f"💾 Saved checkpoint: {folder}")
+
+
+def _set_eval_interval(state, steps: int) -> None:
+    """Evaluate and save together (the best checkpoint is chosen at a save after an evaluation)."""
+    state.eval_steps = state.save_steps = steps
 
 
 def load_autolearn_state(checkpoint: Path | None) -> AutoLearnState:

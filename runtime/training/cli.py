@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from llm_runtime.training.data.formats import FORMAT_NAMES
-from llm_runtime.training.errors import TrainingError
+from llm_runtime.training.errors import TrainingError, is_out_of_memory, out_of_memory
 from llm_runtime.training.options import METHODS, MODES, OPTIMIZERS, TrainOptions, TrainPaths
 
 DEBUG_ENV = "LLM_DEBUG"
@@ -214,3 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nAborted.", file=sys.stderr)
         return 130
+    except Exception as error:  # loading, moving or wrapping the model can run out of memory too
+        if not is_out_of_memory(error) or os.environ.get(DEBUG_ENV):
+            raise
+        print(out_of_memory(error).render(), file=sys.stderr)
+        return 1

@@ -65,7 +65,26 @@ class ResumeError(TrainingError):
     title = "Cannot resume training"
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA/MPS/CPU allocation failures, whatever class the backend raised."""
-    text = str(error).lower()
-    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text
+# What CUDA, MPS and PyTorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory") say.
+OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(error: BaseException | None) -> bool:
+    """True for CUDA/MPS/CPU allocation failures, whatever class the backend raised, also when
+    another error wraps one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error).lower()
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+            return True
+        if any(phrase in text for phrase in OOM_PHRASES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def out_of_memory(error: BaseException) -> OutOfMemory:
+    """The suggestions message for an allocation failure, with its first line."""
+    lines = str(error).strip().splitlines()
+    return OutOfMemory(lines[0] if lines else f"{type(error).__name__}: the allocation failed")

@@ -12,11 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_runtime.training import moe
-from llm_runtime.training.errors import ModelLoadError, UnsupportedMethod
+from llm_runtime.training.errors import (
+    ModelLoadError,
+    TrainingError,
+    UnsupportedMethod,
+    is_out_of_memory,
+)
 from llm_runtime.training.params import ModelFacts, TrainPlan
 
 MULTIMODAL_FAMILIES = ("multimodal", "image-text-to-text")
 INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
+ALL_LINEAR = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class ModelSpec:
 
 
 def read_spec(model_dir: Path) -> ModelSpec:
-    """From model_info.json (here or one folder up, as the installer lays it out) or config.json."""
+    """From model_info.json (where the server finds it) or config.json."""
     info = _model_info(model_dir)
     config = _json(model_dir / "config.json")
     if not config:
@@ -55,10 +61,10 @@ def read_spec(model_dir: Path) -> ModelSpec:
 
 
 def _model_info(model_dir: Path) -> dict:
-    for path in (model_dir / "model_info.json", model_dir.resolve().parent / "model_info.json"):
-        if path.is_file():
-            return _json(path)
-    return {}
+    """The server's search order: $LLM_MODEL_INFO (the image sets it), DIR/, DIR/.."""
+    from llm_runtime.profile import model_info_candidates
+
+    return next((_json(p) for p in model_info_candidates(model_dir) if p.is_file()), {})
 
 
 def _json(path: Path) -> dict:
@@ -79,7 +85,20 @@ def pick_device(requested: str) -> str:
 
 
 def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> None:
-    """QLoRA, 8-bit loading and 8-bit optimizers need bitsandbytes on CUDA."""
+    """Refuse combinations that cannot train; QLoRA, 8-bit loading and 8-bit optimizers need
+    bitsandbytes on CUDA."""
+    if use_8bit and method in ("full", "qlora"):
+        raise UnsupportedMethod(
+            f"--use-8bit cannot be combined with --method {method}: "
+            + (
+                "quantized int8 weights cannot be trained directly.\n"
+                "Use --method lora --use-8bit (adapters over 8-bit weights), or --method full "
+                "without --use-8bit."
+                if method == "full"
+                else "QLoRA loads the weights in 4-bit.\nUse --method qlora alone, or "
+                "--method lora --use-8bit."
+            )
+        )
     needs_bnb = method == "qlora" or use_8bit or optimizer.endswith("8bit")
     if not needs_bnb:
         return
@@ -126,11 +145,13 @@ def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
     auto_class = AutoModelForImageTextToText if spec.multimodal else AutoModelForCausalLM
     kwargs = {"dtype": _train_dtype(device)}
     if method == "qlora" or use_8bit:
-        kwargs["quantization_config"] = _quantization(method)
+        kwargs["quantization_config"] = _quantization(method, kwargs["dtype"])
         kwargs["device_map"] = {"": 0}
     try:
         model = auto_class.from_pretrained(spec.model_dir, **kwargs)
     except (OSError, ValueError) as error:
+        if is_out_of_memory(error):  # ENOMEM while mapping the weights: the OOM message
+            raise
         raise ModelLoadError(f"{spec.model_dir}: {error}") from error
     if "device_map" not in kwargs and device != "cpu":
         model.to(torch.device(device))
@@ -145,8 +166,8 @@ def _train_dtype(device: str):
     return torch.float32
 
 
-def _quantization(method: str):
-    import torch
+def _quantization(method: str, compute_dtype):
+    """4-bit NF4 for QLoRA, computing in the training dtype (fp16 where bf16 is missing)."""
     from transformers import BitsAndBytesConfig
 
     if method == "qlora":
@@ -154,7 +175,7 @@ def _quantization(method: str):
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute_dtype,
         )
     return BitsAndBytesConfig(load_in_8bit=True)
 
@@ -212,15 +233,33 @@ def wrap(
             r=plan.lora_r,
             lora_alpha=plan.lora_alpha,
             lora_dropout=plan.lora_dropout,
-            target_modules=list(plan.target_modules) if plan.target_modules else "all-linear",
+            target_modules=_lora_targets(plan.target_modules),
             task_type="CAUSAL_LM",
         )
-    return Wrapped(get_peft_model(model, config), targets, predicted)
+    try:
+        return Wrapped(get_peft_model(model, config), targets, predicted)
+    except ValueError as error:
+        if "not found in the base model" not in str(error):
+            raise
+        raise TrainingError(
+            f"{error}\nThe LoRA targets come from --target-modules, else model_info.json's "
+            "lora_target_modules; pass --target-modules with this model's layer names "
+            "(e.g. q_proj,v_proj), or all-linear."
+        ) from error
+
+
+def _lora_targets(names: tuple[str, ...] | None) -> list[str] | str:
+    """PEFT takes the all-linear shorthand only as a string."""
+    return list(names) if names and names != (ALL_LINEAR,) else ALL_LINEAR
 
 
 def _enable_router_aux_loss(model, coefficient: float | None) -> None:
-    """Turn on the load-balancing loss: router logits out, a non-zero coefficient."""
-    config = getattr(model.config, "text_config", None) or model.config
-    config.output_router_logits = True
-    current = getattr(config, "router_aux_loss_coef", 0.0) or 0.0
-    config.router_aux_loss_coef = coefficient if coefficient is not None else (current or 0.001)
+    """Turn on the load-balancing loss: router logits out, a non-zero coefficient. Set on the
+    top config (TRL reads `model.config.output_router_logits`) and, for a multimodal model, on
+    its text config too (its language model reads that one)."""
+    text = getattr(model.config, "text_config", None)
+    configs = [c for c in (model.config, text) if c is not None]
+    current = max(getattr(c, "router_aux_loss_coef", 0.0) or 0.0 for c in configs)
+    for config in configs:
+        config.output_router_logits = True
+        config.router_aux_loss_coef = coefficient if coefficient is not None else (current or 0.001)

@@ -23,7 +23,8 @@ LAYER_INDEX = re.compile(r"\.\d+\.")
 class AdapterSizeMismatch(TrainingError):
     title = "The saved adapter does not match its configuration"
     hint = (
-        "Some targeted weights were not saved; the adapter would silently leave experts untrained."
+        "Some targeted weights were not saved; the adapter would silently leave experts untrained.\n"
+        "lora/ was left as it was; the checkpoints of this run are in checkpoints/."
     )
 
 

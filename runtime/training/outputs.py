@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
+
+CHECKPOINT_PREFIX = "checkpoint-"
 
 ADAPTER_FILES = (
     "adapter_config.json",
@@ -45,15 +48,17 @@ def replace_directory(build, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_adapter(model, target: Path, info: dict, processing=None) -> None:
+def save_adapter(model, target: Path, info: dict, processing=None, check=None) -> None:
     """model.save_pretrained (+ its tokenizer or processor) into a temporary folder with
-    adapter_info.json, then swap it in."""
+    adapter_info.json, then swap it in. `check(folder)` inspects the saved files first: it
+    raises to keep `target` as it was, or returns facts to add to adapter_info.json."""
 
     def build(folder: Path) -> None:
         model.save_pretrained(folder)
         if processing is not None:
             processing.save_pretrained(folder)
-        write_json_atomically(folder / "adapter_info.json", info)
+        checked = check(folder) if check is not None else {}
+        write_json_atomically(folder / "adapter_info.json", {**info, **checked})
 
     replace_directory(build, target)
 
@@ -68,6 +73,47 @@ def copy_checkpoint(checkpoint: Path, target: Path) -> None:
         (folder / "source_checkpoint.txt").write_text(checkpoint.name + "\n", encoding="utf-8")
 
     replace_directory(build, target)
+
+
+def set_aside_previous_run(checkpoints: Path, earlier: tuple[Path, ...]) -> Path | None:
+    """Move an earlier run's checkpoint-N folders (and `earlier`: best/, last/, its plan) into
+    checkpoints/previous-<time>/, so a fresh run's rotation, last/ and --resume see only its own.
+    Nothing is deleted: the user may still want the old best."""
+    found = [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()]
+    found += [p for p in earlier if p.exists()]
+    if not found:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    aside, number = checkpoints / f"previous-{stamp}", 1
+    while aside.exists():
+        number += 1
+        aside = checkpoints / f"previous-{stamp}-{number}"
+    aside.mkdir()
+    for path in found:
+        os.replace(path, aside / path.name)
+    return aside
+
+
+def latest_checkpoint(checkpoints: Path, global_step: int) -> Path | None:
+    """This run's checkpoint at its final step, else the highest-numbered one."""
+    current = checkpoints / f"{CHECKPOINT_PREFIX}{global_step}"
+    if current.is_dir():
+        return current
+    numbered = [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
+    return max(numbered, key=_step, default=None)
+
+
+def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint-N the Trainer finished writing (trainer_state.json comes last): a
+    run killed while saving leaves a partial folder that cannot be resumed."""
+    numbered = [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
+    complete = [p for p in numbered if (p / "trainer_state.json").is_file()]
+    return max(complete, key=_step, default=None)
+
+
+def _step(checkpoint: Path) -> int | None:
+    number = checkpoint.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(number) if number.isdigit() else None
 
 
 def append_history(path: Path, run: dict) -> list:

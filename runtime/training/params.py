@@ -189,7 +189,10 @@ def make_plan(
     examples: int,
     task_type: str,
     max_seq_length: int,
+    family_targets: tuple[str, ...] | None = None,
 ) -> TrainPlan:
+    """The plan; LoRA targets: --target-modules, else the family's (model_info.json), else
+    every linear layer."""
     mode = MODES[options.mode]
     rank = options.lora_r or lora_rank(facts.size_b)
     epochs = options.epochs or (options.max_circular_epochs if options.circular else mode.epochs)
@@ -211,7 +214,7 @@ def make_plan(
         lora_r=rank,
         lora_alpha=options.lora_alpha or 2 * rank,
         lora_dropout=options.lora_dropout,
-        target_modules=options.target_modules,
+        target_modules=options.target_modules or family_targets,
         learning_rate=options.learning_rate
         or learning_rate(method, facts.size_b, examples, options.mode),
         batch_size=batch,

@@ -89,6 +89,8 @@ def build_report(
         "learning_rate_reductions": state.lr_reductions,
         "paths": paths,
     }
+    if state.adjustments:
+        report["adaptive_adjustments"] = state.adjustments
     if moe:
         report["moe"] = moe
     return report

@@ -23,7 +23,7 @@ from llm_runtime.training.data import vision
 from llm_runtime.training.data.loader import load_examples
 from llm_runtime.training.data.prepare import PreparedData, describe, prepare
 from llm_runtime.training.data.render import ensure_chat_template
-from llm_runtime.training.errors import OutOfMemory, ResumeError, TrainingError, is_out_of_memory
+from llm_runtime.training.errors import ResumeError, TrainingError, is_out_of_memory, out_of_memory
 from llm_runtime.training.options import TrainOptions, TrainPaths
 from llm_runtime.training.params import TrainPlan
 from llm_runtime.training.report import build_report, history_entry, now_iso
@@ -45,13 +45,11 @@ def find_resume_checkpoint(options: TrainOptions) -> Path | None:
         return path
     if not options.resume:
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
     folder = options.paths.checkpoints
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    last = outputs.latest_complete_checkpoint(folder)
     if last is None:
-        raise ResumeError(f"no checkpoint-N folder in {folder} to resume from")
-    return Path(last)
+        raise ResumeError(f"no complete checkpoint-N folder in {folder} to resume from")
+    return last
 
 
 def _saved_plan(paths: TrainPaths, resuming: bool) -> TrainPlan | None:
@@ -67,6 +65,7 @@ def _plan(
     method: str,
     saved: TrainPlan | None,
     seq: int,
+    spec_targets: tuple[str, ...] | None,
 ) -> TrainPlan:
     if saved is not None:
         return saved
@@ -78,6 +77,7 @@ def _plan(
         examples=len(data.loaded.examples),
         task_type=data.loaded.task_type,
         max_seq_length=seq,
+        family_targets=spec_targets,
     )
 
 
@@ -233,9 +233,26 @@ class Run:
                 fit_blocks=saved is None and options.max_seq_length is None,
             )
         say(describe(self.data, self.tokenizer, color=sys.stdout.isatty()))
-        self.plan = _plan(options, self.facts, self.data, self.method, saved, seq)
+        self.plan = _plan(
+            options, self.facts, self.data, self.method, saved, seq, self.spec.target_modules
+        )
+        if self.resume_from is None:
+            self._set_aside_previous_run()
         outputs.write_json_atomically(self.paths.plan, self.plan.to_dict())
         say(describe_plan(self.plan, self.facts))
+
+    def _set_aside_previous_run(self) -> None:
+        """A fresh run starts with an empty checkpoints/: an earlier run's folders move aside."""
+        paths = self.paths
+        aside = outputs.set_aside_previous_run(
+            paths.checkpoints, (paths.best, paths.last, paths.plan)
+        )
+        if aside is not None:
+            say(
+                f"📦 An earlier run's checkpoints (its best/ and last/ too) moved to {aside}\n"
+                "   This is a fresh run; --resume continues the latest run instead. "
+                "Delete that folder when you no longer need it."
+            )
 
     def build_trainer(self):
         from transformers.trainer_callback import PrinterCallback
@@ -300,9 +317,19 @@ class Run:
                 if not is_out_of_memory(error):
                     raise
                 self.finish(trainer, "out_of_memory", save_adapter=False)
-                raise OutOfMemory(str(error).splitlines()[0]) from error
+                raise out_of_memory(error) from error
             finally:
                 self.train_seconds = time.monotonic() - started
+
+    def interrupt_ends_run(self, trainer) -> bool:
+        """Non-stop mode has no other end than Ctrl+C: then its best adapter goes to lora/
+        (restored by the Trainer), once there is one: an evaluation, or no validation set."""
+        if self.plan.mode != "non-stop":
+            return False
+        if trainer.eval_dataset is not None and not self.state.evaluations:
+            say("   No evaluation yet, so no best adapter: lora/ was left unchanged.")
+            return False
+        return True
 
     def stop_reason(self, trainer) -> str:
         if self.interrupt.honoured:
@@ -312,19 +339,15 @@ class Run:
         return "max_epochs" if self.options.max_steps is None else "max_steps"
 
     def finish(self, trainer, reason: str, *, save_adapter: bool) -> dict:
-        checkpoints = sorted(
-            self.paths.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-        )
-        if checkpoints:
-            outputs.copy_checkpoint(checkpoints[-1], self.paths.last)
+        last = outputs.latest_checkpoint(self.paths.checkpoints, trainer.state.global_step)
+        if last is not None:
+            outputs.copy_checkpoint(last, self.paths.last)
         best = trainer.state.best_model_checkpoint
         if best and Path(best).is_dir():
             outputs.copy_checkpoint(Path(best), self.paths.best)
-        moe_info = self._moe_info()
-        report = self._report(trainer, reason, moe_info)
+        report = self._report(trainer, reason, self._moe_info())
         if save_adapter:
-            self._save_adapter(trainer, report)
-            report = self._report(trainer, reason, self._moe_info(check=True))
+            report = self._save_adapter(trainer, report)
         outputs.write_json_atomically(self.paths.report, report)
         outputs.append_history(self.paths.history, history_entry(report))
         outputs.plot_history(
@@ -333,7 +356,8 @@ class Run:
         self.writer.close()
         return report
 
-    def _save_adapter(self, trainer, report: dict) -> None:
+    def _save_adapter(self, trainer, report: dict) -> dict:
+        """Write lora/ (finetuned/ for a whole model); returns the report with what was checked."""
         target = (
             self.paths.lora if self.method != "full" else self.paths.lora.with_name("finetuned")
         )
@@ -341,14 +365,27 @@ class Run:
         # A whole model is served from its folder: it needs the processor (or tokenizer) too.
         processing = self.processor or self.tokenizer
         keep = self.fallback_template or self.method == "full"
-        outputs.save_adapter(trainer.model, target, info, processing if keep else None)
-        say(f"✅ Adapter saved: {target}")
+        checked: dict = {}
 
-    def _moe_info(self, check: bool = False) -> dict | None:
+        def check_experts(folder: Path) -> dict:
+            """Before the swap: an adapter missing expert weights must not replace lora/."""
+            if report.get("moe"):
+                saved = moe.check_adapter_size(folder, self.wrapped.predicted_adapter_parameters)
+                checked["moe"] = {**report["moe"], "adapter_parameters_saved": saved}
+            return checked
+
+        outputs.save_adapter(
+            trainer.model, target, info, processing if keep else None, check=check_experts
+        )
+        best = self.state.best_step if trainer.state.best_model_checkpoint else None
+        say(f"✅ Adapter saved: {target}" + (f" (the best weights, step {best})" if best else ""))
+        return {**report, **checked}
+
+    def _moe_info(self) -> dict | None:
         if not self.wrapped.moe_targets:
             return None
         targets = self.wrapped.moe_targets
-        info = {
+        return {
             "num_experts": targets.num_experts,
             "expert_parameters": list(targets.expert_parameters),
             "router_trained": self.options.train_router,
@@ -356,11 +393,6 @@ class Run:
             "expert_load": self.metrics.expert_load,
             "adapter_parameters_expected": self.wrapped.predicted_adapter_parameters,
         }
-        if check:
-            info["adapter_parameters_saved"] = moe.check_adapter_size(
-                self.paths.lora, self.wrapped.predicted_adapter_parameters
-            )
-        return info
 
     def _report(self, trainer, reason: str, moe_info: dict | None) -> dict:
         targets = self.wrapped.moe_targets
@@ -426,20 +458,26 @@ def run(options: TrainOptions) -> RunResult:
         session.train(trainer)
         reason = session.stop_reason(trainer)
         interrupted = reason == "interrupted"
-        report = session.finish(trainer, reason, save_adapter=not interrupted)
+        ends_here = interrupted and session.interrupt_ends_run(trainer)
+        report = session.finish(trainer, reason, save_adapter=not interrupted or ends_here)
     finally:
         if session.expert_monitor is not None:
             session.expert_monitor.close()
         board.stop(dashboard)
-    _summary(report, options.paths, interrupted)
-    return RunResult(report, EXIT_INTERRUPTED if interrupted else 0)
+    _summary(report, options.paths, interrupted, ends_here)
+    return RunResult(report, EXIT_INTERRUPTED if interrupted and not ends_here else 0)
 
 
-def _summary(report: dict, paths: TrainPaths, interrupted: bool) -> None:
+def _summary(report: dict, paths: TrainPaths, interrupted: bool, saved: bool) -> None:
     metrics = report["final_metrics"]
     say(
         f"🏁 Stopped: {report['stop_reason']} at step {report['global_step']} | best val "
         f"{metrics['best_val_loss']} (step {metrics['best_step']}) | report {paths.report}"
     )
-    if interrupted:
+    if saved:
+        say(
+            "   Non-stop mode ends on Ctrl+C: its adapter is in lora/ (the best checkpoint's when "
+            "there is a validation set); --resume trains on."
+        )
+    elif interrupted:
         say("   Resume with --resume (the adapter in lora/ was left unchanged).")

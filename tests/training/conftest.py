@@ -2,7 +2,8 @@
 
 The tokenizer is trained on the spot with the `tokenizers` library (byte-level BPE, so offsets
 and decoding are exact) and given a ChatML chat template; the models are random-weight
-LlamaForCausalLM and a 4-expert MixtralForCausalLM laid out as the installer's model folder.
+LlamaForCausalLM, a 4-expert MixtralForCausalLM (fused experts) and a 4-expert Mixtral with
+per-expert nn.Linear modules, laid out as the installer's model folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
+# Both tiny MoE models: 4 experts, 2 per token.
+TINY_MOE = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_local_experts": 4,
+    "num_experts_per_tok": 2,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": False,
+}
 
 
 def corpus() -> list[str]:
@@ -93,17 +106,7 @@ def tiny_llama(tmp_path_factory) -> Path:
 def tiny_mixtral(tmp_path_factory) -> Path:
     from transformers import MixtralConfig
 
-    config = MixtralConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
+    config = MixtralConfig(**TINY_MOE)
     info = {"model_id": "tests/tiny-mixtral", "family": "text-generation", "is_moe": True}
     return _save_model(tmp_path_factory.mktemp("tiny-mixtral"), config, info)
 
@@ -112,3 +115,14 @@ def tiny_mixtral(tmp_path_factory) -> Path:
 def _offline_and_quiet(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_per_expert_moe(tmp_path_factory) -> Path:
+    """A 4-expert Mixtral with one nn.Linear per expert projection (per_expert_moe.py)."""
+    from per_expert_moe import PerExpertMixtralConfig, register
+
+    register()
+    config = PerExpertMixtralConfig(**TINY_MOE)
+    info = {"model_id": "tests/tiny-per-expert-moe", "family": "text-generation", "is_moe": True}
+    return _save_model(tmp_path_factory.mktemp("tiny-per-expert-moe"), config, info)

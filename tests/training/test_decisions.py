@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from training_helpers import autolearn_config
 
 from llm_runtime.training import autolearn, board, params
 from llm_runtime.training.autolearn import AutoLearnState
@@ -16,18 +17,7 @@ from llm_runtime.training.model import check_method
 from llm_runtime.training.options import TrainOptions, TrainPaths
 from llm_runtime.training.outputs import replace_directory
 
-
-def config(**overrides) -> params.AutoLearnConfig:
-    base = {
-        "enabled": True,
-        "patience": 3,
-        "overfitting_threshold": 0.1,
-        "min_evaluations": 5,
-        "perfect_loss": 0.01,
-        "perplexity_limit": None,
-        "task_type": "instruction",
-    }
-    return params.AutoLearnConfig(**{**base, **overrides})
+config = autolearn_config
 
 
 def run(pairs, cfg=None) -> list[autolearn.Decision]:

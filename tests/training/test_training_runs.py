@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from training_helpers import color_qa, random_qa, write_json
-
-from llm_runtime.training.cli import main
+from training_helpers import adapter_tensors, color_qa, eval_losses, random_qa, train, write_json
 
 SCALARS = {
     "loss/train",
@@ -18,28 +16,6 @@ SCALARS = {
     "gradient_norm",
     "tokens_per_second",
 }
-
-
-def train(model: Path, data: Path, out: Path, *extra: str) -> dict:
-    code = main(
-        [
-            "--model",
-            str(model),
-            "--data",
-            str(data),
-            "--output-dir",
-            str(out),
-            "--no-tensorboard",
-            *extra,
-        ]
-    )
-    assert code == 0
-    return json.loads((out / "logs" / "training" / "training_report.json").read_text())
-
-
-def eval_losses(out: Path, checkpoint: str = "last") -> list[tuple[int, float]]:
-    state = json.loads((out / "checkpoints" / checkpoint / "trainer_state.json").read_text())
-    return [(e["step"], e["eval_loss"]) for e in state["log_history"] if "eval_loss" in e]
 
 
 def scalar_tags(folder: Path) -> set[str]:
@@ -108,25 +84,32 @@ def test_lora_run_writes_logs_history_and_plot(lora_run):
         assert field in report
 
 
-def test_adapter_changes_the_model_output(lora_run, tiny_llama):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_serving_with_the_adapter_changes_the_output(lora_run, tiny_llama, tmp_path):
+    """The runtime server loads lora/ (--lora, as start.sh passes it) and answers differently."""
+    import httpx
+    from runtime_server import start_server
 
     out, _ = lora_run
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the color of the sky?"}],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    base = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
-    with torch.no_grad():
-        before = base(**inputs).logits
-        tuned = PeftModel.from_pretrained(base, out / "lora").eval()
-        after = tuned(**inputs).logits
-    assert not torch.allclose(before, after, atol=1e-4)
+    for name in ("base", "tuned"):
+        (tmp_path / name).mkdir()
+    servers = {
+        "base": start_server(tiny_llama, tmp_path / "base"),
+        "tuned": start_server(tiny_llama, tmp_path / "tuned", "--lora", str(out / "lora")),
+    }
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        info = httpx.get(f"{servers['tuned'].url}/info", timeout=10).json()
+        assert info["adapter"] == str(out / "lora")
+        body = {"prompt": "What is the color of the sky?", "max_tokens": 12, "temperature": 0}
+        texts = {
+            name: httpx.post(f"{server.url}/generate", json=body, timeout=120).json()["text"]
+            for name, server in servers.items()
+        }
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert texts["base"] != texts["tuned"], texts
 
 
 def test_overfitting_stops_within_patience_and_restores_best(tiny_llama, tmp_path):
@@ -164,16 +147,10 @@ def test_overfitting_stops_within_patience_and_restores_best(tiny_llama, tmp_pat
     assert report["global_step"] < report["training_parameters"]["max_steps"]
     assert report["final_metrics"]["best_step"] == losses[best_index][0]
     best = (tmp_path / "out" / "checkpoints" / "best" / "adapter_model.safetensors").read_bytes()
-    assert _tensors(tmp_path / "out" / "lora") == _tensors(
+    assert adapter_tensors(tmp_path / "out" / "lora") == adapter_tensors(
         tmp_path / "out" / "checkpoints" / "best"
     )
     assert best
-
-
-def _tensors(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return {k: v.tolist() for k, v in load_file(folder / "adapter_model.safetensors").items()}
 
 
 def test_force_epochs_runs_every_step(tiny_llama, tmp_path):
@@ -247,7 +224,9 @@ def test_circular_grows_the_batch_and_resumes_mid_schedule(tiny_llama, tmp_path)
         {"cycle": 3, "batch_size": 4},
         {"cycle": 5, "batch_size": 8},
     ]
-    assert report["global_step"] == report["training_parameters"]["max_steps"] == 9 + 9 + 5 + 5 + 3 + 3
+    assert (
+        report["global_step"] == report["training_parameters"]["max_steps"] == 9 + 9 + 5 + 5 + 3 + 3
+    )
     assert report["epochs_completed"] == pytest.approx(6)
 
     # Step 30 lies in cycle 5 (28 updates before it), so a resume continues there with batch 8.
@@ -286,3 +265,26 @@ def test_diverging_loss_halves_the_learning_rate(tiny_llama, tmp_path, capsys):
 def _log_history(out: Path) -> list[dict]:
     state = json.loads((out / "checkpoints" / "last" / "trainer_state.json").read_text())
     return state["log_history"]
+
+
+def test_moe_lora_on_per_expert_modules_without_the_router(tiny_per_expert_moe, tmp_path):
+    """Experts as nn.Linear modules get ordinary LoRA per expert; the router stays frozen."""
+    from safetensors import safe_open
+
+    data = write_json(tmp_path / "qa.json", color_qa(32))
+    out = tmp_path / "out"
+    report = train(
+        tiny_per_expert_moe, data, out, "--learning-rate", "1e-2", "--max-steps", "4",
+        "--eval-steps", "2", "--batch-size", "4",
+    )  # fmt: skip
+    moe = report["moe"]
+    assert report["method"] == "moe-lora" and moe["expert_parameters"] == []
+    assert not moe["router_trained"] and moe["aux_loss"] and moe["aux_loss"] > 0
+    assert {"w1", "w2", "w3"} <= set(report["lora_config"]["target_modules"])
+    assert moe["adapter_parameters_saved"] == moe["adapter_parameters_expected"] > 0
+    with safe_open(str(out / "lora" / "adapter_model.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    for expert in range(4):
+        assert any(f"experts.{expert}.w1.lora_A" in k for k in keys), keys
+    assert not any("mlp.gate." in k for k in keys)  # no router weights without --train-router
+    assert len(moe["expert_load"]["layer1"]) == 4

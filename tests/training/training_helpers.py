@@ -71,3 +71,50 @@ def trainer_env() -> dict:
 
 def trainer_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "llm_runtime.training", *args]
+
+
+def train(model: Path, data: Path, out: Path, *extra: str) -> dict:
+    """One in-process trainer run that must succeed; returns its training_report.json."""
+    from llm_runtime.training.cli import main
+
+    code = main(
+        [
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--no-tensorboard",
+            *extra,
+        ]
+    )
+    assert code == 0
+    return json.loads((out / "logs" / "training" / "training_report.json").read_text())
+
+
+def eval_losses(out: Path, checkpoint: str = "last") -> list[tuple[int, float]]:
+    state = json.loads((out / "checkpoints" / checkpoint / "trainer_state.json").read_text())
+    return [(e["step"], e["eval_loss"]) for e in state["log_history"] if "eval_loss" in e]
+
+
+def adapter_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v.tolist() for k, v in load_file(folder / "adapter_model.safetensors").items()}
+
+
+def autolearn_config(**overrides):
+    """An AutoLearnConfig for the decision tests: instruction thresholds, then `overrides`."""
+    from llm_runtime.training.params import AutoLearnConfig
+
+    base = {
+        "enabled": True,
+        "patience": 3,
+        "overfitting_threshold": 0.1,
+        "min_evaluations": 5,
+        "perfect_loss": 0.01,
+        "perplexity_limit": None,
+        "task_type": "instruction",
+    }
+    return AutoLearnConfig(**{**base, **overrides})
