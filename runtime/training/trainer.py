@@ -85,10 +85,13 @@ def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
     effective = plan.batch_size * plan.gradient_accumulation_steps
     stop = "on" if plan.autolearn.enabled else "off"
     epochs = "∞" if plan.epochs >= params.NON_STOP_EPOCHS else f"{plan.epochs:g}"
+    targets = (
+        ",".join(plan.target_modules or ("all-linear",)) if plan.method != "moe-lora" else "experts"
+    )
     lines = [
         f"⚙️  {plan.method} on {facts.device} | model {facts.parameters / 1e6:.1f}M params | "
         f"mode {plan.mode}",
-        f"   LoRA r={plan.lora_r} alpha={plan.lora_alpha} | lr {plan.learning_rate:.2e} | "
+        f"   LoRA r={plan.lora_r} alpha={plan.lora_alpha} on {targets} | lr {plan.learning_rate:.2e} | "
         f"batch {plan.batch_size}×{plan.gradient_accumulation_steps}={effective} | epochs {epochs} | "
         f"steps {plan.max_steps} | eval every {plan.eval_steps} | seq {plan.max_seq_length}",
         f"   auto-stop {stop}: patience {plan.autolearn.patience}, overfitting threshold "
@@ -96,6 +99,10 @@ def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
     ]
     if plan.batch_stages:
         lines.append(f"   circular: batch size {circular.describe(plan.batch_stages)}")
+    if plan.autolearn.adaptive:
+        lines.append(
+            "   adaptive: the learning rate and the evaluation interval follow the validation trend"
+        )
     return "\n".join(lines)
 
 
