@@ -110,6 +110,12 @@ def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
     report = json.loads(report_path.read_text())
     assert report["global_step"] == 10 and report["stop_reason"]
     assert report["dataset_info"]["format"].lower().startswith("alpaca")
+    info = json.loads((model_dir / "model_info.json").read_text())
+    # The trainer found the install's model_info.json in the container (not the folder name),
+    # and trained the family's LoRA targets that install wrote there (Llama: q/k/v/o).
+    assert report["model_id"] == info["model_id"], report["model_id"]
+    assert info["lora_target_modules"] == ["q_proj", "v_proj", "k_proj", "o_proj"]
+    assert report["lora_config"]["target_modules"] == info["lora_target_modules"]
     # The container never runs as root: on a root host it is the image's user (uid 1000).
     owner = os.getuid() if os.getuid() != 0 else 1000
     for path in [lora, *lora.iterdir(), report_path, *(model_dir / "checkpoints").iterdir()]:
@@ -140,6 +146,7 @@ def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
     finally:
         stop = installer(train_env, "stop", str(model_dir), timeout=120)
         assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert report.get("family") == info["family"], sorted(report)  # the report names the family
 
 
 def test_train_without_data_is_a_clear_error(train_env, installed):
@@ -149,3 +156,85 @@ def test_train_without_data_is_a_clear_error(train_env, installed):
     )  # fmt: skip
     assert result.returncode == 2
     assert "--data is required" in result.stdout + result.stderr
+
+
+PROBE = """
+echo x >> /work/model_info.json && echo WROTE model_info.json
+mv /work/start.sh /work/start.moved && echo MOVED start.sh
+rm -f /work/train.sh && echo REMOVED train.sh
+touch /work/model/probe && echo WROTE model/
+touch /work/lora/probe && echo WROTE lora/
+mkdir /work/.lora.tmp-1 && mv /work/.lora.tmp-1 /work/finetuned-probe && echo SWAPPED in /work
+true
+"""
+
+
+def test_the_training_container_cannot_change_the_install(train_env, installed, docker_client):
+    """/work is writable for the trainer's atomic swaps, but the install's files and the
+    weights are mounted read-only over it: the same mounts as train.sh, another command."""
+    from dataclasses import replace
+
+    from llm_installer.container import docker_py_kwargs
+    from llm_installer.devices import detect_host_runtime
+    from llm_installer.runargs import model_paths
+    from llm_installer.start import prepare_dirs
+    from llm_installer.train_plan import TrainOptions, plan_train
+
+    model_dir = installed
+    info = json.loads((model_dir / "model_info.json").read_text())
+    before = {name: (model_dir / name).read_bytes() for name in ("model_info.json", "start.sh")}
+    plan = plan_train(
+        info, model_paths(model_dir, info), detect_host_runtime(),
+        TrainOptions(data="org/set:train", device="cpu", tensorboard=False),
+    )  # fmt: skip
+    prepare_dirs(plan)
+    spec = replace(plan.container, command=("sh", "-c", PROBE), name="llm-test-readonly-probe")
+    output = docker_client.containers.run(**docker_py_kwargs(spec, {}), remove=True).decode()
+    assert "WROTE lora/" in output and "SWAPPED in /work" in output, output
+    for refused in ("WROTE model_info.json", "MOVED start.sh", "REMOVED train.sh", "WROTE model/"):
+        assert refused not in output, output
+    assert {name: (model_dir / name).read_bytes() for name in before} == before
+    assert (model_dir / "train.sh").is_file() and not (model_dir / "model" / "probe").exists()
+    (model_dir / "lora" / "probe").unlink()
+    (model_dir / "finetuned-probe").rmdir()
+
+
+def test_a_full_fine_tune_lands_in_finetuned_and_start_sh_serves_it(
+    train_env, installed, docker_client, tmp_path
+):
+    model_dir = installed
+    data = write_alpaca(tmp_path / "alpaca.jsonl", count=16)
+    result = subprocess.run(
+        [str(model_dir / "train.sh"), "--data", str(data), "--method", "full", "--max-steps", "3",
+         "--no-tensorboard", "--max-seq-length", "64"],
+        env=train_env["env"], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    finetuned = model_dir / "finetuned"
+    assert "Fine-tuned model saved" in output and str(finetuned) in output, output
+    assert "--weights base" in output
+    assert (finetuned / "config.json").is_file() and any(finetuned.glob("*.safetensors"))
+
+    port = free_port()
+    result = subprocess.run(
+        [str(model_dir / "start.sh"), "--no-browser", "--detach", "--port", str(port)],
+        env=train_env["env"], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Serving the full fine-tune" in result.stdout + result.stderr
+    try:
+        (container,) = docker_client.containers.list(
+            filters={"label": f"org.llm-installer.model-dir={model_dir.resolve()}"}
+        )
+        sources = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
+        assert sources["/model"] == str(finetuned.resolve()) and "/lora" not in sources
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/info", timeout=10).json()["adapter"] is None
+        reply = httpx.post(
+            f"{url}/generate", json={"prompt": "Say hello.", "max_tokens": 5}, timeout=60
+        )
+        assert reply.status_code == 200, reply.text
+    finally:
+        stop = installer(train_env, "stop", str(model_dir), timeout=120)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
