@@ -17,9 +17,11 @@ class ZeroShotBody(ImageBody):
     @classmethod
     def _split(cls, value):
         if isinstance(value, str):  # a form field: "cat, dog, bird"
-            value = [part.strip() for part in value.split(",")]
-        if not value or any(not str(v).strip() for v in value):
-            raise ValueError("give at least one non-empty candidate label")
+            value = value.split(",")
+        if isinstance(value, list):  # "cat, dog," has a trailing comma, not an empty label
+            value = [str(v).strip() for v in value if str(v).strip()]
+        if not value:
+            raise ValueError("give at least one non-empty candidate label, e.g. 'a cat, a dog'")
         return value
 
 

@@ -10,7 +10,34 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 
 
+# Recorded in the page from its first script on: the last answer's length after every change
+# (with whether a reply was still running), and each fetch the UI made.
+RECORDER = """
+window.__lengths = [];
+window.__fetches = [];
+new MutationObserver(() => {
+  const answers = document.querySelectorAll('.msg.assistant .answer');
+  const send = document.getElementById('send');
+  if (answers.length && send) window.__lengths.push([answers[answers.length - 1].textContent.length, send.disabled]);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+const realFetch = window.fetch;
+window.fetch = (url, options = {}) => {
+  window.__fetches.push({ url: String(url), body: options.body && typeof options.body === 'string' ? JSON.parse(options.body) : null });
+  return realFetch(url, options);
+};
+"""
+NO_WEBSOCKET = "delete window.WebSocket;"
+# A WebSocket that can never connect (port 9 is closed): the UI must fall back on its own.
+BROKEN_WEBSOCKET = """
+const RealWebSocket = window.WebSocket;
+window.WebSocket = class extends RealWebSocket {
+  constructor(url) { super(url.replace(location.host, '127.0.0.1:9')); }
+};
+"""
+
+
 def test_chat_streams_text(page, ui_servers):
+    page.add_init_script(RECORDER)
     page.goto(ui_servers["chat"].url + "/")
     page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
     assert not page.is_visible("#reasoning-row")  # not a reasoning model
@@ -23,12 +50,18 @@ def test_chat_streams_text(page, ui_servers):
         timeout=TIMEOUT_MS,
     )
     page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
-    assert answer.text_content()
+    final = len(answer.text_content())
+    assert final
+    partial = {n for n, running in page.evaluate("window.__lengths") if running and 0 < n < final}
+    assert len(partial) >= 2, "the reply grows in steps while it streams, not all at once"
     counts = re.search(r"(\d+) tokens · (\w+)", page.locator(".msg.assistant .counts").last.text_content())
     assert counts, "the token counter is shown"
     tokens, reason = int(counts.group(1)), counts.group(2)
     assert 1 <= tokens <= 24 and (reason != "length" or tokens == 24)  # a random model may stop early
     assert page.locator(".msg.user").last.text_content() == "hello there"
+    context = ui_servers["chat"].client().get("/info").json()["capabilities"]["max_context_length"]
+    used = re.fullmatch(rf"(\d+)/{context} tokens", page.text_content("#token-counter"))
+    assert used and int(used.group(1)) > tokens  # the prompt counts too
 
 
 def test_chat_falls_back_to_sse(page, ui_servers):
@@ -40,6 +73,49 @@ def test_chat_falls_back_to_sse(page, ui_servers):
     page.click("#send")
     page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
     assert "8 tokens" in page.locator(".msg.assistant .counts").last.text_content()
+
+
+def test_chat_without_websocket_streams_over_sse(page, ui_servers):
+    page.add_init_script(NO_WEBSOCKET + RECORDER)
+    page.goto(ui_servers["chat"].url + "/")
+    page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
+    assert page.input_value("#transport") == "auto"
+    page.fill("#max-tokens", "8")
+    page.fill("#chat-input", "no sockets here")
+    page.click("#send")
+    page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
+    assert "8 tokens" in page.locator(".msg.assistant .counts").last.text_content()
+    generate = [f for f in page.evaluate("window.__fetches") if f["url"].endswith("/generate")]
+    assert [f["body"].get("stream") for f in generate] == [True]  # one streamed request
+
+
+def test_failed_reply_is_marked_and_not_sent_back(page, ui_servers):
+    page.add_init_script(NO_WEBSOCKET + RECORDER)
+    page.goto(ui_servers["chat"].url + "/")
+    page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
+    page.click("#clear-chat")
+    page.fill("#max-tokens", "0")  # the server refuses max_tokens 0
+    page.fill("#chat-input", "first")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant.error", timeout=TIMEOUT_MS)
+    assert "not sent back" in page.text_content(".msg.assistant.error")
+    page.fill("#max-tokens", "4")
+    page.fill("#chat-input", "second")
+    page.click("#send")
+    page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
+    sent = [f["body"] for f in page.evaluate("window.__fetches") if f["url"].endswith("/generate")]
+    assert sent[-1]["messages"] == [{"role": "user", "content": "second"}]
+
+
+def test_malformed_import_says_why(page, ui_servers):
+    page.goto(ui_servers["chat"].url + "/")
+    page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
+    page.set_input_files("#import-file", files=[_file("chat.json", "application/json", b"{oops")])
+    page.wait_for_function(
+        "document.querySelector('#chat-status').textContent.includes('Could not import')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "chat.json" in page.text_content("#chat-status")
 
 
 def test_reasoning_panel(page, ui_servers):
@@ -62,17 +138,47 @@ def test_image_generated_into_gallery(page, ui_servers):
     page.goto(ui_servers["diffusion"].url + "/")
     page.wait_for_selector("#panel-images.active", timeout=TIMEOUT_MS)
     assert page.locator("#img-scheduler option").count() > 3
-    page.fill("#img-prompt", "a tiny red fox")
-    page.fill("#img-steps", "3")
-    page.fill("#img-width", "32")
-    page.fill("#img-height", "32")
-    page.fill("#img-seed", "5")
-    page.click("#img-generate")
+    _generate_image(page, steps=3)
     page.wait_for_selector("#gallery figure img", timeout=TIMEOUT_MS)
     assert page.get_attribute("#gallery img", "src").startswith("data:image/png;base64,")
     assert page.eval_on_selector("#img-progress", "p => p.value === p.max")
     assert page.eval_on_selector("#gallery img", "img => img.naturalWidth") == 32
     assert "seed 5" in page.text_content("#img-status")
+    page.click("#gallery-clear")
+    assert page.locator("#gallery figure").count() == 0
+
+
+def test_image_progress_over_sse_when_the_socket_fails(page, ui_servers):
+    page.add_init_script(BROKEN_WEBSOCKET)
+    page.goto(ui_servers["diffusion"].url + "/")
+    page.wait_for_selector("#panel-images.active", timeout=TIMEOUT_MS)
+    _generate_image(page, steps=4)
+    page.wait_for_selector("#gallery figure img", timeout=TIMEOUT_MS)
+    assert "using SSE" in page.text_content("#status")
+    assert page.eval_on_selector("#img-progress", "p => p.max") == 4  # the steps came as events
+    assert "seed 5" in page.text_content("#img-status")
+
+
+def test_failed_image_generation_is_reported(page, ui_servers):
+    page.add_init_script(RECORDER)
+    page.goto(ui_servers["diffusion"].url + "/")
+    page.wait_for_selector("#panel-images.active", timeout=TIMEOUT_MS)
+    page.select_option("#img-scheduler", "pndm")  # diffusers' PNDM fails on a single step
+    _generate_image(page, steps=1)
+    page.wait_for_selector("#img-generate:not([disabled])", timeout=TIMEOUT_MS)
+    assert "Error: Image generation failed" in page.text_content("#img-status")
+    assert page.locator("#gallery figure").count() == 0
+    fetched = [f["url"] for f in page.evaluate("window.__fetches")]
+    assert not [url for url in fetched if url.endswith("/generate")]  # not run a second time
+
+
+def _generate_image(page, *, steps: int) -> None:
+    page.fill("#img-prompt", "a tiny red fox")
+    page.fill("#img-steps", str(steps))
+    page.fill("#img-width", "32")
+    page.fill("#img-height", "32")
+    page.fill("#img-seed", "5")
+    page.click("#img-generate")
 
 
 def test_embedding_search_and_projection(page, ui_servers):
@@ -103,10 +209,20 @@ def test_theme_and_settings_persist(page, ui_servers):
     page.click("#theme-toggle")
     page.fill("#temperature", "0.3")
     page.dispatch_event("#temperature", "change")
+    page.evaluate(  # fields of the other panels are saved the same way
+        """() => {
+          const set = (id, change) => { change(document.getElementById(id));
+            document.getElementById(id).dispatchEvent(new Event('change', { bubbles: true })); };
+          set('img-seed', (el) => { el.value = '42'; });
+          set('emb-normalize', (el) => { el.checked = false; });
+        }"""
+    )
     page.reload()
     page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
     assert page.get_attribute("html", "data-theme") != before
     assert page.input_value("#temperature") == "0.3"
+    assert page.input_value("#img-seed") == "42"
+    assert not page.is_checked("#emb-normalize")
 
 
 def test_detection_upload_draws_boxes(page, media_ui_servers):
@@ -142,7 +258,10 @@ def test_speech_upload_shows_the_transcript(page, media_ui_servers):
         timeout=TIMEOUT_MS,
     )
     assert page.text_content("#speech-status").startswith("2")
-    assert not page.text_content("#speech-status").startswith("Error")
+    with media_ui_servers["speech"].client() as client:
+        files = {"audio": ("note.wav", make_wav(2.0), "audio/wav")}
+        expected = client.post("/generate", files=files).json()["text"]
+    assert expected and page.text_content("#speech-text") == expected
 
 
 def test_multimodal_chat_with_an_image(page, media_ui_servers):

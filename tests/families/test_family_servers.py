@@ -261,9 +261,13 @@ def test_image_segmentation_masks(media_servers):
 
 def test_zero_shot_image_classification(media_servers):
     files = {"image": ("x.png", make_png(), "image/png")}
-    data = {"candidate_labels": "a cat, a dog, a car"}
+    data = {"candidate_labels": "a cat, a dog, a car,"}  # a trailing comma adds no label
     answer = _client(media_servers, "clip").post("/generate", files=files, data=data).json()
     assert {label["label"] for label in answer["labels"]} == {"a cat", "a dog", "a car"}
+    empty = _client(media_servers, "clip").post(
+        "/generate", files=files, data={"candidate_labels": " , "}
+    )
+    assert empty.status_code == 400 and "candidate label" in empty.json()["error"]["message"]
 
 
 def test_multimodal_generate_multipart_and_stream(multimodal_server):
