@@ -7,6 +7,7 @@ offline (LLM_INSTALLER_ROOTFS=1), and in CI built once per run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -238,3 +239,42 @@ def test_a_full_fine_tune_lands_in_finetuned_and_start_sh_serves_it(
     finally:
         stop = installer(train_env, "stop", str(model_dir), timeout=120)
         assert stop.returncode == 0, stop.stdout + stop.stderr
+
+
+HUB_PROBE = """
+printf %s "$HF_TOKEN" | sha256sum
+echo "OFFLINE=$HF_HUB_OFFLINE"
+mkdir -p "$HF_HOME/datasets" && touch "$HF_HOME/datasets/probe" && echo CACHE-WRITABLE
+"""
+
+
+def test_hub_data_gets_the_token_by_name_and_a_writable_cache(train_env, installed):
+    """The docker CLI runs the plan's argv (as train.sh does): the token reaches the container
+    through `-e HF_TOKEN` from the CLI's environment, never through an argument."""
+    from dataclasses import replace
+
+    from llm_installer.devices import detect_host_runtime
+    from llm_installer.runargs import model_paths
+    from llm_installer.start import foreground_env, prepare_dirs
+    from llm_installer.train_plan import TrainOptions, plan_train
+
+    token = "hf_probe_token_5678"
+    model_dir = installed
+    info = json.loads((model_dir / "model_info.json").read_text())
+    plan = plan_train(
+        info, model_paths(model_dir, info), detect_host_runtime(),
+        TrainOptions(data="org/set:train", device="cpu", tensorboard=False, hf_token=token),
+    )  # fmt: skip
+    prepare_dirs(plan)
+    spec = replace(plan.container, command=("sh", "-c", HUB_PROBE), name="llm-test-hub-probe")
+    plan = replace(plan, container=spec)
+    argv = plan.argv()
+    assert not any(token in arg for arg in argv)
+    result = subprocess.run(
+        argv, env=foreground_env(plan), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert hashlib.sha256(token.encode()).hexdigest() in result.stdout, result.stdout  # arrived
+    assert "OFFLINE=0" in result.stdout, result.stdout
+    assert "CACHE-WRITABLE" in result.stdout, result.stdout + result.stderr
+    assert (model_dir / "cache" / "huggingface" / "datasets" / "probe").is_file()
