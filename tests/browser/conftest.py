@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 from runtime_server import Server, serving
-from tiny_media import make_tiny_detr, make_tiny_diffusion, make_tiny_llava, make_tiny_whisper
+from tiny_media import (
+    make_tiny_bert_fill_mask,
+    make_tiny_detr,
+    make_tiny_diffusion,
+    make_tiny_llava,
+    make_tiny_whisper,
+)
 from tiny_models import make_tiny_llama
 
 CHROMIUM = os.environ.get("LLM_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -39,12 +45,14 @@ def ui_servers(tmp_path_factory) -> dict[str, Server]:
 
 @pytest.fixture(scope="session")
 def media_ui_servers(tmp_path_factory) -> dict[str, Server]:
-    """Servers for the upload panels: object detection, speech recognition, image+text chat."""
+    """Servers for the upload panels (object detection, speech recognition, image+text chat)
+    and the panel of any other task (fill-mask)."""
     root = tmp_path_factory.mktemp("ui-media-models")
     folders = {
         "detection": make_tiny_detr(root / "detection"),
         "speech": make_tiny_whisper(root / "speech"),
         "multimodal": make_tiny_llava(root / "multimodal"),
+        "fill-mask": make_tiny_bert_fill_mask(root / "fill-mask"),
     }
     with serving(folders, tmp_path_factory.mktemp("ui-media-logs")) as ready:
         yield ready

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -280,6 +281,20 @@ def test_multimodal_chat_with_an_image(page, media_ui_servers):
     tokens = int(re.search(r"(\d+) tokens", counts).group(1))
     assert 1 <= tokens <= 6
     assert page.locator(".msg.user img").count() == 1  # the image went with the message
+
+
+def test_any_other_task_panel(page, media_ui_servers):
+    page.goto(media_ui_servers["fill-mask"].url + "/")
+    page.wait_for_selector("#panel-generic.active", timeout=TIMEOUT_MS)
+    help_text = page.text_content("#generic-help")
+    assert "task: fill-mask" in help_text and "top_k" in help_text  # what the task takes
+    page.fill("#generic-body", '{"inputs": "a b [MASK]", "parameters": {"top_k": 2}}')
+    page.click("#generic-run")
+    page.wait_for_function(
+        "document.querySelector('#generic-out').textContent.length > 0", timeout=TIMEOUT_MS
+    )
+    answer = json.loads(page.text_content("#generic-out"))
+    assert answer["task"] == "fill-mask" and len(answer["result"]) == 2
 
 
 def _file(name: str, mime: str, data: bytes) -> dict:

@@ -58,9 +58,17 @@ def test_any_pipeline_task_is_detected(tmp_path, architecture, family):
 
 
 def test_text_to_spectrogram_models_are_refused_with_the_reason(tmp_path):
+    from llm_runtime.handlers.audio_generation import AudioGenerationHandler
+    from llm_runtime.metrics import Metrics
+
     (tmp_path / "config.json").write_text('{"architectures": ["SpeechT5ForTextToSpeech"]}')
     with pytest.raises(UnsupportedFamily, match="vocoder .* text-to-waveform"):
         load_profile(tmp_path)
+    # model_info.json may still name the family: the handler refuses before any download.
+    (tmp_path / "model_info.json").write_text('{"family": "audio-generation"}')
+    handler = AudioGenerationHandler(metrics=Metrics())
+    with pytest.raises(UnsupportedFamily, match="SpeechT5ForTextToSpeech .* vocoder"):
+        handler.load(profile=load_profile(tmp_path), settings=LoadSettings(device="cpu"))
 
 
 def test_schedulers_offered_fit_the_default_one():
