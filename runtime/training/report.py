@@ -46,6 +46,7 @@ def final_metrics(log_history: list[dict], state: AutoLearnState, task_type: str
 def build_report(
     *,
     model_id: str,
+    family: str,
     started: str,
     duration_s: float,
     stop_reason: str,
@@ -62,6 +63,7 @@ def build_report(
     loaded = data.loaded
     report = {
         "model_id": model_id,
+        "family": family,
         "training_started": started,
         "training_completed": now_iso(),
         "duration_hours": round(duration_s / 3600, 4),

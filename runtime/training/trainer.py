@@ -424,6 +424,7 @@ class Run:
         }
         report = build_report(
             model_id=self.spec.model_id,
+            family=self.spec.family,
             started=self.started,
             duration_s=time.monotonic() - self.clock,
             stop_reason=reason,

@@ -170,3 +170,12 @@ def test_plain_text_is_packed_into_blocks(tiny_llama, tmp_path):
     assert data.packed_blocks == len(blocks) and len(blocks) > 4
     assert all(len(b.input_ids) <= 32 for b in blocks)
     assert sum(len(b.input_ids) == 32 for b in blocks) >= len(blocks) - 1
+
+
+def test_hub_dataset_slice_is_not_taken_for_a_glob(tmp_path):
+    from llm_runtime.training.data.sources import resolve_sources
+
+    local = write_json(tmp_path / "a.json", [{"question": "q", "answer": "a"}])
+    sources = resolve_sources(f"{local},org/set:train[:10%]")
+    assert [s.path for s in sources] == [local, None]
+    assert (sources[1].hub_name, sources[1].hub_split) == ("org/set", "train[:10%]")

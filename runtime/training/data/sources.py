@@ -28,6 +28,7 @@ class Source:
 
     name: str
     path: Path | None = None
+    hub_name: str | None = None
     hub_split: str | None = None
 
 
@@ -58,16 +59,17 @@ def _resolve_one(part: str) -> list[Source]:
         return [Source(name=str(path), path=path)]
     if path.is_dir():
         return [Source(name=str(f), path=f) for f in _data_files_under(path)]
+    hub = HUB_SPEC.match(part)
     if glob.has_magic(part):
         matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(part), recursive=True))
         files = [m for m in matches if m.is_file()]
         files += [f for m in matches if m.is_dir() for f in _data_files_under(m)]
-        if not files:
+        if files:
+            return [Source(name=str(f), path=f) for f in files]
+        if not hub:  # `org/set:train[:10%]` has glob brackets but is a dataset slice
             raise DataSourceError(f"the pattern {part!r} matches no files")
-        return [Source(name=str(f), path=f) for f in files]
-    hub = HUB_SPEC.match(part)
     if hub:
-        return [Source(name=part, hub_split=hub["split"])]
+        return [Source(name=part, hub_name=hub["name"], hub_split=hub["split"])]
     raise DataSourceError(f"{part!r} is not a file, a folder, a glob or a `name:split` dataset")
 
 
@@ -164,13 +166,12 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _read_hub(source: Source) -> list:
-    name = source.name.rsplit(":", 1)[0]
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise HubDatasetError(f"{source.name}: the Hub is switched off here (HF_HUB_OFFLINE=1)")
     try:
         import datasets
 
-        loaded = datasets.load_dataset(name, split=source.hub_split)
+        loaded = datasets.load_dataset(source.hub_name, split=source.hub_split)
     except Exception as error:  # any failure of the Hub client is the same message to the user
         raise HubDatasetError(f"{source.name}: {type(error).__name__}: {error}") from error
     return [dict(row) for row in loaded]
