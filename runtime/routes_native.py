@@ -151,6 +151,10 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
     except RuntimeServeError as exc:
         await websocket.send_json(_error(exc))
         return
+    except Exception as exc:  # answer, rather than drop the socket without a word
+        log.exception("WS /ws request failed")
+        await websocket.send_json(_error(RuntimeServeError(f"Internal error: {exc!r}")))
+        return
     try:
         async for event in native_events(stream, text_request):
             await websocket.send_json(event)

@@ -124,7 +124,10 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
     def start(self, *, request: TextRequest) -> TextStream:
         chat = getattr(request, "chat", ()) or _plain_chat(request)
         images = list(getattr(request, "images", ()))
-        inputs = self._inputs(list(chat), images)
+        try:
+            inputs = self._inputs(list(chat), images)
+        except ValueError as exc:  # e.g. more image tokens in the text than images sent
+            raise InvalidRequest(f"The model's processor refused the request: {exc}") from exc
         return generate_stream(
             model=self.model, tokenizer=self.tokenizer, slot=self.slot, inputs=inputs, request=request,
             default_max_tokens=DEFAULT_MAX_TOKENS, skip_prompt=True,

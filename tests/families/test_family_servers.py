@@ -324,6 +324,24 @@ def test_multimodal_request_without_a_user_message(media_servers):
     assert events[-1]["usage"]["completion_tokens"] == 3
 
 
+def test_multimodal_text_with_more_image_tokens_than_images(media_servers):
+    """The processor refuses it: a 400 over HTTP, an error event over /ws (socket kept)."""
+    from websockets.sync.client import connect
+
+    image = "data:image/png;base64," + base64.b64encode(make_png()).decode()
+    body = {"prompt": "look <image> <image> here", "image": image, "max_tokens": 3}
+    answer = _client(media_servers, "llava").post("/generate", json=body)
+    assert answer.status_code == 400 and "processor refused" in answer.json()["error"]["message"]
+    url = media_servers["llava"].url.replace("http", "ws") + "/ws"
+    with connect(url) as socket:
+        socket.send(json.dumps(body))
+        error = json.loads(socket.recv(timeout=60))
+        socket.send(json.dumps({**body, "prompt": "look here"}))
+        events = _until(socket, lambda event: event.get("finished"))
+    assert error["error"]["type"] == "invalid_request_error"
+    assert events[-1]["usage"]["completion_tokens"] == 3
+
+
 def test_pipeline_fallback_task(media_servers):
     with _client(media_servers, "bert-classifier") as client:
         info = client.get("/info").json()
