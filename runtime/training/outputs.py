@@ -116,6 +116,21 @@ def _step(checkpoint: Path) -> int | None:
     return int(number) if number.isdigit() else None
 
 
+def events_folder(logs: Path, resuming: bool) -> Path:
+    """logs/<run>/ for TensorBoard, so each run is its own series: a resumed run continues the
+    newest folder, a fresh one starts a new folder named after its start time."""
+    if resuming:
+        runs = sorted(p for p in logs.glob("run-*") if p.is_dir())
+        if runs:
+            return runs[-1]
+    name = datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+    folder, n = logs / name, 1
+    while folder.exists():
+        n += 1
+        folder = logs / f"{name}-{n}"
+    return folder
+
+
 def append_history(path: Path, run: dict) -> list:
     history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     history.append(run)

@@ -274,7 +274,9 @@ class Run:
         )
         self.wrapped = wrapped
         self.state = callbacks.load_autolearn_state(self.resume_from)
-        self.writer = callbacks.ScalarWriter(self.paths.logs)
+        self.writer = callbacks.ScalarWriter(
+            outputs.events_folder(self.paths.logs, self.resume_from is not None)
+        )
         self.expert_monitor = (
             moe.ExpertLoadMonitor(wrapped.model, wrapped.moe_targets)
             if wrapped.moe_targets

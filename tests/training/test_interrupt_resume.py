@@ -87,6 +87,8 @@ def test_ctrl_c_then_resume_continues_with_history(tiny_llama, tmp_path):
     history = json.loads((out / "logs" / "training_history.json").read_text())
     assert [run["stop_reason"] for run in history] == ["interrupted", "max_epochs"]
     assert (out / "lora" / "adapter_model.safetensors").is_file()
+    (events,) = (out / "logs" / "training").glob("run-*")  # the resumed run continues its series
+    assert len(list(events.glob("events.out.tfevents.*"))) == 2
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -165,6 +167,7 @@ def test_a_fresh_run_sets_the_earlier_runs_checkpoints_aside(tiny_llama, tmp_pat
     assert (aside / "checkpoint-6").is_dir()
     assert adapter_tensors(aside / "best") == first_best  # the earlier best is kept
     assert json.loads((aside / "training_plan.json").read_text())["max_steps"] == 6
+    assert len(list((out / "logs" / "training").glob("run-*"))) == 2  # one TensorBoard run each
 
     # A fresh run that fails before training (here: no data) moves nothing.
     missing = tmp_path / "missing.json"

@@ -22,7 +22,7 @@ def scalar_tags(folder: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = set()
-    for events in folder.glob("events.out.tfevents.*"):
+    for events in folder.glob("run-*/events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
