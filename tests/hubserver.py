@@ -2,7 +2,9 @@
 
 The Hub cannot be reached from the test machines, so tests point the *real* ``huggingface_hub`` client at
 this server (``HF_ENDPOINT``; see :func:`patch_huggingface_hub` for the import-time copies). It speaks
-the part of the Hub API the client uses to inspect and download model repos:
+the part of the Hub API the client uses to inspect and download model repos, and dataset repos the same
+way (``add_dataset``; ``api/datasets/...`` and ``/datasets/{repo}/resolve/...``, which is all
+``datasets.load_dataset`` asks of a repo of data files):
 
 * ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``   (``model_info``/``repo_info``;
   ``?blobs=true`` adds sizes and LFS info to ``siblings``, ``?expand=...`` keeps only those properties)
@@ -10,11 +12,13 @@ the part of the Hub API the client uses to inspect and download model repos:
   paginated with a ``Link: <...>; rel="next"`` header like the Hub)
 * ``POST /api/models/{repo}/paths-info/{rev}``   (``get_paths_info``; form or JSON body)
 * ``GET /api/models/{repo}/refs``   (``list_repo_refs``)
+* the same under ``/api/datasets/{repo}`` for dataset repos (``dataset_info``, ``HfFileSystem``)
 * ``GET /api/whoami-v2``   (``whoami``)
 * ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``   (``hf_hub_download``, ``snapshot_download``,
   ``get_hf_file_metadata``, ``get_safetensors_metadata``) with ``X-Repo-Commit``, ``ETag``,
   ``X-Linked-Etag``/``X-Linked-Size`` (LFS files), ``Content-Length``, ``Accept-Ranges`` and ``Range``
-  requests (``206`` + ``Content-Range``; ``bytes=a-b``, ``a-``, ``-n``; ``416`` when unsatisfiable).
+  requests (``206`` + ``Content-Range``; ``bytes=a-b``, ``a-``, ``-n``; ``416`` when unsatisfiable);
+  ``/datasets/{repo}/resolve/{rev}/{path}`` for dataset repos.
 
 Errors carry ``X-Error-Code``/``X-Error-Message`` and a JSON body ``{"error": ...}`` exactly as the client's
 ``hf_raise_for_status`` expects them:
@@ -57,6 +61,7 @@ __all__ = [
     "HubServer",
     "Placeholder",
     "RequestRecord",
+    "patch_datasets",
     "patch_huggingface_hub",
     "safetensors_header",
     "safetensors_placeholder",
@@ -323,6 +328,10 @@ class _Snapshot:
         return {"id": self.sha, "title": "Upload folder", "date": LAST_MODIFIED}
 
 
+# URL segment (api/models/..., api/datasets/...) -> huggingface_hub's repo_type
+REPO_TYPES = {"models": "model", "datasets": "dataset"}
+
+
 @dataclass
 class _Repo:
     repo_id: str
@@ -337,6 +346,7 @@ class _Repo:
     safetensors_params: dict[str, int] | None = None
     card_data: dict[str, Any] | None = None
     extra_info: dict[str, Any] = field(default_factory=dict)
+    repo_type: str = "model"
 
     @property
     def main(self) -> _Snapshot:
@@ -379,6 +389,7 @@ class RequestRecord:
     body_bytes: int = 0  # response body bytes actually written
     repo_id: str | None = None
     file: str | None = None  # repo path, for resolve requests
+    repo_type: str | None = None  # "model" or "dataset", for repo requests
 
 
 @dataclass
@@ -402,12 +413,14 @@ class HubServer:
 
         server = HubServer()
         server.add_repo("org/model", {"config.json": b"{}", "model.safetensors": 5_000_000_000})
+        server.add_dataset("org/set", {"data/train.jsonl": b'{"text": "hi"}\n'})
         server.start()
         ...   # HF_ENDPOINT=server.url
         server.stop()
 
     Attributes meant for tests:
 
+    * ``repos``/``datasets``: the model/dataset repos, by id.
     * ``tokens``: the valid tokens (``Authorization: Bearer ...``); default ``{"hf_test_token"}``.
     * ``requests``: list of :class:`RequestRecord`, in arrival order.
     * ``bytes_served``: ``{(repo_id, path): body bytes written by /resolve}``; see also
@@ -423,6 +436,7 @@ class HubServer:
         self.tree_page_size = 1000
         self.bytes_per_second: int | None = None  # throttle file bodies (to interrupt downloads)
         self.repos: dict[str, _Repo] = {}
+        self.datasets: dict[str, _Repo] = {}
         self.requests: list[RequestRecord] = []
         self.bytes_served: dict[tuple[str, str], int] = defaultdict(int)
         self._errors: list[_InjectedError] = []
@@ -484,9 +498,11 @@ class HubServer:
         safetensors_params: Mapping[str, int] | None = None,
         revisions: Mapping[str, Mapping[str, FileSpec]] | None = None,
         card_data: Mapping[str, Any] | None = None,
+        repo_type: str = "model",
         **extra_info: Any,
     ) -> str:
-        """Add (or replace) a model repo; returns the commit sha of ``main``.
+        """Add (or replace) a model repo (a dataset repo with ``repo_type="dataset"``, see
+        :meth:`add_dataset`); returns the commit sha of ``main``.
 
         ``files`` maps a repo path to its content: ``bytes``/``str`` (content), ``int`` (a zero-filled
         placeholder of that size), ``Path`` (streamed from disk) or :class:`Placeholder`.
@@ -498,6 +514,7 @@ class HubServer:
         """
         if repo_id.count("/") > 1 or not repo_id.strip("/"):
             raise ValueError(f"invalid repo id {repo_id!r}")
+        repos = self._repos_of(repo_type)
         sha = (revision_sha or hashlib.sha1(f"commit:{repo_id}:main".encode()).hexdigest()).lower()
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise ValueError(f"revision_sha must be 40 hex digits, got {revision_sha!r}")
@@ -520,10 +537,23 @@ class HubServer:
             safetensors_params=dict(safetensors_params) if safetensors_params else None,
             card_data=dict(card_data) if card_data else None,
             extra_info=extra_info,
+            repo_type=repo_type,
         )
         with self._lock:
-            self.repos[repo_id] = repo
+            repos[repo_id] = repo
         return sha
+
+    def add_dataset(self, repo_id: str, files: Mapping[str, FileSpec], **kwargs: Any) -> str:
+        """Add (or replace) a dataset repo, e.g. ``{"data/train.jsonl": ..., "data/test.jsonl": ...}``
+        (``datasets.load_dataset`` takes the splits from the file names); options as :meth:`add_repo`.
+        """
+        return self.add_repo(repo_id, files, repo_type="dataset", **kwargs)
+
+    def _repos_of(self, repo_type: str) -> dict[str, _Repo]:
+        if repo_type not in REPO_TYPES.values():
+            known = sorted(REPO_TYPES.values())
+            raise ValueError(f"repo_type must be one of {known}, got {repo_type!r}")
+        return self.datasets if repo_type == "dataset" else self.repos
 
     def add_folder(self, repo_id: str, folder: str | os.PathLike[str], **kwargs: Any) -> str:
         """Serve every file under ``folder`` (e.g. a ``save_pretrained`` output) as repo ``repo_id``."""
@@ -591,12 +621,14 @@ class HubServer:
             added.append(repo_id)
         return added
 
-    def remove_repo(self, repo_id: str) -> None:
+    def remove_repo(self, repo_id: str, repo_type: str = "model") -> None:
         with self._lock:
-            self.repos.pop(repo_id, None)
+            self._repos_of(repo_type).pop(repo_id, None)
 
-    def file_size(self, repo_id: str, path: str, revision: str = "main") -> int:
-        snapshot = self.repos[repo_id].resolve(revision)
+    def file_size(
+        self, repo_id: str, path: str, revision: str = "main", repo_type: str = "model"
+    ) -> int:
+        snapshot = self._repos_of(repo_type)[repo_id].resolve(revision)
         assert snapshot is not None
         return snapshot.files[path].size
 
@@ -652,7 +684,12 @@ class HubServer:
             return self.bytes_served.get((repo_id, path), 0)
 
     def requests_for(
-        self, repo_id: str | None = None, *, method: str | None = None, file: str | None = None
+        self,
+        repo_id: str | None = None,
+        *,
+        method: str | None = None,
+        file: str | None = None,
+        repo_type: str | None = None,
     ) -> list[RequestRecord]:
         with self._lock:
             return [
@@ -661,6 +698,7 @@ class HubServer:
                 if (repo_id is None or r.repo_id == repo_id)
                 and (method is None or r.method == method)
                 and (file is None or r.file == file)
+                and (repo_type is None or r.repo_type == repo_type)
             ]
 
     def _count(self, record: RequestRecord, nbytes: int) -> None:
@@ -680,8 +718,8 @@ class HubServer:
             return False
         return token in (repo.access_tokens if repo.access_tokens is not None else self.tokens)
 
-    def _get_repo(self, repo_id: str, token: str | None) -> _Repo:
-        repo = self.repos.get(repo_id)
+    def _get_repo(self, repo_id: str, token: str | None, repo_type: str = "model") -> _Repo:
+        repo = self._repos_of(repo_type).get(repo_id)
         if repo is None:
             raise _HubError(404 if token else 401, "Repository not found", "RepoNotFound")
         if repo.private and not self._has_access(repo, token):
@@ -699,24 +737,26 @@ class HubServer:
         if repo.gated and not self._has_access(repo, token):
             if token is None:
                 msg = (
-                    f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
-                    "authenticated to access it. Please log in."
+                    f"Access to {repo.repo_type} {repo.repo_id} is restricted. You must have access to "
+                    "it and be authenticated to access it. Please log in."
                 )
                 raise _HubError(401, msg, "GatedRepo")
-            msg = f"Access to model {repo.repo_id} is restricted and you are not in the authorized list."
+            msg = (
+                f"Access to {repo.repo_type} {repo.repo_id} is restricted and you are not in the "
+                "authorized list."
+            )
             raise _HubError(403, msg, "GatedRepo")
 
     # ---- JSON views ------------------------------------------------------------------------------
 
-    def _model_info(
+    def _repo_info(
         self, repo: _Repo, snapshot: _Snapshot, blobs: bool, expand: list[str]
     ) -> dict[str, Any]:
-        author = repo.repo_id.split("/")[0] if "/" in repo.repo_id else None
+        """The ``model_info``/``dataset_info`` JSON: the fields both share, then the model-only ones."""
         info: dict[str, Any] = {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
             "id": repo.repo_id,
-            "modelId": repo.repo_id,
-            "author": author,
+            "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
             "sha": snapshot.sha,
             "lastModified": LAST_MODIFIED,
             "createdAt": LAST_MODIFIED,
@@ -726,34 +766,39 @@ class HubServer:
             "downloads": 0,
             "likes": 0,
             "tags": list(repo.tags),
-            "library_name": repo.library_name,
-            "pipeline_tag": repo.pipeline_tag,
             "siblings": [f.sibling(blobs) for f in snapshot.files.values()],
-            "spaces": [],
             "usedStorage": sum(f.size for f in snapshot.files.values()),
         }
         if repo.card_data is not None:
             info["cardData"] = repo.card_data
-        if repo.safetensors_params:
-            info["safetensors"] = {
-                "parameters": dict(repo.safetensors_params),
-                "total": sum(repo.safetensors_params.values()),
-            }
-        config = snapshot.files.get("config.json")
-        if config is not None and config.size < 1_000_000:
-            try:
-                cfg = json.loads(b"".join(config.chunks(0, config.size)))
-                info["config"] = {k: cfg[k] for k in ("architectures", "model_type") if k in cfg}
-            except ValueError:
-                pass
-        for key in ("library_name", "pipeline_tag"):
-            if info[key] is None:
-                del info[key]
+        if repo.repo_type == "model":
+            info.update(_model_fields(repo, snapshot))
         info.update(repo.extra_info)
         if expand:
             keep = set(expand) | {"_id", "id"}
             info = {k: v for k, v in info.items() if k in keep}
         return info
+
+
+def _model_fields(repo: _Repo, snapshot: _Snapshot) -> dict[str, Any]:
+    """What ``model_info`` has beyond ``dataset_info``: library, pipeline, parameters, config."""
+    fields: dict[str, Any] = {"modelId": repo.repo_id, "spaces": []}
+    for key, value in (("library_name", repo.library_name), ("pipeline_tag", repo.pipeline_tag)):
+        if value is not None:
+            fields[key] = value
+    if repo.safetensors_params:
+        fields["safetensors"] = {
+            "parameters": dict(repo.safetensors_params),
+            "total": sum(repo.safetensors_params.values()),
+        }
+    config = snapshot.files.get("config.json")
+    if config is not None and config.size < 1_000_000:
+        try:
+            cfg = json.loads(b"".join(config.chunks(0, config.size)))
+            fields["config"] = {k: cfg[k] for k in ("architectures", "model_type") if k in cfg}
+        except ValueError:
+            pass
+    return fields
 
 
 def _card_metadata(readme: Path) -> dict[str, Any]:
@@ -893,9 +938,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, segments: list[str]) -> None:
         if segments[:2] == ["api", "whoami-v2"] and method == "GET":
             return self._whoami()
-        if segments[:2] == ["api", "models"] and len(segments) >= 3:
-            repo_id, rest = _split_repo(segments[2:], self.hub.repos)
-            self._record.repo_id = repo_id
+        if segments[:1] == ["api"] and len(segments) >= 3 and segments[1] in REPO_TYPES:
+            repo_type = REPO_TYPES[segments[1]]
+            repo_id, rest = _split_repo(segments[2:], self.hub._repos_of(repo_type))
+            self._record.repo_id, self._record.repo_type = repo_id, repo_type
             if method == "GET" and not rest:
                 return self._api_info(repo_id, "main")
             if method == "GET" and len(rest) == 2 and rest[0] == "revision":
@@ -907,11 +953,19 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and rest == ["refs"]:
                 return self._api_refs(repo_id)
         elif method in ("GET", "HEAD") and segments and segments[0] != "api":
-            repo_id, rest = _split_repo(segments, self.hub.repos)
+            # Dataset files live under /datasets/{repo}/resolve/..., model files under /{repo}/resolve/...
+            dataset = segments[0] == "datasets" and len(segments) > 1
+            repo_type = "dataset" if dataset else "model"
+            repo_path = segments[1:] if dataset else segments
+            repo_id, rest = _split_repo(repo_path, self.hub._repos_of(repo_type))
             if len(rest) >= 3 and rest[0] == "resolve":
-                self._record.repo_id = repo_id
+                self._record.repo_id, self._record.repo_type = repo_id, repo_type
                 return self._resolve(method, repo_id, rest[1], "/".join(rest[2:]))
         raise _HubError(404, f"Not found: {method} {self._record.path}")
+
+    def _repo(self, repo_id: str) -> _Repo:
+        """The repo the request names (its type noted by the router), or the Hub's error for it."""
+        return self.hub._get_repo(repo_id, self._record.token, self._record.repo_type or "model")
 
     def _send_json(
         self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
@@ -922,8 +976,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        self._record.status = status  # before the client can see the reply
         self.end_headers()
-        self._record.status = status
         if self.command != "HEAD":
             self.wfile.write(body)
             self._record.body_bytes = len(body)
@@ -938,8 +992,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("X-Error-Code", err.code)
         if err.commit:
             self.send_header("X-Repo-Commit", err.commit)
-        self.end_headers()
         self._record.status = err.status
+        self.end_headers()
         if method != "HEAD":
             try:
                 self.wfile.write(body)
@@ -974,13 +1028,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _api_info(self, repo_id: str, revision: str) -> None:
-        repo = self.hub._get_repo(repo_id, self._record.token)
+        repo = self._repo(repo_id)
         snapshot = self.hub._get_snapshot(repo, revision)
         expand = [v for key in ("expand", "expand[]") for v in self._query.get(key, [])]
-        self._send_json(self.hub._model_info(repo, snapshot, self._flag("blobs"), expand))
+        self._send_json(self.hub._repo_info(repo, snapshot, self._flag("blobs"), expand))
 
     def _api_tree(self, repo_id: str, revision: str, path: str) -> None:
-        repo = self.hub._get_repo(repo_id, self._record.token)
+        repo = self._repo(repo_id)
         snapshot = self.hub._get_snapshot(repo, revision)
         path = path.strip("/")
         if path and path not in snapshot.dirs:
@@ -1006,7 +1060,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(page, headers=headers)
 
     def _api_paths_info(self, repo_id: str, revision: str) -> None:
-        repo = self.hub._get_repo(repo_id, self._record.token)
+        repo = self._repo(repo_id)
         snapshot = self.hub._get_snapshot(repo, revision)
         ctype = (self.headers.get("Content-Type") or "").lower()
         if "json" in ctype:
@@ -1033,7 +1087,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(out)
 
     def _api_refs(self, repo_id: str) -> None:
-        repo = self.hub._get_repo(repo_id, self._record.token)
+        repo = self._repo(repo_id)
         branches = [
             {"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha}
             for name, sha in repo.branches.items()
@@ -1045,7 +1099,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resolve(self, method: str, repo_id: str, revision: str, path: str) -> None:
         token = self._record.token
-        repo = self.hub._get_repo(repo_id, token)
+        repo = self._repo(repo_id)
         self.hub._check_gate(repo, token)
         snapshot = self.hub._get_snapshot(repo, revision)
         f = snapshot.files.get(path)
@@ -1058,8 +1112,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes */{f.size}")
             self.send_header("Content-Length", "0")
             self.send_header("X-Repo-Commit", snapshot.sha)
-            self.end_headers()
             self._record.status = 416
+            self.end_headers()
             return
         start, end = rng if isinstance(rng, tuple) else (0, f.size)
         status = 206 if isinstance(rng, tuple) else 200
@@ -1080,8 +1134,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("ETag", f'"{f.oid}"')
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{f.size}")
-        self.end_headers()
         self._record.status = status
+        self.end_headers()
         if method == "HEAD":
             return
         for chunk in f.chunks(start, end):
@@ -1156,6 +1210,39 @@ def patch_huggingface_hub(monkeypatch: Any, endpoint: str, hf_home: str | os.Pat
         for attr in names:
             if namespace.get(attr) == old_endpoint:
                 monkeypatch.setattr(module, attr, endpoint)
+
+
+def patch_datasets(monkeypatch: Any, endpoint: str, hf_home: str | os.PathLike[str]) -> None:
+    """Point ``datasets`` at ``endpoint``, online, its cache in ``hf_home/datasets`` (with
+    :func:`patch_huggingface_hub`, which it leans on for the Hub client itself).
+
+    Like ``huggingface_hub``, ``datasets.config`` copies ``HF_ENDPOINT``, the cache paths and the offline
+    switch when first imported, which may have happened earlier in the session with ``HF_HUB_OFFLINE=1``;
+    importing it here, before patching, also keeps the session's ``datasets`` from being left pointed at
+    this test's server and cache once ``monkeypatch`` undoes the rest.
+    """
+    from datasets import config
+    from huggingface_hub import HfFileSystem
+
+    endpoint = endpoint.rstrip("/")
+    cache = Path(hf_home) / "datasets"
+    downloads = cache / config.DOWNLOADED_DATASETS_DIR
+    _setattrs(
+        monkeypatch,
+        config,
+        {
+            "HF_ENDPOINT": endpoint,
+            "HUB_DATASETS_URL": endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
+            "HF_CACHE_HOME": str(hf_home),
+            "HF_DATASETS_CACHE": cache,
+            "HF_MODULES_CACHE": Path(hf_home) / "modules",
+            "DOWNLOADED_DATASETS_PATH": downloads,
+            "EXTRACTED_DATASETS_PATH": downloads / config.EXTRACTED_DATASETS_DIR,
+            "HF_HUB_OFFLINE": False,
+            "HF_DATASETS_OFFLINE": False,
+        },
+    )
+    HfFileSystem.clear_instance_cache()  # a cached filesystem keeps listings of an earlier test
 
 
 def _setattrs(monkeypatch: Any, target: Any, values: Mapping[str, Any]) -> None:

@@ -299,6 +299,67 @@ def test_snapshot_download_allow_patterns_from_folder(hub_env: HubServer, tmp_pa
     assert (local_dir / "config.json").read_text() == '{"model_type": "llama"}'
 
 
+# -- dataset repos ------------------------------------------------------------------------------
+
+TINY_SET = "test-org/tiny-set"
+TRAIN_JSONL = '{"question": "q1", "answer": "a1"}\n{"question": "q2", "answer": "a2"}\n'
+
+
+def test_dataset_repo_info_listing_and_download(hub_env: HubServer) -> None:
+    """A dataset repo answers under api/datasets and /datasets/.../resolve, apart from a model repo
+    of the same id."""
+    from huggingface_hub import HfFileSystem
+
+    sha = hub_env.add_dataset(
+        TINY_SET, {"data/train.jsonl": TRAIN_JSONL, "data/test.jsonl": TRAIN_JSONL[:35]}
+    )
+    hub_env.add_repo(TINY_SET, {"config.json": b"{}"})
+    api = HfApi()
+    info = api.dataset_info(TINY_SET, files_metadata=True)
+    assert (info.id, info.sha, info.private) == (TINY_SET, sha, False)
+    assert {s.rfilename: s.size for s in info.siblings} == {
+        "data/test.jsonl": 35,
+        "data/train.jsonl": len(TRAIN_JSONL),
+    }
+    assert [s.rfilename for s in api.model_info(TINY_SET).siblings] == ["config.json"]
+    tree = api.list_repo_tree(TINY_SET, "data", repo_type="dataset", revision=sha)
+    assert sorted(e.path for e in tree) == ["data/test.jsonl", "data/train.jsonl"]
+    [entry] = api.get_paths_info(TINY_SET, ["data/train.jsonl", "nope"], repo_type="dataset")
+    assert entry.size == len(TRAIN_JSONL)
+    path = hf_hub_download(TINY_SET, "data/train.jsonl", repo_type="dataset")
+    assert Path(path).read_text() == TRAIN_JSONL
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(TINY_SET, "config.json", repo_type="dataset")
+    fs = HfFileSystem(skip_instance_cache=True)
+    assert fs.ls(f"datasets/{TINY_SET}/data", detail=False) == [
+        f"datasets/{TINY_SET}/data/test.jsonl",
+        f"datasets/{TINY_SET}/data/train.jsonl",
+    ]
+    assert hub_env.bytes_for(TINY_SET, "data/train.jsonl") == len(TRAIN_JSONL)
+    assert {r.repo_type for r in hub_env.requests_for(TINY_SET)} == {"dataset", "model"}
+
+
+def test_private_gated_and_unknown_dataset_repos(hub_env: HubServer) -> None:
+    api = HfApi()
+    hub_env.add_dataset("test-org/private-set", {"data/train.jsonl": TRAIN_JSONL}, private=True)
+    hub_env.add_dataset("test-org/gated-set", {"data/train.jsonl": TRAIN_JSONL}, gated=True)
+    with pytest.raises(RepositoryNotFoundError) as excinfo:
+        api.dataset_info("test-org/private-set")
+    assert excinfo.value.response.status_code == 401
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("test-org/private-set", "data/train.jsonl", repo_type="dataset")
+    assert api.dataset_info("test-org/private-set", token=HUB_TOKEN).private is True
+    with pytest.raises(GatedRepoError, match="Access to dataset test-org/gated-set"):
+        hf_hub_download("test-org/gated-set", "data/train.jsonl", repo_type="dataset")
+    path = hf_hub_download(
+        "test-org/gated-set", "data/train.jsonl", repo_type="dataset", token=HUB_TOKEN
+    )
+    assert Path(path).read_text() == TRAIN_JSONL
+    with pytest.raises(RepositoryNotFoundError):
+        api.dataset_info(LLAMA)  # a model repo is not a dataset repo
+    assert not api.repo_exists("nobody/no-such-set", repo_type="dataset")
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
