@@ -80,10 +80,6 @@ def test_a_private_dataset_without_a_token_says_what_to_do(hub_datasets):
     assert hub_datasets.bytes_for(PRIVATE_SET, "data/train.jsonl") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sources._read_hub/HubDatasetError give only the offline hint, not the token to set",
-)
 def test_a_private_dataset_without_a_token_names_the_token_to_set(hub_datasets):
     with pytest.raises(HubDatasetError) as caught:
         load_examples(f"{PRIVATE_SET}:train")

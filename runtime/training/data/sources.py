@@ -173,8 +173,24 @@ def _read_hub(source: Source) -> list:
 
         loaded = datasets.load_dataset(source.hub_name, split=source.hub_split)
     except Exception as error:  # any failure of the Hub client is the same message to the user
-        raise HubDatasetError(f"{source.name}: {type(error).__name__}: {error}") from error
+        raise HubDatasetError(
+            f"{source.name}: {type(error).__name__}: {error}{_access_advice(error)}"
+        ) from error
     return [dict(row) for row in loaded]
+
+
+def _access_advice(error: Exception) -> str:
+    """`datasets` reports a refused private or gated dataset as not found: say what to try."""
+    if type(error).__name__ != "DatasetNotFoundError":
+        return ""
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        return (
+            "\nIf the dataset is private or gated, set HF_TOKEN to a token that can read it"
+            " (https://huggingface.co/settings/tokens) and run again."
+        )
+    return "\nCheck the name, and that the token in HF_TOKEN can read the dataset."
 
 
 _READERS = {
