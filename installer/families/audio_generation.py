@@ -1,7 +1,8 @@
-"""audio-generation: text-to-speech (VITS/MMS-TTS, SpeechT5, Bark), music (MusicGen), voice conversion."""
+"""audio-generation: text-to-speech (VITS/MMS-TTS, Bark), music (MusicGen), voice conversion (SpeechT5)."""
 
 from __future__ import annotations
 
+from llm_installer.errors import UnsupportedArchitectureError
 from llm_installer.families._common import (
     AUDIO,
     Config,
@@ -20,6 +21,9 @@ TASKS = (
     ("musicgen", "text-to-audio"),
     ("Musicgen", "text-to-audio"),
 )
+# transformers' text-to-spectrogram heads: they need a separate vocoder and speaker embeddings
+# their folders do not hold, so the runtime cannot serve them offline (it refuses them too).
+SPECTROGRAM_HEADS = frozenset({"SpeechT5ForTextToSpeech", "FastSpeech2ConformerModel"})
 
 
 class AudioGenerationFamily(TransformersFamily):
@@ -30,6 +34,12 @@ class AudioGenerationFamily(TransformersFamily):
     packages = AUDIO
 
     def matches(self, source: ModelSource, config: Config) -> bool:
+        if architecture(config) in SPECTROGRAM_HEADS:
+            raise UnsupportedArchitectureError(
+                f"{architecture(config)} in {source.model_id} is a text-to-spectrogram model: it "
+                "needs a separate vocoder and speaker embeddings, which its repo does not hold.",
+                hint="Choose a text-to-waveform model instead (VITS/MMS-TTS, Bark, MusicGen...).",
+            )
         family = head_family(architecture(config))
         if family in (None, "text-generation") and model_type(config) in AUDIO_GENERATION_TYPES:
             return True

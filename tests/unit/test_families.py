@@ -553,6 +553,8 @@ KNOWN_DIFFERENCES = {
         "pi0",
         "PI0ForConditionalGeneration",
     ): "a vision-language-action model, served as text generation",
+    ("speecht5", "SpeechT5ForTextToSpeech"): "text-to-spectrogram: refused (no vocoder offline)",
+    ("fastspeech2_conformer", "FastSpeech2ConformerModel"): "text-to-spectrogram: refused",
 }
 AUDIO_TYPES = table.SPEECH_RECOGNITION_TYPES | table.AUDIO_GENERATION_TYPES
 CUSTOM_CODE_TYPES = {"rwkv5", "rwkv6", "rwkv7"}  # RWKV's own repos; not transformers types
@@ -681,3 +683,11 @@ def test_other_models_keep_all_linear(tmp_path: Path) -> None:
     config = {**TINY, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}
     detection, _ = detect(tmp_path, {"config.json": config, "model.safetensors": 100})
     assert detection.family == "text-generation" and detection.lora_target_modules == ()
+
+
+def test_text_to_spectrogram_models_are_refused_with_the_reason() -> None:
+    config = {"model_type": "speecht5", "architectures": ["SpeechT5ForTextToSpeech"]}
+    source = ModelSource("microsoft/speecht5_tts", (RepoFile("config.json", 1),), configs={"config.json": config})
+    with pytest.raises(UnsupportedArchitectureError, match="vocoder") as caught:
+        detect_family(source)
+    assert caught.value.exit_code == 16 and "VITS" in caught.value.hint
