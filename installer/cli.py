@@ -181,6 +181,9 @@ def _register_more_commands() -> None:
     except ImportError:  # pragma: no cover - while the module is being written
         return
     register(app, run_command)
+    from llm_installer.stack import register as register_stack
+
+    register_stack(app, run_command)
 
 
 _register_more_commands()

@@ -22,6 +22,7 @@ from llm_installer.container import container_name
 from llm_installer.runargs import CONTAINER_PORT, RUNTIME, StartOptions, serve_args
 
 TEMPLATES_DIR = PROJECT_DIR / "dockerfiles"
+COMPOSE_DIR = PROJECT_DIR / "compose"  # the compose service macro, shared with multi-model stacks
 # (template, file written, mode)
 SCRIPTS = (
     ("start.sh.j2", "start.sh", 0o755),
@@ -30,9 +31,9 @@ SCRIPTS = (
 )
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.FileSystemLoader([TEMPLATES_DIR, COMPOSE_DIR]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -82,6 +83,11 @@ def script_context(
         "project": f"llm-{slug}",
         "service": slug,
         "user": f"{uid_gid[0]}:{uid_gid[1]}" if uid_gid and uid_gid[0] != 0 else None,
+        # the compose service: host side of the port and the writable folders, relative here
+        "bind": "127.0.0.1",
+        "host_port": "${LLM_PORT:-8000}",
+        "lora_volume": "./lora:/lora:ro",
+        "logs_volume": "./logs:/logs",
     }
 
 
@@ -93,8 +99,9 @@ def render_run_scripts(
     model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None = None
 ) -> dict[str, str]:
     """{file name: text} of every script, without writing anything."""
-    env = _environment()
+    env = template_environment()
     context = script_context(model_dir, model_info, uid_gid)
+    context["s"] = dict(context)  # what compose/service.yml.j2's macro reads
     return {name: env.get_template(template).render(context) for template, name, _ in SCRIPTS}
 
 

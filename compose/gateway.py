@@ -1,0 +1,146 @@
+"""The gateway of a multi-model stack: one OpenAI-style endpoint in front of the model services.
+
+A request goes to the service whose model its JSON ``model`` field names (the Hub id, the
+model's folder name or its service name); ``GET /v1/models`` lists every model of the stack.
+Standard library only: it runs in one of the stack's own model images, mounted read-only, and
+those images carry no HTTP client library (and registries may be unreachable, so no image pull).
+
+Routes come from LLM_GATEWAY_ROUTES: a JSON list of {"id", "aliases", "url"}.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+PORT = 8080
+UPSTREAM_TIMEOUT_S = 600  # a long generation on a CPU may take minutes
+FORWARDED_HEADERS = ("authorization", "content-type", "accept")
+STARTED_AT = int(time.time())
+
+
+def load_routes() -> list[dict]:
+    routes = json.loads(os.environ.get("LLM_GATEWAY_ROUTES") or "[]")
+    if not routes:
+        sys.exit("LLM_GATEWAY_ROUTES is empty: regenerate the stack with `llm-installer compose`.")
+    return routes
+
+
+ROUTES = load_routes()
+
+
+def find_route(model: str) -> dict | None:
+    wanted = model.lower()
+    for route in ROUTES:
+        if wanted in (name.lower() for name in (route["id"], *route["aliases"])):
+            return route
+    return None
+
+
+def error_body(message: str, error_type: str, code: str, param: str | None = None) -> dict:
+    """OpenAI's error shape, like the model servers', so clients raise the same exceptions."""
+    return {"error": {"message": message, "type": error_type, "code": code, "param": param}}
+
+
+class Gateway(BaseHTTPRequestHandler):
+    server_version = "llm-installer-gateway"
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self.send_json(200, {"status": "ok", "models": [r["id"] for r in ROUTES]})
+        elif path == "/v1/models":
+            if self.authorized():
+                self.send_json(200, {"object": "list", "data": [self.model_card(r) for r in ROUTES]})
+        else:
+            self.send_json(404, error_body(f"No route {path} on the gateway. {self.usage()}", "invalid_request_error", "not_found"))
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.authorized():
+            return
+        model = self.requested_model(body)
+        if model is None:
+            return
+        route = find_route(model)
+        if route is None:
+            available = ", ".join(r["id"] for r in ROUTES)
+            message = f"The model {model!r} is not in this stack. Available models: {available}."
+            self.send_json(404, error_body(message, "invalid_request_error", "model_not_found", "model"))
+            return
+        self.forward(route, body)
+
+    def requested_model(self, body: bytes) -> str | None:
+        """The request's "model" field; None after answering 400 when there is none."""
+        try:
+            model = json.loads(body or b"{}").get("model")
+        except (ValueError, AttributeError):
+            model = None
+        if isinstance(model, str) and model:
+            return model
+        message = f"The gateway needs a JSON body with a \"model\" field. {self.usage()}"
+        self.send_json(400, error_body(message, "invalid_request_error", "model_required", "model"))
+        return None
+
+    def forward(self, route: dict, body: bytes) -> None:
+        """Send the request to the model's service; copy the answer back, streamed as it comes."""
+        upstream = urlsplit(route["url"])
+        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=UPSTREAM_TIMEOUT_S)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS}
+        try:
+            connection.request("POST", self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+        except OSError as exc:
+            message = f"The model {route['id']} does not answer yet ({exc}); it may still be loading: try again shortly."
+            self.send_json(503, error_body(message, "server_error", "model_unavailable"))
+            return
+        self.send_response(answer.status)
+        for name in ("Content-Type", "Cache-Control"):
+            if answer.getheader(name):
+                self.send_header(name, answer.getheader(name))
+        self.end_headers()  # no Content-Length: the answer ends when the connection closes
+        while chunk := answer.read1(65536):
+            self.wfile.write(chunk)
+            self.wfile.flush()
+        connection.close()
+
+    def authorized(self) -> bool:
+        key = os.environ.get("LLM_API_KEY")
+        if not key or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        message = "Missing or wrong API key: send the header Authorization: Bearer <LLM_API_KEY>."
+        self.send_json(401, error_body(message, "invalid_request_error", "invalid_api_key"))
+        return False
+
+    @staticmethod
+    def model_card(route: dict) -> dict:
+        return {"id": route["id"], "object": "model", "created": STARTED_AT, "owned_by": "llm-installer"}
+
+    @staticmethod
+    def usage() -> str:
+        return "It serves GET /v1/models and POST /v1/... with a JSON body naming one of: " + ", ".join(
+            r["id"] for r in ROUTES
+        )
+
+    def send_json(self, status: int, data: dict) -> None:
+        payload = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("LLM_GATEWAY_PORT", PORT))), Gateway)
+    print(f"gateway on :{server.server_port} for {', '.join(r['id'] for r in ROUTES)}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
