@@ -156,6 +156,8 @@ def error_repos(hub_env):
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
 def test_errors_are_messages_with_distinct_exit_codes(error_repos, llm_home, case):
     args, exit_code, needle = ERROR_CASES[case]
+    if case == "revision" and not REALCONFIGS_DIR.is_dir():
+        pytest.skip("shared realconfigs not available (openai/whisper-base is one of them)")
     # With a token the Hub tells a missing repo (404) from one the token cannot see (401).
     result = run_cli(*args, env_extra={"HF_TOKEN": HUB_TOKEN} if case == "not-found" else None)
     assert result.returncode == exit_code, result.stderr
