@@ -83,11 +83,7 @@ def set_aside_previous_run(checkpoints: Path, earlier: tuple[Path, ...]) -> Path
     found += [p for p in earlier if p.exists()]
     if not found:
         return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    aside, number = checkpoints / f"previous-{stamp}", 1
-    while aside.exists():
-        number += 1
-        aside = checkpoints / f"previous-{stamp}-{number}"
+    aside = new_folder_name(checkpoints, "previous-")
     aside.mkdir()
     for path in found:
         os.replace(path, aside / path.name)
@@ -99,16 +95,18 @@ def latest_checkpoint(checkpoints: Path, global_step: int) -> Path | None:
     current = checkpoints / f"{CHECKPOINT_PREFIX}{global_step}"
     if current.is_dir():
         return current
-    numbered = [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
-    return max(numbered, key=_step, default=None)
+    return max(_numbered(checkpoints), key=_step, default=None)
 
 
 def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     """The newest checkpoint-N the Trainer finished writing (trainer_state.json comes last): a
     run killed while saving leaves a partial folder that cannot be resumed."""
-    numbered = [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
-    complete = [p for p in numbered if (p / "trainer_state.json").is_file()]
+    complete = [p for p in _numbered(checkpoints) if (p / "trainer_state.json").is_file()]
     return max(complete, key=_step, default=None)
+
+
+def _numbered(checkpoints: Path) -> list[Path]:
+    return [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
 
 
 def _step(checkpoint: Path) -> int | None:
@@ -123,11 +121,16 @@ def events_folder(logs: Path, resuming: bool) -> Path:
         runs = sorted(p for p in logs.glob("run-*") if p.is_dir())
         if runs:
             return runs[-1]
-    name = datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    folder, n = logs / name, 1
+    return new_folder_name(logs, "run-")
+
+
+def new_folder_name(parent: Path, prefix: str) -> Path:
+    """parent/<prefix><UTC time>, with -2, -3… when that name is taken (runs a second apart)."""
+    name = prefix + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder, number = parent / name, 1
     while folder.exists():
-        n += 1
-        folder = logs / f"{name}-{n}"
+        number += 1
+        folder = parent / f"{name}-{number}"
     return folder
 
 
