@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
@@ -24,8 +25,12 @@ from llm_runtime.values import (
     SamplingParams,
     TextDelta,
     TextResult,
+    TokenLogprob,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from llm_runtime.structured import JsonConstraint
 
 
 class RowState:
@@ -44,6 +49,9 @@ class RowState:
         banned_ids: frozenset[int] = frozenset(),
         max_thinking_tokens: int | None = None,
         max_answer_tokens: int | None = None,
+        constraint: JsonConstraint | None = None,
+        top_logprobs: int | None = None,
+        token_bytes: Callable[[int], bytes] | None = None,
     ) -> None:
         self.tokenizer, self.prompt_ids, self.sampling = tokenizer, prompt_ids, sampling
         self.stop, self.eos_ids, self.emit, self.think = stop, eos_ids, emit, think
@@ -63,6 +71,11 @@ class RowState:
         self.final_answer: str | None = None
         self.streaming = True  # False once the consumer only awaits the result: skip deltas
         self.generator = _generator(sampling.seed)
+        self.constraint, self.top_logprobs = constraint, top_logprobs
+        self.token_bytes = token_bytes or (lambda t: self.tokenizer.decode([t]).encode())
+        self.logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
+        self.logprobs_sent = 0
+        self._pending_logprob: TokenLogprob | None = None
 
     @property
     def finished(self) -> bool:
@@ -76,6 +89,8 @@ class RowState:
             and self.sampling.repetition_penalty == 1.0
             and not self.banned_ids
             and self.forced_token() is None
+            and self.constraint is None
+            and self.top_logprobs is None
         )
 
     def history(self) -> torch.Tensor:
@@ -105,6 +120,7 @@ class RowState:
             return
         if not self._switch_channel(token):
             self.ids[self.channel].append(token)
+            self._follow(token)
             self._emit_new_text()
         if not self.finished and self._budget_spent():
             self.finish("length")
@@ -126,7 +142,39 @@ class RowState:
             time_to_first_token_s=(
                 self.first_token_at - self.created_at if self.first_token_at else None
             ),
+            logprobs=tuple(self.logprobs) if self.top_logprobs is not None else None,
         )
+
+    def note_logprobs(self, logits: torch.Tensor, token: int) -> None:
+        """Remember token's log-probability (and the top alternatives) under raw logits."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        top = torch.topk(logprobs, self.top_logprobs) if self.top_logprobs else None
+        alternatives = (
+            tuple(
+                self._logprob(int(i), float(v))
+                for v, i in zip(top.values, top.indices, strict=True)
+            )
+            if top is not None
+            else ()
+        )
+        chosen = self._logprob(token, float(logprobs[token]))
+        self._pending_logprob = TokenLogprob(*chosen, top=alternatives)
+
+    def _logprob(self, token: int, value: float) -> tuple[str, float, tuple[int, ...]]:
+        text = self.tokenizer.decode([token])
+        return text, max(value, -9999.0), tuple(self.token_bytes(token))
+
+    def _follow(self, token: int) -> None:
+        """An answer token: record its logprobs and advance the grammar (done once complete)."""
+        pending, self._pending_logprob = self._pending_logprob, None
+        if self.channel != "answer":
+            return
+        if pending is not None:
+            self.logprobs.append(pending)
+        if self.constraint is not None:
+            self.constraint.advance(token)
+            if self.constraint.complete:
+                self.finish("stop")
 
     def _switch_channel(self, token: int) -> bool:
         if self.think is None:
@@ -181,7 +229,11 @@ class RowState:
         new = text[self.sent[channel] :]
         if new:
             self.sent[channel] = len(text)
-            self.emit(TextDelta(text=new, channel=channel))
+            logprobs = ()
+            if channel == "answer":
+                logprobs = tuple(self.logprobs[self.logprobs_sent :])
+                self.logprobs_sent = len(self.logprobs)
+            self.emit(TextDelta(text=new, channel=channel, logprobs=logprobs))
 
 
 class RowSampler(LogitsProcessor):
@@ -216,12 +268,22 @@ class RowStopper(StoppingCriteria):
 
 
 def choose_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch.Tensor]) -> int:
-    """Row's next token from its logits: forced, banned, penalized, greedy or sampled."""
+    """Row's next token (logprobs noted when asked for)."""
+    token = _pick_token(row, logits, history)
+    if row.top_logprobs is not None and row.channel == "answer":
+        row.note_logprobs(logits, token)
+    return token
+
+
+def _pick_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch.Tensor]) -> int:
+    """Forced, banned, constrained, penalized, greedy or sampled."""
     forced = row.forced_token()
     if forced is not None:
         return forced
     params = row.sampling
     logits = logits.clone()
+    if row.constraint is not None and row.channel == "answer":
+        logits = row.constraint.mask(logits)
     if row.banned_ids:
         logits[row.banned_ids] = float("-inf")
     if params.repetition_penalty != 1.0:

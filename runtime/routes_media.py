@@ -116,6 +116,7 @@ async def chat_completions(request: Request):
         return await routes_openai.chat_completions(
             request, ChatCompletionBody.model_validate(body)
         )
+    routes_openai.refuse_unsupported(handler, body)  # tools, response_format, logprobs, n
     text_request, stream, include_usage = handler.request_from_chat(body=body)
     running = handler.start(request=text_request)
     chat = ChatFormat(host.model_id)

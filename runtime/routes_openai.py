@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +18,7 @@ from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
 from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
 from llm_runtime.serving import check_api_key, host_of, result_unless_disconnected
 from llm_runtime.text_formats import ChatFormat, CompletionFormat, sse_event
+from llm_runtime.values import TextRequest, TextResult
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 
@@ -37,19 +40,22 @@ async def list_models(request: Request) -> dict:
 async def chat_completions(request: Request, body: ChatCompletionBody):
     host = host_of(request)
     handler = host.require_capability(TextGeneration, "POST /v1/chat/completions")
+    refuse_unsupported(handler, body.model_dump(by_alias=True))
     text_request = body.to_text_request()
-    stream = handler.start(request=text_request)
     chat = ChatFormat(host.model_id)
     if body.stream:
+        stream = handler.start(request=text_request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(stream, chat.chunks(stream, text_request, include_usage))
-    return chat.completion(await result_unless_disconnected(stream, request), text_request)
+    results = await _choices(handler, choice_requests(text_request, body.n), request)
+    return chat.completion(results, text_request)
 
 
 @router.post("/completions")
 async def completions(request: Request, body: CompletionBody):
     host = host_of(request)
     handler = host.require_capability(TextGeneration, "POST /v1/completions")
+    refuse_unsupported(handler, body.model_dump(by_alias=True))
     text_requests = body.to_text_requests()
     fmt = CompletionFormat(host.model_id)
     if body.stream:
@@ -57,14 +63,66 @@ async def completions(request: Request, body: CompletionBody):
             raise InvalidRequest("Streaming takes a single prompt.", code="invalid_prompt")
         stream = handler.start(request=text_requests[0])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(stream, fmt.chunks(stream, include_usage))
-    streams = [handler.start(request=r) for r in text_requests]  # batched together
+        return _sse(stream, fmt.chunks(stream, include_usage, body.logprobs is not None))
+    every = [c for r in text_requests for c in choice_requests(r, body.n)]
+    results = await _choices(handler, every, request)  # batched together
+    groups = [results[i : i + body.n] for i in range(0, len(results), body.n)]
+    return fmt.completion(groups, body.prompts(), body.echo)
+
+
+def refuse_unsupported(handler: Any, body: dict[str, Any]) -> None:
+    """400 when the request uses an OpenAI feature this model's engine does not implement."""
+    features = getattr(handler, "openai_features", frozenset())
+    for feature in requested_features(body):
+        if feature not in features:
+            raise InvalidRequest(
+                f"'{feature}' is not supported for {handler.family} models (only for "
+                "text-generation LLMs). Remove it from the request.",
+                code="unsupported_parameter",
+            )
+
+
+def requested_features(body: dict[str, Any]) -> list[str]:
+    """The optional OpenAI features a raw request body asks for."""
+    wanted = []
+    if body.get("tools") and body.get("tool_choice") != "none":
+        wanted.append("tools")
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
+        wanted.append("response_format")
+    if body.get("logprobs") not in (None, False):
+        wanted.append("logprobs")
+    if isinstance(body.get("n"), int) and body["n"] > 1:
+        wanted.append("n")
+    return wanted
+
+
+def choice_requests(request: TextRequest, n: int) -> list[TextRequest]:
+    """n copies of request; a given seed becomes seed, seed+1, ... so the choices differ."""
+    seed = request.sampling.seed
+    if n == 1:
+        return [request]
+    return [
+        dataclasses.replace(
+            request,
+            sampling=dataclasses.replace(request.sampling, seed=None if seed is None else seed + i),
+        )
+        for i in range(n)
+    ]
+
+
+async def _choices(handler: Any, requests: list[TextRequest], request: Request) -> list[TextResult]:
+    """Start every request (they batch together) and wait for all; cancel the rest on error."""
+    streams = []
     try:
-        results = await asyncio.gather(*(result_unless_disconnected(s, request) for s in streams))
+        for text_request in requests:
+            streams.append(handler.start(request=text_request))
+        return list(
+            await asyncio.gather(*(result_unless_disconnected(s, request) for s in streams))
+        )
     finally:
         for stream in streams:
             stream.cancel()
-    return fmt.completion(list(results), body.prompts(), body.echo)
 
 
 @router.post("/embeddings")

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_runtime.values import ChatMessage, ReasoningParams, SamplingParams, TextRequest
+from llm_runtime.values import (
+    ChatMessage,
+    OutputSpec,
+    ReasoningParams,
+    SamplingParams,
+    TextRequest,
+    ToolCall,
+    ToolSpec,
+)
 
 MAX_STOP_SEQUENCES = 16
 MAX_EMBEDDING_INPUTS = 2048
+MAX_TOP_LOGPROBS = 20  # OpenAI's and vLLM's limit
+MAX_CHOICES = 16
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # OpenAI's rule for function and schema names
 
 
 class ContentPart(BaseModel):
@@ -17,18 +29,109 @@ class ContentPart(BaseModel):
     text: str
 
 
+class FunctionCallIn(BaseModel):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallIn(BaseModel):
+    """An earlier assistant turn's call, as the client sends it back in the history."""
+
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+    def to_call(self) -> ToolCall:
+        arguments = self.function.arguments
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, separators=(",", ":"))
+        return ToolCall(id=self.id, name=self.function.name, arguments=arguments)
+
+
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
     def to_message(self) -> ChatMessage:
         content = self.content or ""
         if isinstance(content, list):
             content = "".join(part.text for part in content)
         role = "system" if self.role == "developer" else self.role
-        return ChatMessage(role=role, content=content)
+        return ChatMessage(
+            role=role,
+            content=content,
+            tool_calls=tuple(c.to_call() for c in self.tool_calls or ()),
+            tool_call_id=self.tool_call_id,
+            name=self.name,
+        )
+
+
+class FunctionIn(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(BaseModel):
+    type: Literal["function"]
+    function: FunctionIn
+
+    def to_spec(self) -> ToolSpec:
+        f = self.function
+        return ToolSpec(name=f.name, description=f.description, parameters=f.parameters)
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaIn | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self):
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object: {name, schema}")
+        return self
+
+
+class StructuredFields(BaseModel):
+    """Engine-neutral output controls: response_format (both endpoints) and n."""
+
+    response_format: ResponseFormat | None = None
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+
+    def _format(self) -> dict[str, Any]:
+        fmt = self.response_format
+        if fmt is None:
+            return {}
+        schema = fmt.json_schema.json_schema if fmt.json_schema else None
+        return {"response_format": fmt.type, "json_schema": schema}
+
+    def _check_stream_n(self, stream: bool) -> None:
+        if stream and self.n > 1:
+            raise ValueError("n > 1 is not supported with stream: true; send n: 1 or stream: false")
 
 
 class SamplingFields(BaseModel):
@@ -124,16 +227,56 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionBody(SamplingFields, ReasoningFields):
+class ChatCompletionBody(SamplingFields, ReasoningFields, StructuredFields):
     """POST /v1/chat/completions (OpenAI), plus vLLM's top_k/repetition_penalty extensions."""
 
     model: str | None = None
     messages: list[MessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     chat_template_kwargs: dict | None = None
+    tools: list[ToolIn] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self._check_stream_n(self.stream)
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        names = [t.function.name for t in self.tools or ()]
+        if len(set(names)) < len(names):
+            raise ValueError("tools: function names must be unique")
+        choice = self.tool_choice
+        if choice in ("required",) or isinstance(choice, NamedToolChoice):
+            if not names:
+                raise ValueError("tool_choice 'required' or a named function needs 'tools'")
+            if self.response_format is not None and self.response_format.type != "text":
+                raise ValueError(
+                    "tool_choice 'required' or a named function cannot be combined with a JSON "
+                    "response_format; drop one of them"
+                )
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice names '{choice.function.name}', which is not in tools "
+                f"({', '.join(names)})"
+            )
+        return self
+
+    def output_spec(self) -> OutputSpec:
+        choice, name = self.tool_choice or "auto", None
+        if isinstance(choice, NamedToolChoice):
+            choice, name = "function", choice.function.name
+        return OutputSpec(
+            tools=tuple(t.to_spec() for t in self.tools or ()),
+            tool_choice=choice,
+            tool_name=name,
+            parallel_tool_calls=self.parallel_tool_calls,
+            **self._format(),
+        )
 
     def to_text_request(self) -> TextRequest:
         sampling = self.sampling()
@@ -147,19 +290,26 @@ class ChatCompletionBody(SamplingFields, ReasoningFields):
             sampling=sampling,
             stop=self.stops(),
             reasoning=self.reasoning(enabled=toggle if toggle is not None else self.reasoning_mode),
+            output=self.output_spec(),
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
 
 
-class CompletionBody(SamplingFields, ReasoningFields):
-    """POST /v1/completions (OpenAI legacy completions)."""
+class CompletionBody(SamplingFields, ReasoningFields, StructuredFields):
+    """POST /v1/completions (OpenAI legacy completions; response_format as vLLM takes it)."""
 
     model: str | None = None
     prompt: str | list[str] = Field(min_length=1)
     max_tokens: int | None = Field(default=16, ge=1)
-    n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self._check_stream_n(self.stream)
+        return self
 
     @field_validator("prompt")
     @classmethod
@@ -175,7 +325,12 @@ class CompletionBody(SamplingFields, ReasoningFields):
     def to_text_requests(self) -> list[TextRequest]:
         return [
             TextRequest(
-                prompt=p, sampling=self.sampling(), stop=self.stops(), reasoning=self.reasoning()
+                prompt=p,
+                sampling=self.sampling(),
+                stop=self.stops(),
+                reasoning=self.reasoning(),
+                output=OutputSpec(**self._format()),
+                logprobs=self.logprobs,
             )
             for p in self.prompts()
         ]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llm_runtime.handlers.base import TextStream
-from llm_runtime.values import TextRequest, TextResult, Usage
+from llm_runtime.values import TextDelta, TextRequest, TextResult, TokenLogprob, Usage
 
 
 def native_result(result: TextResult, request: TextRequest) -> dict[str, Any]:
@@ -60,7 +60,56 @@ def openai_usage(usage: Usage, reasoning: bool) -> dict[str, Any]:
 
 
 def openai_finish_reason(result: TextResult) -> str:
-    return "length" if result.finish_reason == "length" else "stop"
+    return result.finish_reason if result.finish_reason in ("length", "tool_calls") else "stop"
+
+
+def chat_logprobs(entries: tuple[TokenLogprob, ...]) -> dict[str, Any]:
+    """OpenAI chat `logprobs`: content[] with token, logprob, bytes and top_logprobs."""
+    return {
+        "content": [
+            {
+                "token": e.token,
+                "logprob": e.logprob,
+                "bytes": list(e.bytes),
+                "top_logprobs": [
+                    {"token": t, "logprob": lp, "bytes": list(b)} for t, lp, b in e.top
+                ],
+            }
+            for e in entries
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(entries: tuple[TokenLogprob, ...], offset: int) -> dict[str, Any]:
+    """The legacy completions `logprobs`: parallel lists, top_logprobs as token->logprob."""
+    offsets, position = [], offset
+    for e in entries:
+        offsets.append(position)
+        position += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries],
+        "text_offset": offsets,
+    }
+
+
+def usage_of(results: list[TextResult]) -> Usage:
+    """Usage of n choices of one prompt: the prompt counted once, every completion."""
+    return Usage(
+        prompt_tokens=results[0].usage.prompt_tokens,
+        completion_tokens=sum(r.usage.completion_tokens for r in results),
+        thinking_tokens=sum(r.usage.thinking_tokens for r in results),
+        answer_tokens=sum(r.usage.answer_tokens for r in results),
+    )
+
+
+def tool_calls_body(result: TextResult) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in result.tool_calls
+    ]
 
 
 class ChatFormat:
@@ -69,19 +118,28 @@ class ChatFormat:
     def __init__(self, model: str) -> None:
         self.model, self.id, self.created = model, f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def completion(self, result: TextResult, request: TextRequest) -> dict[str, Any]:
+    def completion(
+        self, results: TextResult | list[TextResult], request: TextRequest
+    ) -> dict[str, Any]:
+        """A `chat.completion` with one choice per result (n)."""
+        results = results if isinstance(results, list) else [results]
+        choices = [self._choice(i, r, request) for i, r in enumerate(results)]
+        usage = openai_usage(usage_of(results), results[0].reasoning)
+        return self._envelope("chat.completion", choices, usage)
+
+    def _choice(self, index: int, result: TextResult, request: TextRequest) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message.update(content=result.text or None, tool_calls=tool_calls_body(result))
         if result.reasoning and request.reasoning.show_thinking:
             message.update(reasoning_content=result.thinking, reasoning=result.thinking)
-        choice = {
-            "index": 0,
+        logprobs = None if result.logprobs is None else chat_logprobs(result.logprobs)
+        return {
+            "index": index,
             "message": message,
             "finish_reason": openai_finish_reason(result),
-            "logprobs": None,
+            "logprobs": logprobs,
         }
-        return self._envelope(
-            "chat.completion", [choice], openai_usage(result.usage, result.reasoning)
-        )
 
     async def chunks(
         self, stream: TextStream, request: TextRequest, include_usage: bool
@@ -90,8 +148,11 @@ class ChatFormat:
         usage_field = {"usage": None} if include_usage else {}
         yield self._chunk({"role": "assistant", "content": ""}, None, usage_field)
         async for delta in stream:
-            if delta.channel == "answer":
-                yield self._chunk({"content": delta.text}, None, usage_field)
+            if delta.tool_call is not None:
+                yield self._chunk({"tool_calls": [_tool_call_delta(delta)]}, None, usage_field)
+            elif delta.channel == "answer":
+                logprobs = chat_logprobs(delta.logprobs) if request.logprobs is not None else None
+                yield self._chunk({"content": delta.text}, None, usage_field, logprobs)
             elif request.reasoning.show_thinking:
                 body = {"reasoning_content": delta.text, "reasoning": delta.text}
                 yield self._chunk(body, None, usage_field)
@@ -102,8 +163,8 @@ class ChatFormat:
             yield sse_event(self._envelope("chat.completion.chunk", [], usage))
         yield {"data": "[DONE]"}
 
-    def _chunk(self, delta: dict, finish: str | None, extra: dict) -> dict:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+    def _chunk(self, delta: dict, finish: str | None, extra: dict, logprobs=None) -> dict:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         return sse_event({**self._envelope("chat.completion.chunk", [choice]), **extra})
 
     def _envelope(self, kind: str, choices: list, usage: dict | None = None) -> dict:
@@ -125,26 +186,39 @@ class CompletionFormat:
     def __init__(self, model: str) -> None:
         self.model, self.id, self.created = model, f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def completion(self, results: list[TextResult], prompts: list[str], echo: bool) -> dict:
-        choices = [
-            {
-                "index": i,
-                "text": (prompts[i] if echo else "") + r.text,
-                "finish_reason": openai_finish_reason(r),
-                "logprobs": None,
-            }
-            for i, r in enumerate(results)
-        ]
+    def completion(self, results: list[list[TextResult]], prompts: list[str], echo: bool) -> dict:
+        """A `text_completion`: for each prompt, its n choices (indexes run on)."""
+        choices = []
+        for prompt, group in zip(prompts, results, strict=True):
+            for r in group:
+                head = prompt if echo else ""
+                logprobs = None
+                if r.logprobs is not None:
+                    logprobs = completion_logprobs(r.logprobs, len(head))
+                choices.append(
+                    {
+                        "index": len(choices),
+                        "text": head + r.text,
+                        "finish_reason": openai_finish_reason(r),
+                        "logprobs": logprobs,
+                    }
+                )
+        usages = [usage_of(group) for group in results]
         usage = Usage(
-            prompt_tokens=sum(r.usage.prompt_tokens for r in results),
-            completion_tokens=sum(r.usage.completion_tokens for r in results),
+            prompt_tokens=sum(u.prompt_tokens for u in usages),
+            completion_tokens=sum(u.completion_tokens for u in usages),
         )
         return {**self._envelope(choices), "usage": openai_usage(usage, False)}
 
-    async def chunks(self, stream: TextStream, include_usage: bool) -> AsyncIterator[dict]:
+    async def chunks(
+        self, stream: TextStream, include_usage: bool, logprobs: bool = False
+    ) -> AsyncIterator[dict]:
         async for delta in stream:
             if delta.channel == "answer":
-                yield sse_event(self._envelope([self._choice(delta.text, None)]))
+                choice = self._choice(delta.text, None)
+                if logprobs:
+                    choice["logprobs"] = completion_logprobs(delta.logprobs, 0)
+                yield sse_event(self._envelope([choice]))
         result = await stream.result()
         yield sse_event(self._envelope([self._choice("", openai_finish_reason(result))]))
         if include_usage:
@@ -162,6 +236,20 @@ class CompletionFormat:
             "model": self.model,
             "choices": choices,
         }
+
+
+def _tool_call_delta(delta: TextDelta) -> dict[str, Any]:
+    """OpenAI's streamed tool call piece: index, then id/type/name once, arguments chunks."""
+    chunk = delta.tool_call
+    assert chunk is not None
+    out: dict[str, Any] = {"index": chunk.index}
+    function: dict[str, Any] = {"arguments": chunk.arguments}
+    if chunk.id is not None:
+        out.update(id=chunk.id, type="function")
+    if chunk.name is not None:
+        function = {"name": chunk.name, **function}
+    out["function"] = function
+    return out
 
 
 def sse_event(body: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 Channel = Literal["thinking", "answer"]
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,55 @@ class ReasoningParams:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call the assistant made (arguments: JSON text, as OpenAI sends it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a `tool` turn: the call it answers
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call; parameters is its JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: dict | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The shape a reply must take, engine-neutral (OpenAI's tools and response_format).
+
+    tool_choice: "none", "auto", "required" or "function" (then tool_name names it).
+    response_format: "text", "json_object" or "json_schema" (then json_schema holds it).
+    """
+
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: Literal["none", "auto", "required", "function"] = "auto"
+    tool_name: str | None = None
+    parallel_tool_calls: bool = True
+    response_format: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict | None = None
+
+    @property
+    def calls_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def constrained(self) -> bool:
+        """True when decoding must follow a grammar (JSON or forced tool calls)."""
+        return self.response_format != "text" or self.tool_choice in ("required", "function")
 
 
 @dataclass(frozen=True)
@@ -90,14 +136,38 @@ class TextRequest:
     sampling: SamplingParams = SamplingParams()
     stop: tuple[str, ...] = ()
     reasoning: ReasoningParams = ReasoningParams()
+    output: OutputSpec = OutputSpec()
+    logprobs: int | None = None  # None: none; k: the chosen token's and k alternatives
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability and its most likely alternatives."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCallChunk:
+    """A streamed piece of a tool call (OpenAI's delta: the first piece has id and name)."""
+
+    index: int
+    arguments: str
+    id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of streamed text and the channel it belongs to."""
+    """A piece of streamed text and the channel it belongs to (or a piece of a tool call)."""
 
     text: str
     channel: Channel = "answer"
+    logprobs: tuple[TokenLogprob, ...] = ()
+    tool_call: ToolCallChunk | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +192,8 @@ class TextResult:
     usage: Usage
     reasoning: bool = False
     time_to_first_token_s: float | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None  # the answer's tokens, when asked for
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)

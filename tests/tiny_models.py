@@ -97,3 +97,21 @@ def make_tiny_llama(path: Path, *, thinking: bool = False, seed: int = 0) -> Pat
     """A tiny LlamaForCausalLM with a chat template (and <think> tokens when ``thinking``)."""
     tokenizer = train_tokenizer(thinking=thinking)
     return save_causal_lm(path, llama_config(tokenizer), tokenizer, seed=seed)
+
+
+# A Hermes/Qwen-style template that renders `tools`, assistant `tool_calls` and `tool` turns.
+TOOLS_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<|system|>Tools:{% for t in tools %}\n{{ t | tojson }}"
+    '{% endfor %}\nCall one as <tool_call>{"name": ..., "arguments": ...}</tool_call>\n'
+    "{% endif %}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] or '' }}"
+    "{% if m['tool_calls'] is defined %}{% for c in m['tool_calls'] %}"
+    "<tool_call>{{ c['function'] | tojson }}</tool_call>{% endfor %}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tiny_tool_llama(path: Path, *, seed: int = 5) -> Path:
+    """A tiny LlamaForCausalLM whose chat template supports tools (apply_chat_template(tools=))."""
+    tokenizer = train_tokenizer(thinking=False)
+    tokenizer.chat_template = TOOLS_TEMPLATE
+    return save_causal_lm(path, llama_config(tokenizer), tokenizer, seed=seed)

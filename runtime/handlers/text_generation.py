@@ -21,11 +21,21 @@ from llm_runtime.loading import (
 from llm_runtime.profile import ModelProfile
 from llm_runtime.reasoning import ReasoningTokens, detect_reasoning
 from llm_runtime.schemas import GenerateBody
+from llm_runtime.structured import GrammarFactory, JsonConstraint, output_schema
 from llm_runtime.text_formats import native_result
+from llm_runtime.tool_calls import (
+    ToolCallStream,
+    fallback_system_prompt,
+    openai_tool,
+    require_tool_rendering,
+    template_messages,
+    template_supports_tools,
+)
 from llm_runtime.values import (
     Capabilities,
     LoadSettings,
     ModelDescription,
+    OutputSpec,
     TextRequest,
 )
 
@@ -39,6 +49,7 @@ class TextGenerationHandler(Handler, TextGeneration):
     """Causal LMs through transformers `generate`, batched by a BatchEngine."""
 
     family = "text-generation"
+    openai_features = frozenset({"tools", "response_format", "logprobs", "n"})
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,6 +69,7 @@ class TextGenerationHandler(Handler, TextGeneration):
         self.think = self._reasoning_tokens(profile)
         self.eos_ids = self._eos_ids()
         self.max_context = self._max_context()
+        self.grammars = GrammarFactory(self.tokenizer, self._vocab_size())
         self.engine = self._engine_class(settings)(
             model=self.model,
             pad_id=self._pad_id(),
@@ -108,6 +120,7 @@ class TextGenerationHandler(Handler, TextGeneration):
 
     def start(self, *, request: TextRequest) -> TextStream:
         thinking = self._thinking_enabled(request)
+        constraint = self._constraint(request.output)
         prompt_ids = self._prompt_ids(request, thinking)
         sampling = dataclasses.replace(
             request.sampling, max_tokens=self._max_tokens(request, len(prompt_ids))
@@ -125,8 +138,16 @@ class TextGenerationHandler(Handler, TextGeneration):
             else frozenset(),
             max_thinking_tokens=request.reasoning.max_thinking_tokens,
             max_answer_tokens=request.reasoning.max_answer_tokens,
+            constraint=constraint,
+            top_logprobs=request.logprobs,
+            token_bytes=self.grammars.token_bytes,
         )
-        return self.engine.submit(row)
+        stream = self.engine.submit(row)
+        return ToolCallStream(stream, request.output) if request.output.calls_tools else stream
+
+    def _constraint(self, output: OutputSpec) -> JsonConstraint | None:
+        schema = output_schema(output)
+        return None if schema is None else self.grammars.constraint(schema)
 
     def count_tokens(self, *, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -153,15 +174,29 @@ class TextGenerationHandler(Handler, TextGeneration):
         return ids
 
     def _render_chat(self, request: TextRequest, thinking: bool) -> str:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        output = request.output
+        native = template_supports_tools(self._template())
+        if output.calls_tools and not native:
+            require_tool_rendering(self._accepts_system_prompt())
+        messages = template_messages(request.messages or (), native)
+        extra = {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        if output.calls_tools and native:
+            extra["tools"] = [openai_tool(t) for t in output.tools]
+        elif output.calls_tools:
+            messages = fallback_system_prompt(messages, output.tools)
         if not self._template():
             # No chat template: a plain transcript the model can continue.
             lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
             return "\n".join(lines) + "\nAssistant:"
-        extra = {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **extra
-        )
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **extra
+            )
+        except Exception as exc:  # jinja's TemplateError, or a template's raise_exception
+            raise InvalidRequest(
+                f"The model's chat template refused these messages: {exc}. Check the roles "
+                "and their order (e.g. user/assistant alternating)."
+            ) from None
 
     def _max_tokens(self, request: TextRequest, prompt_len: int) -> int:
         room = self.max_context - prompt_len
@@ -179,6 +214,10 @@ class TextGenerationHandler(Handler, TextGeneration):
         if profile.is_reasoning is False:
             return None
         return detect_reasoning(self.tokenizer)
+
+    def _vocab_size(self) -> int:
+        head = self.model.get_output_embeddings()
+        return int(head.weight.shape[0]) if head is not None else len(self.tokenizer)
 
     def _eos_ids(self) -> frozenset[int]:
         ids = set()
