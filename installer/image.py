@@ -32,7 +32,7 @@ from llm_installer.docker_engine import image_exists
 
 TEMPLATES = PROJECT_DIR / "dockerfiles"
 RUNTIME_PACKAGES = (
-    "accelerate", "datasets", "fastapi", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
+    "accelerate", "datasets", "fastapi", "llguidance", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
     "sse-starlette", "tensorboard", "transformers", "trl", "uvicorn", "websockets",
 )  # fmt: skip
 # CUDA images only: QLoRA, 8-bit loading and the 8-bit optimizers (the trainer and the server
