@@ -121,11 +121,6 @@ class OutputSpec:
     def calls_tools(self) -> bool:
         return bool(self.tools) and self.tool_choice != "none"
 
-    @property
-    def constrained(self) -> bool:
-        """True when decoding must follow a grammar (JSON or forced tool calls)."""
-        return self.response_format != "text" or self.tool_choice in ("required", "function")
-
 
 @dataclass(frozen=True)
 class TextRequest:

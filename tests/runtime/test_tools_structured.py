@@ -53,9 +53,13 @@ NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
-def tools_server(serve, models_dir):
-    model = make_tiny_tool_llama(models_dir / "tiny-tool-llama")
-    return serve("tools", model, "--max-concurrency", "8")
+def tool_model(models_dir):
+    return make_tiny_tool_llama(models_dir / "tiny-tool-llama")
+
+
+@pytest.fixture(scope="module")
+def tools_server(serve, tool_model):
+    return serve("tools", tool_model, "--max-concurrency", "8")
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +275,22 @@ def test_langchain_structured_output_and_bound_tools(tools_server):
     assert call["name"] == "get_weather"
     assert call["args"]["city"] in ("Paris", "Rome", "Oslo")
     assert isinstance(call["args"]["rain"], bool)
+
+
+def test_generate_per_batch_engine_enforces_schemas_too(serve, tool_model):
+    server = serve("tools-generate", tool_model, "--batching", "generate")
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    fmt = {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER_PARAMS}}
+    reply = client.chat.completions.create(
+        model="m", messages=ASK, response_format=fmt, n=2, logprobs=True, seed=5
+    )
+    for choice in reply.choices:
+        jsonschema.validate(json.loads(choice.message.content), WEATHER_PARAMS)
+        assert all(e.logprob <= 0 for e in choice.logprobs.content)
+    named = client.chat.completions.create(
+        model="m", messages=ASK, tools=[WEATHER], tool_choice=NAMED
+    )
+    _valid_call(named.choices[0].message.tool_calls[0])
 
 
 def test_tools_on_a_template_without_tools_support_use_the_system_fallback(llama_server):
