@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Annotated
 
+import click
 import typer
 
 from llm_installer import __version__
@@ -25,6 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 log = logging.getLogger("llm_installer")
+UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: a bug of ours
+UNEXPECTED_HINT = (
+    "This is a bug: the traceback is in installer.log (logs_dir); LLM_INSTALLER_DEBUG=1 prints it here."
+)
 
 
 def _version(value: bool) -> None:
@@ -63,6 +68,14 @@ def run_command(
     except KeyboardInterrupt:
         output.error("Interrupted.")
         raise typer.Exit(130) from None
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise  # typer's own exits and usage errors
+    except Exception as exc:  # noqa: BLE001 - the last net: a message, never a traceback
+        if os.environ.get("LLM_INSTALLER_DEBUG"):
+            raise
+        log.exception("Unexpected error")
+        output.error(f"Unexpected error: {type(exc).__name__}: {str(exc)[:500]}", UNEXPECTED_HINT)
+        raise typer.Exit(UNEXPECTED_EXIT) from None
 
 
 @app.command()
@@ -87,7 +100,7 @@ def install(
     quantization: Annotated[str | None, typer.Option(help="4bit or 8bit (bitsandbytes, CUDA only).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")] = None,
     base_image: Annotated[str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Reinstall without asking.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes: reinstall, make local weights readable, build the base offline.")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the repo's own Python code (auto_map).")] = False,
     rootfs: Annotated[
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
