@@ -146,3 +146,41 @@ def test_too_deep_folder_is_refused(llm_home, tmp_path):
     deep = folder.joinpath(*["d"] * 40)
     deep.mkdir(parents=True)
     assert_message(run_cli("check", str(folder)), 18, "nests folders deeper than")
+
+
+def fresh_checkpoint(folder: Path) -> Path:
+    """What transformers 5's save_pretrained leaves: model.safetensors with mode 0600."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(**{k: v for k, v in LLAMA_LIKE_CONFIG.items() if k != "architectures"})
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_fresh_checkpoint_is_refused_without_a_half_folder(llm_home, tmp_path):
+    folder = fresh_checkpoint(tmp_path / "fresh-llama")
+    weights = folder / "model.safetensors"
+    assert weights.stat().st_mode & 0o777 == 0o600  # what the library writes today
+    result = run_cli("install", str(folder))  # no terminal to ask on, no --yes
+    assert_message(result, 27, "cannot read 1 path(s)")
+    assert "model.safetensors" in result.stderr and "chmod -R a+rX" in result.stderr
+    assert "--yes" in result.stderr
+    assert weights.stat().st_mode & 0o777 == 0o600  # unchanged without consent
+    assert list((llm_home / "models").iterdir()) == []  # nothing half-made
+
+
+def test_fresh_checkpoint_made_readable_with_yes(llm_home, tmp_path):
+    folder = fresh_checkpoint(tmp_path / "fresh-llama")
+    (folder / "sub").mkdir(mode=0o700)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_installer", "install", str(folder), "--yes"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert "Made 2 path(s)" in result.stdout and "model.safetensors" in result.stdout
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (folder / "sub").stat().st_mode & 0o777 == 0o755
+    assert result.returncode == 20  # then the (absent) Docker engine: its own documented code
