@@ -1,0 +1,63 @@
+"""The real CLI against the real engine when the base image's registry cannot be reached
+(issue 14, item 9): the base is made from the root filesystem, and the output says so.
+
+The registry is made unreachable for sure with a base table (LLM_INSTALLER_BASE_TABLE) whose
+OS images live under ``registry.invalid`` (a name that never resolves), so the engine's own
+registry lookup fails as it does on an offline host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_installer.base_images import flavour
+from llm_installer.config import PROJECT_DIR
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture
+def unreachable_table(tmp_path: Path, llm_home: Path) -> dict[str, str]:
+    table = json.loads((PROJECT_DIR / "base-images" / "table.json").read_text())
+    for row in table["flavours"].values():
+        row["os_image"] = "registry.invalid/" + row["os_image"]
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    env = {**os.environ, "LLM_INSTALLER_BASE_TABLE": str(path), "COLUMNS": "200"}
+    env.pop("LLM_INSTALLER_ROOTFS", None)
+    return env
+
+
+def base_build(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_installer", "base", "build", *args],
+        capture_output=True, text=True, env=env, timeout=1800, check=False,
+    )  # fmt: skip
+
+
+def test_unreachable_registry_makes_the_base_offline(
+    unreachable_table, docker_client, rootfs_image
+):
+    result = base_build(unreachable_table, "cpu")
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert result.returncode == 0, output[-3000:]
+    rootfs_tag = flavour("cpu").tag(rootfs=True)
+    assert "The registry of registry.invalid/python:3.11-slim-bookworm cannot be reached" in output
+    assert "no such host" in output and "--rootfs" in output
+    assert f"Base image ready: {rootfs_tag}" in " ".join(output.split())
+    assert docker_client.images.get(rootfs_tag)
+
+
+def test_unreachable_registry_for_a_registry_only_base(unreachable_table, docker_client):
+    result = base_build(unreachable_table, "cuda-devel")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 28, result.stderr[-3000:]
+    assert "its registry cannot be reached" in result.stderr
+    assert "docker save" in result.stderr
