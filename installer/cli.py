@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: wraps at any width, never cuts option names
 )
 log = logging.getLogger("llm_installer")
 UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: a bug of ours
@@ -101,7 +102,9 @@ def install(
     device: Annotated[str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")] = None,
     base_image: Annotated[str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes: reinstall, make local weights readable, build the base offline.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow the repo's own Python code (auto_map).")] = False,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow the repo's own Python code (auto_map).")
+    ] = False,
     rootfs: Annotated[
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
     ] = False,
@@ -163,7 +166,7 @@ def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
         rows = [
-            [m["name"], m["family"], m["image"], m["status"] + (f" {m['url']}" if m.get("url") else ""), m["size"]]
+            [m["name"], m["family"], m["image"], m["status"] + (f"\n{m['url']}" if m.get("url") else ""), m["size"]]
             for m in models
         ]
         columns = ["Folder", "Family", "Image", "Status", "Size"]
