@@ -67,10 +67,13 @@ def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel
         except (ModelNotInstalledError, IncompleteInstallError):
             missing.append(model)
     if missing:
+        shown = [
+            m if m.strip() and len(m) <= 80 and m.isprintable() else repr(m[:60]) for m in missing
+        ]
         raise ModelNotInstalledError(
-            f"Not installed in {models_dir}: {', '.join(missing)}",
+            f"Not installed in {models_dir}: {', '.join(shown)}",
             hint="Install each first: "
-            + "; ".join(f"`llm-installer install {m}`" for m in missing)
+            + "; ".join(f"`llm-installer install {m}`" for m in shown)
             + " (see what is installed with `llm-installer list`).",
         )
     folders = [m.model_dir for m in found]

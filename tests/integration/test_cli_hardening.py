@@ -184,3 +184,25 @@ def test_fresh_checkpoint_made_readable_with_yes(llm_home, tmp_path):
     assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o644
     assert (folder / "sub").stat().st_mode & 0o777 == 0o755
     assert result.returncode == 20  # then the (absent) Docker engine: its own documented code
+
+
+@pytest.mark.parametrize("command", ["start", "stop", "remove", "train", "compose"])
+@pytest.mark.parametrize(
+    "model", ["a" * 5000, "", "a/..", "owner/name\n"], ids=["5000", "empty", "dotdot", "newline"]
+)
+def test_installed_model_commands_refuse_bad_names(llm_home, tmp_path, command, model):
+    (tmp_path / "model_info.json").write_text("{}")  # the current folder looks like a model folder
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_installer", command, model],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+        env={**os.environ, "COLUMNS": "200", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )  # fmt: skip
+    needle = (
+        "Not installed in"
+        if command == "compose"
+        else "not installed"
+        if model
+        else "The model is empty"
+    )
+    assert_message(result, 33, needle)
+    assert (tmp_path / "model_info.json").exists()
