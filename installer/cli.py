@@ -75,7 +75,11 @@ def run_command(
         if os.environ.get("LLM_INSTALLER_DEBUG"):
             raise
         log.exception("Unexpected error")
-        output.error(f"Unexpected error: {type(exc).__name__}: {str(exc)[:500]}", UNEXPECTED_HINT)
+        message = f"Unexpected error: {type(exc).__name__}: {str(exc)[:500]}"
+        if json_mode:
+            output.error_json(message, UNEXPECTED_HINT, UNEXPECTED_EXIT, "UnexpectedError")
+        else:
+            output.error(message, UNEXPECTED_HINT)
         raise typer.Exit(UNEXPECTED_EXIT) from None
 
 

@@ -33,9 +33,10 @@ class IncompleteInstallError(InstallerError):
 
 def read_model_info(model_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((model_dir / "model_info.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads((model_dir / "model_info.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def resolve_model_dir(model: str, models_dir: Path) -> Path:

@@ -206,3 +206,13 @@ def test_installed_model_commands_refuse_bad_names(llm_home, tmp_path, command, 
     )
     assert_message(result, 33, needle)
     assert (tmp_path / "model_info.json").exists()
+
+
+@pytest.mark.parametrize("text", ["[]", '{"image": "x", "family": 3}', "[" * 100_000, "not json"])
+def test_list_survives_odd_model_info(llm_home, text):
+    folder = llm_home / "models" / "odd"
+    folder.mkdir()
+    (folder / "model_info.json").write_text(text)
+    result = run_cli("list", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)[0]["name"] == "odd"
