@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 import typer
 from typer.testing import CliRunner
@@ -25,8 +28,9 @@ def test_unexpected_error_is_a_message(llm_home):
     assert result.exit_code == UNEXPECTED_EXIT
     assert "Unexpected error: RecursionError" in result.output and "This is a bug" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    log = (llm_home / "logs" / "installer.log").read_text()
-    assert "Traceback" in log and "RecursionError" in log  # the traceback is kept, in the log
+    handlers = logging.getLogger("llm_installer").handlers  # set up once per process
+    log = Path(next(h for h in handlers if isinstance(h, RotatingFileHandler)).baseFilename)
+    assert "Traceback" in log.read_text() and "RecursionError" in log.read_text()  # kept in the log
 
 
 def test_unexpected_error_in_json_mode_is_json(llm_home):
