@@ -137,7 +137,9 @@ def choose_docker_device(
     if requested == "cpu":
         return "cpu", ("Running on CPU: --device cpu.",)
     if wanted != "cuda":
-        reason = "; ".join(r for r in (image_reason or "it was installed for CPU", host_reason) if r)
+        reason = "; ".join(
+            r for r in (image_reason or "it was installed for CPU", host_reason) if r
+        )
     if wanted != "cuda" or reason:
         return "cpu", (f"Running on CPU: {reason}. Expect it to be much slower than on a GPU.",)
     return "cuda", ()

@@ -46,7 +46,9 @@ def resolve_model_dir(model: str, models_dir: Path) -> Path:
     if not model.strip():  # "" is not the current folder
         raise ModelNotInstalledError("The model is empty: name an installed model")
     if not is_local_folder(model) and len(model) > MAX_NAME:  # no folder or Hub id is that long
-        raise ModelNotInstalledError(f"{model[:60]}… ({len(model)} characters) is not installed in {models_dir}")
+        raise ModelNotInstalledError(
+            f"{model[:60]}… ({len(model)} characters) is not installed in {models_dir}"
+        )
     candidates = [Path(model).expanduser(), models_dir / model, models_dir / check_file_stem(model)]
     for folder in candidates:
         if (folder / "model_info.json").is_file() or (folder / COMPLETE_MARKER).exists():

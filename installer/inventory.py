@@ -50,7 +50,9 @@ def _describe(folder: Path) -> dict[str, Any]:
         "model_id": info.get("model_id", folder.name.replace("_", "/", 1)),
         "family": info.get("family", "unknown"),
         "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
-        "image": str((info.get("image") if isinstance(info.get("image"), dict) else {}).get("tag", "-")),
+        "image": str(
+            (info.get("image") if isinstance(info.get("image"), dict) else {}).get("tag", "-")
+        ),
         "size_bytes": size,
         "size": human_size(size),
         "path": str(folder),

@@ -71,7 +71,9 @@ def started(env, model_dir: Path, port: int) -> str:
         env=env["env"], capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    if json.loads((model_dir / "model_info.json").read_text())["device"] == "cpu":  # loudly (README)
+    if (
+        json.loads((model_dir / "model_info.json").read_text())["device"] == "cpu"
+    ):  # loudly (README)
         assert "Running on CPU: " in " ".join(result.stderr.split()), result.stderr
     return f"http://127.0.0.1:{port}"
 
