@@ -61,3 +61,32 @@ def test_unreachable_registry_for_a_registry_only_base(unreachable_table, docker
     assert result.returncode == 28, result.stderr[-3000:]
     assert "its registry cannot be reached" in result.stderr
     assert "docker save" in result.stderr
+
+
+@pytest.fixture
+def empty_os_image(docker_client):
+    """A local image with no files at all: any RUN step of a build on it fails at once."""
+    import io
+    import tarfile
+    import uuid
+
+    tag = f"harden-cli/empty-os:{uuid.uuid4().hex[:8]}"
+    archive = io.BytesIO()
+    tarfile.open(fileobj=archive, mode="w").close()
+    repository, version = tag.split(":")
+    docker_client.api.import_image_from_data(archive.getvalue(), repository=repository, tag=version)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
+def test_failed_build_names_its_log(empty_os_image, tmp_path, llm_home):
+    table = json.loads((PROJECT_DIR / "base-images" / "table.json").read_text())
+    table["flavours"]["cpu"].update(os_image=empty_os_image, torch="0.0.0")
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    env = {**os.environ, "LLM_INSTALLER_BASE_TABLE": str(tmp_path / "table.json"), "COLUMNS": "250"}
+    result = base_build(env, "cpu")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 22, result.stderr[-3000:]
+    log = llm_home / "logs" / "base-images.log"
+    assert f"Read the build log {log}" in " ".join(result.stderr.split())
+    assert log.is_file() and "ERROR" in log.read_text()

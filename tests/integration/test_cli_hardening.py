@@ -216,3 +216,50 @@ def test_list_survives_odd_model_info(llm_home, text):
     result = run_cli("list", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)[0]["name"] == "odd"
+
+
+def run_online(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_installer", *args],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_deep_config_from_the_hub(hub_env, llm_home):
+    hub_env.add_repo("test-org/deep", {"config.json": "[" * 100_000 + "]" * 100_000})
+    assert_message(run_online("check", "test-org/deep"), 15, "config.json is nested deeper than")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"w": {"dtype": "F32", "shape": "xyz", "data_offsets": [0, 0]}}',
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+    ids=["shape-string", "nested-100k"],
+)
+def test_broken_safetensors_header_from_the_hub(hub_env, llm_home, header):
+    body = struct.pack("<Q", len(header)) + header
+    hub_env.add_repo(
+        "test-org/broken-header",
+        {"config.json": json.dumps(LLAMA_LIKE_CONFIG), "model.safetensors": body},
+    )
+    result = run_online("check", "test-org/broken-header", "--json")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["family"] == "text-generation"
+
+
+def test_install_of_a_looped_folder_ends(llm_home, tmp_path):
+    folder = model_folder(tmp_path / "looped")
+    (folder / "a").symlink_to(".")
+    (folder / "b").symlink_to("..")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_installer", "install", str(folder), "--yes"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 20, result.stderr[
+        -3000:
+    ]  # walked, then stopped at the absent engine
