@@ -90,3 +90,43 @@ def test_failed_build_names_its_log(empty_os_image, tmp_path, llm_home):
     log = llm_home / "logs" / "base-images.log"
     assert f"Read the build log {log}" in " ".join(result.stderr.split())
     assert log.is_file() and "ERROR" in log.read_text()
+
+
+def test_compose_names_the_container_holding_a_port(
+    docker_client, rootfs_image, llm_home, tmp_path
+):
+    """Item 12: a port published by a running container (what start.sh makes) is named before `up`."""
+    import socket
+    import uuid
+
+    for folder, model_id in (("org_alpha", "org/alpha"), ("beta", "beta")):
+        (llm_home / "models" / folder / "model").mkdir(parents=True)
+        info = {
+            "model_id": model_id,
+            "family": "text-generation",
+            "device": "cpu",
+            "image": {"tag": "img:1"},
+        }
+        (llm_home / "models" / folder / "model_info.json").write_text(json.dumps(info))
+        (llm_home / "models" / folder / ".install_complete").write_text("")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = f"harden-cli-port-{uuid.uuid4().hex[:8]}"
+    holder = docker_client.containers.run(
+        rootfs_image,
+        ["sleep", "120"],
+        name=name,
+        detach=True,
+        ports={"8000/tcp": ("127.0.0.1", port)},
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "llm_installer", "compose", "org/alpha", "beta",
+             "--port-base", str(port), "--gateway-port", str(port + 2), "--output", str(tmp_path / "stack")],
+            capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"}, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        holder.remove(force=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Port {port} (container {name}) on 127.0.0.1 is already in use" in result.stderr
