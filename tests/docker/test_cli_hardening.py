@@ -8,12 +8,14 @@ registry lookup fails as it does on an offline host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import docker
 import pytest
 
 from llm_installer.base_images import flavour
@@ -75,8 +77,18 @@ def empty_os_image(docker_client):
     tarfile.open(fileobj=archive, mode="w").close()
     repository, version = tag.split(":")
     docker_client.api.import_image_from_data(archive.getvalue(), repository=repository, tag=version)
+    image_id = docker_client.images.get(tag).id
     yield tag
-    docker_client.images.remove(tag, force=True)
+    _remove_with_children(docker_client, image_id)
+
+
+def _remove_with_children(client, image_id: str) -> None:
+    """The failed build's cached steps are this image's children: remove them first."""
+    for child in client.images.list(all=True):
+        if image_id in (child.attrs.get("ParentId"), child.attrs.get("Parent")):
+            _remove_with_children(client, child.id)
+    with contextlib.suppress(docker.errors.ImageNotFound):  # pruned with its last child
+        client.images.remove(image_id, force=True)
 
 
 def test_failed_build_names_its_log(empty_os_image, tmp_path, llm_home):
