@@ -47,6 +47,7 @@ class InstallCancelled(InstallerError):
 
 class UnreadableWeightsError(InstallerError):
     exit_code = 27
+    hint = "Make the files readable to all (chmod -R a+rX on the folder), or install a copy you own."
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings
 
     if profile["source"] == "local":
         folder = Path(profile["local_path"])
-        output.info(f"Local model: {folder} will be mounted read-only (never modified).")
+        output.info(f"Local model: {folder} will be mounted read-only (never written to).")
         return folder
     plan = plan_download(profile)
     check_disk(paths.root, plan.total_bytes + 3 * GiB)
