@@ -187,9 +187,7 @@ def test_fresh_checkpoint_made_readable_with_yes(llm_home, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["start", "stop", "remove", "train", "compose"])
-@pytest.mark.parametrize(
-    "model", ["a" * 5000, "", "a/..", "owner/name\n"], ids=["5000", "empty", "dotdot", "newline"]
-)
+@pytest.mark.parametrize("model", ["a" * 5000, ""], ids=["5000", "empty"])
 def test_installed_model_commands_refuse_bad_names(llm_home, tmp_path, command, model):
     (tmp_path / "model_info.json").write_text("{}")  # the current folder looks like a model folder
     result = subprocess.run(
