@@ -82,6 +82,9 @@ mkdir -p "$LLM_HOME/models" "$LLM_HOME/cache" "$LLM_HOME/logs"
 ok "$LLM_HOME/{models,cache,logs}"
 
 echo "Installer environment:"
+# setuptools warns on every editable install of a package mapped from another folder name
+# (llm_installer from installer/): a banner that is no news to anyone running this script.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$DEV" = 1 ]; then

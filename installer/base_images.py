@@ -7,6 +7,7 @@ Debian root filesystem made by debootstrap and imported (no registry needed: air
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +32,16 @@ class UnknownFlavourError(InstallerError):
     exit_code = 23
 
 
+class RegistryUnreachableError(InstallerError):
+    exit_code = 28
+
+
+UNREACHABLE_SIGNS = (
+    "no such host", "dial tcp", "connection refused", "i/o timeout", "network is unreachable",
+    "TLS handshake timeout", "Client.Timeout", "no route to host", "server misbehaving",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Flavour:
     """One row of the base image table."""
@@ -51,7 +62,8 @@ class Flavour:
 
 @cache
 def base_table() -> dict:
-    return json.loads((BASE_DIR / "table.json").read_text())
+    """base-images/table.json, or the table LLM_INSTALLER_BASE_TABLE names (your own OS images)."""
+    return json.loads(Path(os.environ.get("LLM_INSTALLER_BASE_TABLE") or BASE_DIR / "table.json").read_text())
 
 
 def flavours() -> dict[str, Flavour]:
@@ -87,11 +99,50 @@ def render_base_dockerfile(row: Flavour, *, os_image: str, torch_index: str | No
 def ensure_base_image(
     client: docker.DockerClient, row: Flavour, *, rootfs: bool, console: Console, log_path: Path, rebuild: bool = False
 ) -> BuiltImage | str:
-    """The base image's tag, built first when missing (or when ``rebuild``)."""
+    """The base image's tag, built first when missing (or when ``rebuild``).
+
+    When the OS image must come from a registry that cannot be reached, the base is made from a
+    Debian root filesystem instead (what ``--rootfs`` asks for), and the output says so.
+    """
     tag = row.tag(rootfs=rootfs)
     if image_exists(client, tag) and not rebuild:
         return tag
+    if not rootfs and not image_exists(client, row.os_image):
+        problem = registry_problem(client, row.os_image)
+        if problem:
+            rootfs = _offline_instead(row, problem, console)
+            if image_exists(client, row.tag(rootfs=True)) and not rebuild:
+                return row.tag(rootfs=True)
     return build_base_image(client, row, rootfs=rootfs, console=console, log_path=log_path)
+
+
+def registry_problem(client: docker.DockerClient, image: str) -> str | None:
+    """Why the engine cannot reach ``image``'s registry (DNS, connection, timeout), else None."""
+    from docker.errors import APIError
+
+    try:
+        client.api.inspect_distribution(image)
+    except APIError as exc:
+        text = str(exc.explanation or exc)
+        if any(sign in text for sign in UNREACHABLE_SIGNS):
+            return text
+    return None
+
+
+def _offline_instead(row: Flavour, problem: str, console: Console) -> bool:
+    """Say that the registry is unreachable and that the root filesystem is used; True."""
+    if not row.rootfs_ok:
+        raise RegistryUnreachableError(
+            f"The {row.name} base needs {row.os_image}, and its registry cannot be reached: {problem}",
+            hint=f"Pull it on a connected machine, then `docker save {row.os_image}` / `docker load` here; "
+            "or use the cpu or cuda base, which can be made offline.",
+        )
+    console.print(
+        f"[yellow]The registry of {row.os_image} cannot be reached[/] ({problem.strip()[:200]}).\n"
+        f"Making the {row.name} base from a Debian root filesystem instead (debootstrap, as --rootfs does): "
+        f"{row.tag(rootfs=True)}"
+    )
+    return True
 
 
 def build_base_image(

@@ -20,7 +20,7 @@ STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 
 class ImageBuildError(InstallerError):
     exit_code = 22
-    hint = "Read the build log named above; fix the failing step and run the command again."
+    hint = "Read the build log; fix the failing step and run the command again."
 
     def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -57,8 +57,13 @@ def build_image(
             task = progress.add_task(title, total=None, step="")
             image_id = _follow(stream, log, lambda done, total, text: progress.update(
                 task, completed=done, total=total, step=text[:60]))  # fmt: skip
+    except ImageBuildError as exc:
+        exc.hint = f"Read the build log {log_path}; fix the failing step and run the command again."
+        raise
     except (APIError, BuildError) as exc:
-        raise ImageBuildError(f"docker build of {tag} failed: {exc}") from exc
+        raise ImageBuildError(
+            f"docker build of {tag} failed: {exc}", hint=f"Read the build log {log_path}."
+        ) from exc
     image = client.images.get(image_id or tag)
     return BuiltImage(tag=tag, id=image.id, size=image.attrs.get("Size", 0))
 

@@ -16,7 +16,7 @@ from typing import Any
 from llm_installer import __version__
 from llm_installer.config import Settings
 from llm_installer.console import Output
-from llm_installer.errors import ModelNotFoundError
+from llm_installer.errors import ModelNotFoundError, UsageError
 from llm_installer.families import detect_family
 from llm_installer.hardware import Hardware, probe_hardware
 from llm_installer.local_source import load_local_source
@@ -62,19 +62,47 @@ def run_check(
 
 def load_source(model: str, *, revision: str | None, settings: Settings) -> ModelSource:
     """A local folder when ``model`` is a path, else a Hub repo id."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return with_local_tensor_params(load_local_source(path))
-    if model.startswith((".", "/", "~")) or not REPO_ID.match(model):
-        raise ModelNotFoundError(
-            f"{model!r} is neither a local model folder nor a Hub model id",
-            hint="Use owner/name for a Hub model (e.g. Qwen/Qwen3-4B) or the path of a folder with config.json.",
+    if not model.strip():
+        raise UsageError(
+            "The model is empty",
+            hint="Name a Hub model (owner/name) or a local folder (./my-model).",
         )
+    if is_local_folder(model):
+        return with_local_tensor_params(load_local_source(Path(model).expanduser()))
+    require_repo_id(model)
     from llm_installer.hub import load_hub_source  # huggingface_hub is imported only when needed
 
     return load_hub_source(
         model, revision=revision, token=settings.token, cache_dir=settings.cache_path / "hub"
     )
+
+
+def is_local_folder(model: str) -> bool:
+    """True when ``model`` names an existing folder; a name the OS refuses (too long…) is not one."""
+    try:
+        return bool(model.strip()) and Path(model).expanduser().is_dir()
+    except (OSError, ValueError):  # ENAMETOOLONG, an embedded NUL byte
+        return False
+
+
+def require_repo_id(model: str) -> None:
+    """Refuse what is neither a folder nor a valid Hub id (the Hub client's own rules, too)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        valid = bool(REPO_ID.fullmatch(model)) and not model.startswith((".", "/", "~"))
+        validate_repo_id(model)
+    except HFValidationError:
+        valid = False
+    if not valid:
+        shown = (
+            model if len(model) <= 120 else f"{model[:60]}…{model[-20:]} ({len(model)} characters)"
+        )
+        raise ModelNotFoundError(
+            f"{shown!r} is neither a local model folder nor a Hub model id",
+            hint="Use owner/name for a Hub model (e.g. Qwen/Qwen3-4B) or the path of a folder with config.json.",
+        )
 
 
 def with_local_tensor_params(source: ModelSource) -> ModelSource:

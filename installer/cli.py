@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Annotated
 
+import click
 import typer
 
 from llm_installer import __version__
@@ -23,8 +24,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: wraps at any width, never cuts option names
 )
 log = logging.getLogger("llm_installer")
+UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: a bug of ours
+UNEXPECTED_HINT = (
+    "This is a bug: the traceback is in installer.log (logs_dir); LLM_INSTALLER_DEBUG=1 prints it here."
+)
 
 
 def _version(value: bool) -> None:
@@ -63,6 +69,18 @@ def run_command(
     except KeyboardInterrupt:
         output.error("Interrupted.")
         raise typer.Exit(130) from None
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise  # typer's own exits and usage errors
+    except Exception as exc:  # noqa: BLE001 - the last net: a message, never a traceback
+        if os.environ.get("LLM_INSTALLER_DEBUG"):
+            raise
+        log.exception("Unexpected error")
+        message = f"Unexpected error: {type(exc).__name__}: {str(exc)[:500]}"
+        if json_mode:
+            output.error_json(message, UNEXPECTED_HINT, UNEXPECTED_EXIT, "UnexpectedError")
+        else:
+            output.error(message, UNEXPECTED_HINT)
+        raise typer.Exit(UNEXPECTED_EXIT) from None
 
 
 @app.command()
@@ -87,8 +105,10 @@ def install(
     quantization: Annotated[str | None, typer.Option(help="4bit or 8bit (bitsandbytes, CUDA only).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")] = None,
     base_image: Annotated[str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Reinstall without asking.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow the repo's own Python code (auto_map).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes: reinstall, make local weights readable, build the base offline.")] = False,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow the repo's own Python code (auto_map).")
+    ] = False,
     rootfs: Annotated[
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
     ] = False,
@@ -150,7 +170,7 @@ def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
         rows = [
-            [m["name"], m["family"], m["image"], m["status"] + (f" {m['url']}" if m.get("url") else ""), m["size"]]
+            [m["name"], m["family"], m["image"], m["status"] + (f"\n{m['url']}" if m.get("url") else ""), m["size"]]
             for m in models
         ]
         columns = ["Folder", "Family", "Image", "Status", "Size"]

@@ -51,6 +51,7 @@ LENIENT_JSON = frozenset(
     }
 )
 log = logging.getLogger(__name__)
+MAX_NESTING = 64  # real configs nest a handful of levels; the check's own code recurses on them
 
 COMPONENT_FILES = (
     "config.json",
@@ -114,13 +115,34 @@ def main_config_path(configs: Mapping[str, Any]) -> str | None:
 
 
 def parse_json(path: str, text: str) -> Any:
-    """Parse ``text`` read from ``path``; a syntax error becomes MalformedConfigError."""
+    """Parse ``text`` read from ``path``; a syntax error or absurd nesting becomes MalformedConfigError."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise MalformedConfigError(
             f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
         ) from error
+    except RecursionError:
+        value = None
+    if value is None and text.strip() != "null" or nesting_depth(value) > MAX_NESTING:
+        raise MalformedConfigError(
+            f"{path} is nested deeper than {MAX_NESTING} levels",
+            hint="No model config nests that deep: fix the file, or report it to the repo's author.",
+        )
+    return value
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative: safe on any depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list) and depth <= MAX_NESTING + 1:
+            deepest = max(deepest, depth)
+            stack.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def is_model_config(config: Any) -> bool:

@@ -49,7 +49,7 @@ class Output:
 def simple_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # never cut an id, an image tag or a URL
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     return table

@@ -96,6 +96,11 @@ def visible_gpus(host: HostRuntime) -> str | None:
     return ",".join(devices)
 
 
+CPU_IMAGE_REASON = (
+    "the model's image was built for CPU (reinstall with --device cuda for a GPU image)"
+)
+
+
 def why_no_gpu(host: HostRuntime) -> str | None:
     """The first reason the container cannot use an NVIDIA GPU, or None when it can."""
     reasons = (
@@ -118,20 +123,24 @@ def _image_flavour(model_info: Mapping[str, Any]) -> str:
 def choose_docker_device(
     model_info: Mapping[str, Any], host: HostRuntime, requested: str | None
 ) -> tuple[str, tuple[str, ...]]:
-    """(cuda|cpu, warnings) for a container; an explicit --device that cannot work is an error."""
-    reason = why_no_gpu(host)
-    if _image_flavour(model_info) == "cpu":
-        reason = (
-            "the model's image was built for CPU (reinstall with --device cuda for a GPU image)"
-        )
+    """(cuda|cpu, warnings) for a container; an explicit --device that cannot work is an error.
+
+    CPU is never silent: the warning says why (asked for, installed for CPU, no usable GPU)."""
+    host_reason = why_no_gpu(host)
+    image_reason = CPU_IMAGE_REASON if _image_flavour(model_info) == "cpu" else None
+    reason = image_reason or host_reason
     wanted = requested if requested not in (None, "auto") else _installed_device(model_info)
     if requested == "mps":
         raise DeviceUnavailableError("--device mps works on macOS only (Apple Silicon)")
     if requested == "cuda" and reason:
         raise DeviceUnavailableError(f"--device cuda, but {reason}", hint=GpuRequiredError.hint)
+    if requested == "cpu":
+        return "cpu", ("Running on CPU: --device cpu.",)
     if wanted != "cuda":
-        return "cpu", ()
-    if reason:
+        reason = "; ".join(
+            r for r in (image_reason or "it was installed for CPU", host_reason) if r
+        )
+    if wanted != "cuda" or reason:
         return "cpu", (f"Running on CPU: {reason}. Expect it to be much slower than on a GPU.",)
     return "cuda", ()
 

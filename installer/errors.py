@@ -62,6 +62,11 @@ class HubUnreachableError(InstallerError):
     )
 
 
+class LocalFolderError(InstallerError):
+    exit_code = 18
+    hint = "Point check or install at the folder that holds the model's config.json and weights."
+
+
 class DockerUnavailableError(InstallerError):
     exit_code = 20
     hint = (
@@ -72,6 +77,13 @@ class DockerUnavailableError(InstallerError):
 class ConfigFileError(InstallerError):
     exit_code = 2
     hint = "Fix config.yaml (see config.yaml.example) or remove the offending key."
+
+
+class UsageError(InstallerError):
+    """Bad command-line arguments that typer cannot catch (an empty model name …)."""
+
+    exit_code = 2
+    hint = "See the command's --help."
 
 
 class NotBuiltYetError(InstallerError):

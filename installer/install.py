@@ -20,7 +20,7 @@ import typer
 
 import llm_runtime
 from llm_installer import __version__
-from llm_installer.check import check_file_stem, run_check
+from llm_installer.check import check_file_stem, is_local_folder, run_check
 from llm_installer.config import PROJECT_DIR, Settings
 from llm_installer.console import Output
 from llm_installer.errors import InstallerError
@@ -45,6 +45,11 @@ class InstallCancelled(InstallerError):
     exit_code = 1
 
 
+class UnreadableWeightsError(InstallerError):
+    exit_code = 27
+    hint = "Make the files readable to all (chmod -R a+rX on the folder), or install a copy you own."
+
+
 @dataclass(frozen=True)
 class InstallOptions:
     revision: str | None = None
@@ -62,6 +67,8 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
     profile = reuse_or_check(model, options.revision, settings, output)
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
+    if profile["source"] == "local":  # before any folder is made: a refusal leaves nothing behind
+        ensure_readable(Path(profile["local_path"]), options, output)
     paths = ModelPaths.for_model(settings.models_path, profile["model_id"])
     prepare_folder(paths, options, settings, output)
     with install_log(paths.install_log), cleanup_on_failure(paths, output) as state:
@@ -75,8 +82,8 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
 def reuse_or_check(model: str, revision: str | None, settings: Settings, output: Output) -> dict[str, Any]:
     """A saved check younger than 24 hours for the same model and revision, else a fresh check."""
     saved = settings.logs_path / "checks" / f"{check_file_stem(_model_id_guess(model))}.json"
-    if saved.is_file():
-        profile = json.loads(saved.read_text())
+    profile = _saved_check(saved)
+    if profile:
         age = datetime.now(timezone.utc) - datetime.fromisoformat(profile.get("checked_at", "1970-01-01T00:00:00+00:00"))
         if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model):
             output.info(f"Using the check from {saved} ({int(age.total_seconds() // 60)} min old).")
@@ -84,16 +91,24 @@ def reuse_or_check(model: str, revision: str | None, settings: Settings, output:
     return run_check(model, revision=revision, settings=settings, output=output).profile
 
 
+def _saved_check(path: Path) -> dict[str, Any] | None:
+    """A saved check's profile; None when there is none or it cannot be read."""
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return profile if isinstance(profile, dict) else None
+
+
 def _model_id_guess(model: str) -> str:
-    path = Path(model).expanduser()
-    if path.is_dir():
-        path = path.resolve()
+    if is_local_folder(model):
+        path = Path(model).expanduser().resolve()
         return path.parent.name if path.name == "model" else path.name
     return model
 
 
 def _source_kind(model: str) -> str:
-    return "local" if Path(model).expanduser().is_dir() else "hub"
+    return "local" if is_local_folder(model) else "hub"
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:
@@ -207,8 +222,7 @@ def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings
 
     if profile["source"] == "local":
         folder = Path(profile["local_path"])
-        require_world_readable(folder)
-        output.info(f"Local model: {folder} will be mounted read-only (never modified).")
+        output.info(f"Local model: {folder} will be mounted read-only (never written to).")
         return folder
     plan = plan_download(profile)
     check_disk(paths.root, plan.total_bytes + 3 * GiB)
@@ -217,17 +231,27 @@ def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings
     return paths.weights
 
 
-def require_world_readable(folder: Path) -> None:
-    """The container's non-root user must read the weights; we never change a local folder."""
-    import stat
+def ensure_readable(folder: Path, options: InstallOptions, output: Output) -> None:
+    """The container's non-root user must read the weights (transformers 5 saves them 0600):
+    make them readable when the user agrees (or passed --yes), else refuse with what to run."""
+    from llm_installer.local_source import make_readable, unreadable_by_others
 
-    private = [p for p in folder.rglob("*") if p.is_file() and not p.stat().st_mode & stat.S_IROTH]
-    if private:
-        names = ", ".join(str(p.relative_to(folder)) for p in private[:5])
-        raise InstallerError(
-            f"The container's non-root user cannot read {len(private)} file(s) of {folder}: {names}",
-            hint=f"Make them readable (chmod -R a+rX {folder}) or copy the folder, then install again.",
-        )
+    private = unreadable_by_others(folder)
+    if not private:
+        return
+    names = ", ".join(str(p.relative_to(folder)) for p in private[:5]) + (" …" if len(private) > 5 else "")
+    question = f"The container's non-root user cannot read {len(private)} path(s) of {folder}: {names}"
+    if options.yes or (sys.stdin.isatty() and typer.confirm(f"{question}. Make them readable (chmod a+rX)?", default=True)):
+        try:
+            make_readable(private)
+        except OSError as exc:
+            raise UnreadableWeightsError(f"{question}; chmod failed: {exc}") from exc
+        output.info(f"Made {len(private)} path(s) of {folder} readable (chmod a+rX): {names}")
+        return
+    raise UnreadableWeightsError(
+        question,
+        hint=f"Rerun with --yes to make them readable, or run `chmod -R a+rX {folder}` first.",
+    )
 
 
 def check_disk(folder: Path, needed: int) -> None:

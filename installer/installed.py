@@ -18,6 +18,7 @@ from llm_installer.errors import DockerUnavailableError, InstallerError
 
 COMPLETE_MARKER = ".install_complete"
 NATIVE_PID_FILE = ".native.pid"
+MAX_NAME = 255  # longer names the OS refuses (ENAMETOOLONG)
 
 
 class ModelNotInstalledError(InstallerError):
@@ -32,15 +33,22 @@ class IncompleteInstallError(InstallerError):
 
 def read_model_info(model_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((model_dir / "model_info.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads((model_dir / "model_info.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def resolve_model_dir(model: str, models_dir: Path) -> Path:
     """MODEL as a path, a folder name under models_dir, or a Hub id (owner/name)."""
-    from llm_installer.check import check_file_stem
+    from llm_installer.check import check_file_stem, is_local_folder
 
+    if not model.strip():  # "" is not the current folder
+        raise ModelNotInstalledError("The model is empty: name an installed model")
+    if not is_local_folder(model) and len(model) > MAX_NAME:  # no folder or Hub id is that long
+        raise ModelNotInstalledError(
+            f"{model[:60]}… ({len(model)} characters) is not installed in {models_dir}"
+        )
     candidates = [Path(model).expanduser(), models_dir / model, models_dir / check_file_stem(model)]
     for folder in candidates:
         if (folder / "model_info.json").is_file() or (folder / COMPLETE_MARKER).exists():

@@ -40,15 +40,19 @@ def _describe(folder: Path) -> dict[str, Any]:
     if info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):
             info = {}
+    if not isinstance(info, dict):
+        info = {}
     size = folder_size(folder)
     return {
         "name": folder.name,
         "model_id": info.get("model_id", folder.name.replace("_", "/", 1)),
         "family": info.get("family", "unknown"),
         "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
-        "image": (info.get("image") or {}).get("tag", "-"),
+        "image": str(
+            (info.get("image") if isinstance(info.get("image"), dict) else {}).get("tag", "-")
+        ),
         "size_bytes": size,
         "size": human_size(size),
         "path": str(folder),

@@ -82,6 +82,7 @@ def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = 
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
     tag = (read_model_info(model_dir).get("image") or {}).get("tag")
+    _warn_about_stacks(model_dir, settings, output)
     if not yes and not _confirm(model_dir, tag, output):
         output.info("Nothing removed.")
         return
@@ -94,6 +95,17 @@ def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = 
         raise
     _delete(trash, model_dir)
     output.info(f"Removed {model_dir}" + (f" and image {tag}" if tag else "") + ".")
+
+
+def _warn_about_stacks(model_dir: Path, settings: Settings, output: Output) -> None:
+    from llm_installer.stack import stacks_naming
+
+    for folder in stacks_naming(model_dir, settings):
+        output.warning(
+            f"The compose stack in {folder} still serves {model_dir.name}: after this its `up` "
+            "fails. Write it again without this model (`llm-installer compose ...`) or delete "
+            "that folder."
+        )
 
 
 def _confirm(model_dir: Path, tag: str | None, output: Output) -> bool:

@@ -29,7 +29,7 @@ def params_by_dtype(header_json: bytes) -> dict[str, int] | None:
     """{dtype: parameter count} from a header's JSON, or None when it is not a safetensors header."""
     try:
         header = json.loads(header_json)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(header, dict):
         return None
@@ -37,10 +37,20 @@ def params_by_dtype(header_json: bytes) -> dict[str, int] | None:
     for name, tensor in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(tensor, dict) or "dtype" not in tensor or "shape" not in tensor:
+        if not _is_tensor_entry(tensor):
             return None
         counts[tensor["dtype"]] = counts.get(tensor["dtype"], 0) + math.prod(tensor["shape"])
     return counts
+
+
+def _is_tensor_entry(tensor: object) -> bool:
+    """``{"dtype": str, "shape": [non-negative ints], …}`` as the format defines it."""
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("dtype"), str):
+        return False
+    shape = tensor.get("shape")
+    return isinstance(shape, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    )
 
 
 def read_params(read_range: ReadRange) -> dict[str, int] | None:
@@ -52,11 +62,14 @@ def read_params(read_range: ReadRange) -> dict[str, int] | None:
 
 
 def read_local_params(path: Path) -> dict[str, int] | None:
-    """Parameter counts of a local safetensors file, reading its header only."""
-    with path.open("rb") as handle:
+    """Parameter counts of a local safetensors file, reading its header only (None: unreadable)."""
+    try:
+        with path.open("rb") as handle:
 
-        def read_range(offset: int, length: int) -> bytes:
-            handle.seek(offset)
-            return handle.read(length)
+            def read_range(offset: int, length: int) -> bytes:
+                handle.seek(offset)
+                return handle.read(length)
 
-        return read_params(read_range)
+            return read_params(read_range)
+    except OSError:
+        return None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from llm_installer.scripts import COMPOSE_DIR, _current_user, script_context, te
 
 GATEWAY_PORT = 8080
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
+INDEX_FILE = "index.txt"  # stacks written elsewhere (--output), one folder a line
+MODEL_DIR_LABEL = re.compile(r"org\.llm-installer\.model-dir: (\".*\")")
 
 
 class StackUsageError(InstallerError):
@@ -63,10 +67,13 @@ def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel
         except (ModelNotInstalledError, IncompleteInstallError):
             missing.append(model)
     if missing:
+        shown = [
+            m if m.strip() and len(m) <= 80 and m.isprintable() else repr(m[:60]) for m in missing
+        ]
         raise ModelNotInstalledError(
-            f"Not installed in {models_dir}: {', '.join(missing)}",
+            f"Not installed in {models_dir}: {', '.join(shown)}",
             hint="Install each first: "
-            + "; ".join(f"`llm-installer install {m}`" for m in missing)
+            + "; ".join(f"`llm-installer install {m}`" for m in shown)
             + " (see what is installed with `llm-installer list`).",
         )
     folders = [m.model_dir for m in found]
@@ -75,7 +82,9 @@ def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel
     return found
 
 
-def service_context(model: InstalledModel, host_port: int, bind: str, taken: set[str]) -> dict[str, Any]:
+def service_context(
+    model: InstalledModel, host_port: int, bind: str, taken: set[str]
+) -> dict[str, Any]:
     """The per-model service, with absolute mounts: the stack folder is not the model folder."""
     context = script_context(model.model_dir, model.info, _current_user())
     folder = model.model_dir
@@ -99,22 +108,29 @@ def stack_name(models: list[InstalledModel], options: StackOptions) -> str:
     name = options.name or "-".join(m.model_dir.name.lower() for m in models)[:60]
     name = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")
     if not NAME_PATTERN.fullmatch(name or ""):
-        raise StackUsageError(f"{options.name!r} is not a usable stack name", hint="Use letters, digits, - and _.")
+        raise StackUsageError(
+            f"{options.name!r} is not a usable stack name", hint="Use letters, digits, - and _."
+        )
     return name
 
 
 def render_stack(models: list[InstalledModel], name: str, options: StackOptions) -> str:
     taken = {"gateway"}
     services = [
-        service_context(model, options.port_base + index, options.bind, taken) for index, model in enumerate(models)
+        service_context(model, options.port_base + index, options.bind, taken)
+        for index, model in enumerate(models)
     ]
     routes = [
-        {"id": s["model_id"], "aliases": sorted({s["service"], m.model_dir.name}), "url": f"http://{s['service']}:8000"}
+        {
+            "id": s["model_id"],
+            "aliases": sorted({s["service"], m.model_dir.name}),
+            "url": f"http://{s['service']}:8000",
+        }
         for s, m in zip(services, models, strict=True)
     ]
     context = {
         "name": name,
-        "project": f"llm-stack-{name}",
+        "project": project_name(name),
         "installer_version": __version__,
         "services": services,
         "routes_json": json.dumps(routes).replace("$", "$$"),  # $ would be compose interpolation
@@ -126,18 +142,22 @@ def render_stack(models: list[InstalledModel], name: str, options: StackOptions)
     return template_environment().get_template("stack.yml.j2").render(context)
 
 
-def write_stack(models: list[str], settings: Settings, options: StackOptions) -> Path:
-    """Write the stack folder (compose.yml + gateway.py); nothing is written when a model is missing."""
+def write_stack(models: list[str], settings: Settings, options: StackOptions) -> tuple[Path, str]:
+    """Write the stack folder (compose.yml + gateway.py); nothing is written when a model is missing.
+
+    Returns the folder and the stack's name."""
     found = installed_models(models, settings.models_path)
     ports = [options.port_base + i for i in range(len(found))]
-    if options.gateway_port in ports or not all(0 < p < 65536 for p in (*ports, options.gateway_port)):
+    if options.gateway_port in ports or not all(
+        0 < p < 65536 for p in (*ports, options.gateway_port)
+    ):
         raise StackUsageError(
             f"Ports {ports[0]}-{ports[-1]} (models) and {options.gateway_port} (gateway) must be distinct and valid",
             hint="Choose another --port-base or --gateway-port.",
         )
     name = stack_name(found, options)
     text = render_stack(found, name, options)
-    folder = Path(options.output or settings.models_path.parent / "stacks" / name).expanduser()
+    folder = Path(options.output or stacks_root(settings) / name).expanduser()
     for model in found:  # created here, they would be root's and the service could not write logs
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
@@ -145,17 +165,99 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
     shutil.copyfile(COMPOSE_DIR / "gateway.py", folder / "gateway.py")
     (folder / "gateway.py").chmod(0o644)
     (folder / "compose.yml").write_text(text)
-    return folder
+    _remember(folder, settings)
+    return folder, name
+
+
+def project_name(name: str) -> str:
+    """The compose project of a stack: the same in compose.yml's header and every printed command."""
+    return f"llm-stack-{name}"
+
+
+def compose_commands(folder: Path, name: str) -> dict[str, str]:
+    """`docker compose` lines for the stack, runnable from any folder."""
+    base = f"docker compose -p {project_name(name)} -f {shlex.quote(str(folder / 'compose.yml'))}"
+    return {"start": f"{base} up -d", "stop": f"{base} down"}
+
+
+def stacks_root(settings: Settings) -> Path:
+    return settings.models_path.parent / "stacks"
+
+
+def _remember(folder: Path, settings: Settings) -> None:
+    """Stacks written outside ~/LLM/stacks are listed in its index, so `remove` finds them."""
+    root = stacks_root(settings)
+    if folder.resolve().parent == root.resolve():
+        return
+    index = root / INDEX_FILE
+    known = index.read_text().splitlines() if index.is_file() else []
+    if str(folder.resolve()) not in known:
+        root.mkdir(parents=True, exist_ok=True)
+        index.write_text("\n".join([*known, str(folder.resolve())]) + "\n")
+
+
+def stacks_naming(model_dir: Path, settings: Settings) -> list[Path]:
+    """Stack folders whose compose.yml still serves ``model_dir``."""
+    root = stacks_root(settings)
+    index = root / INDEX_FILE
+    folders = sorted(f for f in root.iterdir() if f.is_dir()) if root.is_dir() else []
+    folders += [
+        Path(line) for line in (index.read_text().splitlines() if index.is_file() else []) if line
+    ]
+    wanted = {str(model_dir), str(model_dir.resolve())}
+    return [f for f in dict.fromkeys(folders) if wanted & _model_dirs_in(f / "compose.yml")]
+
+
+def _model_dirs_in(compose_file: Path) -> set[str]:
+    try:
+        text = compose_file.read_text()
+    except OSError:
+        return set()
+    return {json.loads(value) for value in MODEL_DIR_LABEL.findall(text)}
+
+
+def held_ports(bind: str, ports: list[int]) -> list[str]:
+    """The ports something already listens on at ``bind``, each with its holder when Docker knows it."""
+    held = []
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((bind, port))
+            except OSError:
+                held.append(f"{port}{_holder(port)}")
+    return held
+
+
+def _holder(port: int) -> str:
+    try:
+        from llm_installer.docker_engine import connect
+
+        names = [c.name for c in connect().containers.list(filters={"publish": str(port)})]
+    except Exception:  # noqa: BLE001 - naming the holder is a courtesy; no engine, no name
+        return ""
+    return f" (container {', '.join(names)})" if names else ""
 
 
 def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
     @app.command(name="compose")
     def compose(
-        models: Annotated[list[str], typer.Argument(help="Installed models: ids (owner/name), folder names or paths.")],
-        output: Annotated[Path | None, typer.Option("--output", help="Stack folder (default ~/LLM/stacks/NAME).")] = None,
-        name: Annotated[str | None, typer.Option("--name", help="Stack name (default: the models' folders).")] = None,
-        port_base: Annotated[int, typer.Option("--port-base", help="Host port of the first model; +1 for each next.")] = 8000,
-        gateway_port: Annotated[int, typer.Option("--gateway-port", help="Host port of the gateway.")] = GATEWAY_PORT,
+        models: Annotated[
+            list[str],
+            typer.Argument(help="Installed models: ids (owner/name), folder names or paths."),
+        ],
+        output: Annotated[
+            Path | None, typer.Option("--output", help="Stack folder (default ~/LLM/stacks/NAME).")
+        ] = None,
+        name: Annotated[
+            str | None, typer.Option("--name", help="Stack name (default: the models' folders).")
+        ] = None,
+        port_base: Annotated[
+            int, typer.Option("--port-base", help="Host port of the first model; +1 for each next.")
+        ] = 8000,
+        gateway_port: Annotated[
+            int, typer.Option("--gateway-port", help="Host port of the gateway.")
+        ] = GATEWAY_PORT,
         host: HostOpt = "127.0.0.1",
         config: ConfigOpt = None,
     ) -> None:
@@ -163,13 +265,20 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
 
         def body(settings: Settings, output_: Output) -> None:
             options = StackOptions(name, output, port_base, gateway_port, host)
-            folder = write_stack(models, settings, options)
-            compose_file = folder / "compose.yml"
+            folder, stack = write_stack(models, settings, options)
+            commands = compose_commands(folder, stack)
+            ports = [port_base + i for i in range(len(models))] + [gateway_port]
+            for held in held_ports(host, ports):
+                output_.warning(
+                    f"Port {held} on {host} is already in use: `up` will fail until it is free "
+                    "(stop what holds it, e.g. `llm-installer stop MODEL`, or rerun compose with "
+                    "--port-base / --gateway-port)."
+                )
             output_.info(
                 f"Stack written to [bold]{folder}[/]\n"
-                f"  start: docker compose -f {compose_file} up -d   (or docker-compose)\n"
-                f"  API:   http://{host}:{gateway_port}/v1 (the request's \"model\" picks the model)\n"
-                f"  stop:  docker compose -f {compose_file} down"
+                f"  start: {commands['start']}   (or docker-compose)\n"
+                f'  API:   http://{host}:{gateway_port}/v1 (the request\'s "model" picks the model)\n'
+                f"  stop:  {commands['stop']}"
             )
 
         run_command(False, config, body)

@@ -6,6 +6,7 @@ Pure, like ``llm_installer.runargs``: plans are checked against golden files.
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ from llm_runtime.training.data.sources import HUB_SPEC
 TENSORBOARD_PORT = 6006
 DATA_TARGET = "/data"
 WORK = "/work"  # the model folder in the training container
+HOST_PATHS_ENV = "LLM_HOST_PATHS"  # read by llm_runtime.training.callbacks.host_paths
 HF_TOKEN_ENV = "HF_TOKEN"
 HF_CACHE = Path("cache") / "huggingface"  # in the model folder: Hub datasets, downloaded once
 GLOB_MAGIC = re.compile(r"[*?[]")
@@ -256,7 +258,7 @@ def plan_train(
         ports=((options.host, options.tensorboard_port, options.tensorboard_port),)
         if board
         else (),
-        env=(("HOME", "/tmp"), *hub_env),
+        env=(("HOME", "/tmp"), *hub_env, (HOST_PATHS_ENV, host_paths_json(mounts))),
         secret_env=tuple(secrets),
         user=user,
         labels=labels_for(
@@ -271,6 +273,17 @@ def plan_train(
         warnings=warnings, secrets=secrets, writable_dirs=_writable_dirs(paths, hub_env),
         chown_to=chown, owned_roots=(paths.model_dir,) if chown else (),
     )  # fmt: skip
+
+
+def host_paths_json(mounts: list[Mount]) -> str:
+    """Where each mount comes from, so the trainer prints host paths (lora/ in the model folder)."""
+    shown = {mount.target: mount.source for mount in mounts}
+
+    def follows(target: str) -> bool:  # /work/start.sh from /work: nothing to add
+        parent = target.rsplit("/", 1)[0]
+        return parent in shown and shown[target] == f"{shown[parent]}/{target.rsplit('/', 1)[1]}"
+
+    return json.dumps({k: v for k, v in shown.items() if not follows(k)}, sort_keys=True)
 
 
 def _work_mounts(paths: ModelPaths) -> list[Mount]:

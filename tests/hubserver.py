@@ -796,7 +796,7 @@ def _model_fields(repo: _Repo, snapshot: _Snapshot) -> dict[str, Any]:
         try:
             cfg = json.loads(b"".join(config.chunks(0, config.size)))
             fields["config"] = {k: cfg[k] for k in ("architectures", "model_type") if k in cfg}
-        except ValueError:
+        except (ValueError, RecursionError, TypeError):  # like the Hub: no summary of a broken config
             pass
     return fields
 

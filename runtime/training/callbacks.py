@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import statistics
 import time
 from collections import deque
@@ -35,8 +37,24 @@ Possible causes:
 Automatically reducing learning rate: {old:.2e} → {new:.2e}"""
 
 
+HOST_PATHS_ENV = "LLM_HOST_PATHS"  # {container path: host path}, set by the installer's train
+
+
 def say(text: str) -> None:
-    print(text, flush=True)
+    print(host_paths(text), flush=True)
+
+
+def host_paths(text: str) -> str:
+    """``text`` with container paths (/work/lora) as the host sees them, where mounts are known."""
+    try:
+        mounts = json.loads(os.environ.get(HOST_PATHS_ENV) or "{}")
+    except ValueError:
+        return text
+    if not isinstance(mounts, dict) or not mounts:
+        return text
+    inside = "|".join(re.escape(str(k)) for k in sorted(mounts, key=len, reverse=True))
+    pattern = rf"(?<![\w./-])({inside})(?![\w.-])"
+    return re.sub(pattern, lambda match: str(mounts[match.group(1)]), text)
 
 
 def scale_learning_rate(optimizer, scheduler, factor: float) -> tuple[float, float]:

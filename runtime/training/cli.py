@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from llm_runtime.training.data.formats import FORMAT_NAMES
@@ -204,6 +205,8 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Library deprecation notices (transformers' renamed arguments) are for us, not for the user.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         return run_from_args(args)
     except TrainingError as error:

@@ -109,3 +109,28 @@ def test_stack_gateway_routes_each_model_to_its_service(compose_tool, two_instal
         unknown = httpx.post(f"{gateway}/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, timeout=30)
         assert unknown.status_code == 404
         assert all(model in unknown.json()["error"]["message"] for model in MODELS)
+
+
+def test_printed_up_and_header_down_are_one_project(compose_tool, two_installed, install_env, tmp_path, docker_client):  # noqa: F811
+    """Issue 14 item 12: `down` as compose.yml's header says it removes what the printed `up` made."""
+    stack = tmp_path / "one-project"
+    result = installer(
+        install_env, "compose", *MODELS, "--output", str(stack), "--name", f"proj{uuid.uuid4().hex[:6]}",
+        "--port-base", str(free_port()), "--gateway-port", str(free_port()), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    up = next(line.split("start:")[1].split("(or")[0] for line in result.stdout.splitlines() if "start:" in line)
+    header = next(line for line in (stack / "compose.yml").read_text().splitlines() if line.strip().endswith("stop"))
+    down = header.lstrip("# ").rsplit("down", 1)[0] + "down"
+    tool = lambda text: [compose_tool, *text.split()[2:]]  # noqa: E731 - `docker compose` → v1 tool
+    project = up.split("-p ")[1].split()[0]
+    created = subprocess.run(tool(up.replace("up -d", "up --no-start")), cwd=tmp_path, capture_output=True, text=True, env=install_env["env"], timeout=180, check=False)  # fmt: skip
+    try:
+        assert created.returncode == 0, created.stderr
+        labelled = {"label": f"com.docker.compose.project={project}"}
+        assert len(docker_client.containers.list(all=True, filters=labelled)) == len(MODELS) + 1
+        downed = subprocess.run([*tool(down), "--timeout", "5"], cwd=stack, capture_output=True, text=True, env=install_env["env"], timeout=180, check=False)  # fmt: skip
+        assert downed.returncode == 0, downed.stderr
+        assert docker_client.containers.list(all=True, filters=labelled) == []
+    finally:
+        compose_run(compose_tool, stack / "compose.yml", project, "down", "--timeout", "5", env=install_env["env"])

@@ -71,6 +71,10 @@ def started(env, model_dir: Path, port: int) -> str:
         env=env["env"], capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    if (
+        json.loads((model_dir / "model_info.json").read_text())["device"] == "cpu"
+    ):  # loudly (README)
+        assert "Running on CPU: " in " ".join(result.stderr.split()), result.stderr
     return f"http://127.0.0.1:{port}"
 
 
@@ -154,12 +158,13 @@ def test_local_reasoning_model_is_mounted_not_modified(install_env, tmp_path):
     folder = make_tiny_llama(tmp_path / "tiny-reasoner", thinking=True, seed=3)
     weights = folder / "model.safetensors"
     weights.chmod(0o600)  # save_pretrained writes private weights: install says what to do
-    refused = installer(install_env, "install", str(folder), "--yes")
-    assert refused.returncode == 1 and "chmod -R a+rX" in refused.stderr
-    weights.chmod(0o644)
+    refused = installer(install_env, "install", str(folder))  # no terminal to ask on, no --yes
+    assert refused.returncode == 27 and "chmod -R a+rX" in refused.stderr
+    assert not (install_env["models"] / "tiny-reasoner").exists()  # no half folder
     before = folder_digest(folder)
-    result = installer(install_env, "install", str(folder), "--yes")
+    result = installer(install_env, "install", str(folder), "--yes")  # --yes: make it readable
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Made 1 path(s)" in result.stdout and weights.stat().st_mode & 0o444 == 0o444
     model_dir = install_env["models"] / "tiny-reasoner"
     assert not (model_dir / "model").exists()  # mounted from where it is
     url = started(install_env, model_dir, free_port())
