@@ -102,11 +102,14 @@ def proxy_build_args() -> dict[str, str]:
     return {name: os.environ[name] for name in PROXY_ARGS if os.environ.get(name)}
 
 
-def write_buildenv(settings: PipSettings, context: Path, *, wheels: tuple[str, ...] = ()) -> Path:
+def write_buildenv(
+    settings: PipSettings, context: Path, *, wheels: tuple[str, ...] = (), wheel_files: tuple[Path, ...] = ()
+) -> Path:
     """Write ``buildenv/`` into a build context: pip.conf, the CA bundle, and matching wheels.
 
-    ``wheels`` names the packages whose files are copied from find-links folders (e.g. torch);
-    every other local find-links file stays on the host.
+    ``wheels`` names the packages whose files are copied from find-links folders; ``wheel_files``
+    are exact files (the base image's torch build); every other local find-links file stays on
+    the host.
     """
     target = context / "buildenv"
     (target / "wheels").mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,7 @@ def write_buildenv(settings: PipSettings, context: Path, *, wheels: tuple[str, .
         shutil.copyfile(settings.ca_bundle, target / "ca-certificates.crt")
         lines.append(f"cert = {CONTAINER_DIR}/ca-certificates.crt")
     (target / "pip.conf").write_text("\n".join(lines) + "\n")
-    for wheel in local_wheels(settings, wheels):
+    for wheel in (*local_wheels(settings, wheels), *wheel_files):
         _link_or_copy(wheel, target / "wheels" / wheel.name)
     return target
 
