@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_installer.devices import HostRuntime
+from llm_installer.devices import HostRuntime, cdi_names
 
 LABEL_PREFIX = "org.llm-installer"
 LABEL_MODEL_DIR = f"{LABEL_PREFIX}.model-dir"
@@ -88,7 +88,7 @@ def docker_argv(spec: ContainerSpec, *, detach: bool = False) -> list[str]:
     for key, value in spec.labels:
         argv += ["--label", f"{key}={value}"]
     if spec.gpus and spec.gpu_cdi:
-        argv += [arg for name in cdi_devices(spec.gpus) for arg in ("--device", name)]
+        argv += [arg for name in cdi_names(spec.gpus) for arg in ("--device", name)]
     elif spec.gpus:
         argv += ["--gpus", "all" if spec.gpus == "all" else f'"device={spec.gpus}"']
     argv += [] if spec.healthcheck else ["--no-healthcheck"]
@@ -106,11 +106,6 @@ def docker_argv(spec: ContainerSpec, *, detach: bool = False) -> list[str]:
     return [*argv, spec.image, *spec.command]
 
 
-def cdi_devices(gpus: str) -> list[str]:
-    """CDI device names for ``all`` or a list of GPU UUIDs / indices (nvidia-ctk names both)."""
-    return [f"nvidia.com/gpu={gpu}" for gpu in gpus.split(",")]
-
-
 def docker_py_kwargs(spec: ContainerSpec, secrets: Mapping[str, str]) -> dict[str, Any]:
     """Keywords for ``client.containers.run(**kwargs, detach=True)``."""
     from docker.types import DeviceRequest
@@ -118,7 +113,7 @@ def docker_py_kwargs(spec: ContainerSpec, secrets: Mapping[str, str]) -> dict[st
 
     devices = []
     if spec.gpus and spec.gpu_cdi:
-        devices = [DeviceRequest(driver="cdi", device_ids=cdi_devices(spec.gpus))]
+        devices = [DeviceRequest(driver="cdi", device_ids=cdi_names(spec.gpus))]
     elif spec.gpus:
         ids = None if spec.gpus == "all" else spec.gpus.split(",")
         devices = [

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llm_installer.errors import InstallerError
@@ -29,6 +31,7 @@ SHM_SIZE = {
     ("train", "cpu"): "2g",
     ("train", "cuda"): "8g",
 }
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")  # Docker's default CDI spec folders
 NO_GPU_VALUES = ("", "-1", "none", "void", "nodevfiles")
 
 
@@ -239,3 +242,39 @@ def _first_gpu(gpus: str, host: HostRuntime) -> str:
     if host.gpu_count <= 1:
         return "all"
     return host.gpu_uuids[0] if host.gpu_uuids else "0"
+
+
+def compose_gpus(device: str, host: HostRuntime | None = None) -> dict[str, Any]:
+    """A compose service's GPU reservation: the visible GPUs (UUIDs under CUDA_VISIBLE_DEVICES,
+    as ``start`` passes them), by the nvidia driver or as CDI devices."""
+    if device != "cuda":
+        return {"gpu_ids": None, "gpu_driver": "nvidia"}
+    host = host or _local_gpu_host()
+    gpus = visible_gpus(host) if host.gpu_uuids else "all"
+    if host.gpu_access == "cdi":
+        return {"gpu_ids": cdi_names(gpus or "all"), "gpu_driver": "cdi"}
+    return {"gpu_ids": None if gpus in (None, "all") else gpus.split(","), "gpu_driver": "nvidia"}
+
+
+def cdi_names(gpus: str) -> list[str]:
+    return [f"nvidia.com/gpu={gpu}" for gpu in gpus.split(",")]
+
+
+def _local_gpu_host() -> HostRuntime:
+    """NVML and CUDA_VISIBLE_DEVICES only (no engine round trip): what compose files need."""
+    from llm_installer.hardware import TOOLKIT_HOOKS, probe_nvidia
+
+    gpus = _nvml_gpus(probe_nvidia)
+    hook = any(shutil.which(name) for name in TOOLKIT_HOOKS)
+    cdi = not hook and any(_names_nvidia(Path(d)) for d in CDI_DIRS)
+    return HostRuntime(
+        gpu_count=len(gpus), gpu_uuids=tuple(g.uuid for g in gpus), gpu_names=tuple(g.name for g in gpus),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), gpu_access="cdi" if cdi else "runtime",
+    )  # fmt: skip
+
+
+def _names_nvidia(folder: Path) -> bool:
+    try:
+        return any("nvidia.com/gpu" in p.read_text(errors="replace") for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return False

@@ -250,6 +250,7 @@ def build_and_test(
     settings: Settings, output: Output, state: _State,
 ) -> dict[str, Any]:  # fmt: skip
     from llm_installer.base_images import ensure_base_image, install_flavour
+    from llm_installer.buildenv import compile_settings
     from llm_installer.docker_engine import connect, image_exists
     from llm_installer.image import (
         build_model_image,
@@ -269,7 +270,8 @@ def build_and_test(
     else:
         built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
         base = built if isinstance(built, str) else built.tag
-    plan = plan_image(profile, base, cuda=flavour.cuda is not None)
+    compiled = compile_settings(tuple(profile["requirements"]["packages"]), profile["hardware"], flavour.cuda or "")
+    plan = plan_image(profile, base, cuda=flavour.cuda is not None, compiled=compiled if flavour.kind == "cuda-devel" else None)
     state.stage = "dependencies"
     ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)
