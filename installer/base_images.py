@@ -219,7 +219,11 @@ def choose_flavour(
 
 def cuda_choice_for(hardware: Mapping[str, Any], kind: str = "cuda") -> CudaChoice:
     """``choose_cuda_flavour`` for a check profile's hardware (its NVML driver and GPUs)."""
-    capabilities = [tuple(g["compute_capability"]) for g in hardware.get("gpus") or () if g.get("compute_capability")]
+    capabilities = [
+        tuple(g["compute_capability"])
+        for g in hardware.get("gpus") or ()
+        if g.get("compute_capability")
+    ]
     return choose_cuda_flavour(kind, hardware.get("nvidia_driver"), capabilities)
 
 
@@ -232,10 +236,16 @@ def install_flavour(
     if base_image in table:
         return table[base_image], False
     driver = hardware.get("nvidia_driver")
-    capabilities = [tuple(g["compute_capability"]) for g in hardware.get("gpus") or () if g.get("compute_capability")]
+    capabilities = [
+        tuple(g["compute_capability"])
+        for g in hardware.get("gpus") or ()
+        if g.get("compute_capability")
+    ]
     if base_image in KINDS:
         return flavour(base_image, driver=driver, capabilities=capabilities), False
-    return choose_flavour(device, needs_compiler, driver=driver, capabilities=capabilities), bool(base_image)
+    return choose_flavour(device, needs_compiler, driver=driver, capabilities=capabilities), bool(
+        base_image
+    )
 
 
 def render_base_dockerfile(row: Flavour, *, os_image: str, torch_index: str | None) -> str:

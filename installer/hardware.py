@@ -257,14 +257,14 @@ def _capability(pynvml, handle) -> tuple[int, int] | None:
 def _uuid(pynvml, handle) -> str:
     try:
         return _text(pynvml.nvmlDeviceGetUUID(handle))
-    except pynvml.NVMLError:
+    except (pynvml.NVMLError, AttributeError):  # AttributeError: a binding without the call
         return ""
 
 
 def _mig_enabled(pynvml, handle) -> bool:
     try:
         current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
-    except pynvml.NVMLError:  # not a MIG-capable GPU
+    except (pynvml.NVMLError, AttributeError):  # not a MIG-capable GPU (or binding)
         return False
     return current == pynvml.NVML_DEVICE_MIG_ENABLE
 

@@ -169,8 +169,8 @@ def _gpu_lines(hw: dict[str, Any], cuda: dict[str, Any] | None) -> list[str]:
         ]
     if cuda and cuda.get("flavour"):
         lines.append(
-            f"  - CUDA build for install: torch {cuda['torch']} (CUDA {cuda['cuda']}, base image "
-            f"{cuda['flavour']}; driver ≥ {cuda['min_driver']})"
+            f"  - CUDA build for install: torch {cuda['torch']} (base image "
+            f"{cuda['flavour']}, driver ≥ {cuda['min_driver']})"
         )
     elif cuda:
         lines.append(f"  - CUDA build for install: {MARK[False]} none: {cuda['reason']}. These GPUs are not used.")

@@ -29,7 +29,11 @@ def test_visible_indices_become_uuids():
 
 
 def test_mixed_gpus_warn_about_cuda_order():
-    mixed = replace(FOUR, gpu_names=("NVIDIA RTX A6000", "NVIDIA GeForce RTX 3060", "x", "x"), cuda_visible_devices="0")
+    mixed = replace(
+        FOUR,
+        gpu_names=("NVIDIA RTX A6000", "NVIDIA GeForce RTX 3060", "x", "x"),
+        cuda_visible_devices="0",
+    )
     assert any("CUDA_DEVICE_ORDER=PCI_BUS_ID" in w for w in gpu_warnings(mixed))
     assert gpu_warnings(replace(mixed, cuda_device_order="PCI_BUS_ID")) == ()
     assert gpu_warnings(replace(FOUR, cuda_visible_devices="0")) == ()  # identical GPUs: same order
@@ -46,7 +50,10 @@ def test_serving_gets_the_subset_and_training_one_gpu():
     assert every[every.index("--gpus") + 1] == f'"device={UUIDS[0]}"'
     assert gpu_flags("cuda", GPU_LINUX, "train")["gpus"] == "all"  # one GPU: all of it
     check_golden("start_gpu_linux_visible_uuids", plan_start(INFO, PATHS, subset, StartOptions()))
-    check_golden("train_gpu_linux_four_gpus", plan_train(INFO, PATHS, FOUR, TrainOptions(data="org/dataset:train")))
+    check_golden(
+        "train_gpu_linux_four_gpus",
+        plan_train(INFO, PATHS, FOUR, TrainOptions(data="org/dataset:train")),
+    )
 
 
 def test_cdi_hosts_get_cdi_devices():
@@ -62,16 +69,27 @@ def test_cdi_hosts_get_cdi_devices():
 
 
 def test_compose_reserves_the_same_gpus():
-    assert compose_gpus("cuda", replace(FOUR, cuda_visible_devices="1")) == {"gpu_ids": [UUIDS[1]], "gpu_driver": "nvidia"}
+    assert compose_gpus("cuda", replace(FOUR, cuda_visible_devices="1")) == {
+        "gpu_ids": [UUIDS[1]],
+        "gpu_driver": "nvidia",
+    }
     assert compose_gpus("cuda", FOUR) == {"gpu_ids": None, "gpu_driver": "nvidia"}
-    assert compose_gpus("cuda", replace(FOUR, gpu_access="cdi")) == {"gpu_ids": ["nvidia.com/gpu=all"], "gpu_driver": "cdi"}
+    assert compose_gpus("cuda", replace(FOUR, gpu_access="cdi")) == {
+        "gpu_ids": ["nvidia.com/gpu=all"],
+        "gpu_driver": "cdi",
+    }
     assert compose_gpus("cpu") == {"gpu_ids": None, "gpu_driver": "nvidia"}
 
 
 def test_the_smoke_test_runs_starts_command_on_the_installed_device(tmp_path):
     model_dir = tmp_path / "Org_Model"
     (model_dir / "model").mkdir(parents=True)
-    info = {**INFO, "quantization": "4bit", "weights_path": str(model_dir / "model"), "model_dir": str(model_dir)}
+    info = {
+        **INFO,
+        "quantization": "4bit",
+        "weights_path": str(model_dir / "model"),
+        "model_dir": str(model_dir),
+    }
     plan = smoke_plan(info, model_dir, GPU_LINUX)
     kwargs = smoke_kwargs(plan.container)
     command = kwargs["command"]
@@ -81,8 +99,13 @@ def test_the_smoke_test_runs_starts_command_on_the_installed_device(tmp_path):
     assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", None)}
     assert [m["Target"] for m in kwargs["mounts"]] == ["/model"] and kwargs["mounts"][0]["ReadOnly"]
     assert kwargs["name"].startswith("llm-Org_Model-smoke-")
-    cpu = smoke_kwargs(smoke_plan({**info, "device": "cpu", "quantization": None}, model_dir, GPU_LINUX).container)
-    assert cpu["device_requests"] == [] and cpu["command"][cpu["command"].index("--device") + 1] == "cpu"
+    cpu = smoke_kwargs(
+        smoke_plan({**info, "device": "cpu", "quantization": None}, model_dir, GPU_LINUX).container
+    )
+    assert (
+        cpu["device_requests"] == []
+        and cpu["command"][cpu["command"].index("--device") + 1] == "cpu"
+    )
 
 
 def test_gpu_failures_are_classified():

@@ -31,7 +31,11 @@ CHOICES = {
     "two mixed Ampere/Hopper": ("550.54.15", [(8, 0), (9, 0)], "cuda-cu126"),
 }
 REFUSED = {
-    "K80 (3.7)": ("470.256.02", [(3, 7)], "compute capability 3.7 is not supported by torch 2.13.0"),
+    "K80 (3.7)": (
+        "470.256.02",
+        [(3, 7)],
+        "compute capability 3.7 is not supported by torch 2.13.0",
+    ),
     "RTX 5090 on 570": ("570.133.07", [(12, 0)], "driver 570.133.07 is older than 580.65.06"),
     "A100 on 470": ("470.256.02", [(8, 0)], "driver 470.256.02 is older than 525.60.13"),
     "V100 beside B200": ("580.82.07", [(7, 0), (10, 0)], "no single CUDA build"),
@@ -43,7 +47,10 @@ def test_the_cuda_line_follows_driver_and_compute_capability(case):
     driver, capabilities, expected = CHOICES[case]
     assert choose_cuda_flavour("cuda", driver, capabilities).flavour.name == expected
     devel = choose_cuda_flavour("cuda-devel", driver, capabilities).flavour
-    assert devel.name == expected.replace("cuda-", "cuda-devel-") and devel.cuda == flavours()[expected].cuda
+    assert (
+        devel.name == expected.replace("cuda-", "cuda-devel-")
+        and devel.cuda == flavours()[expected].cuda
+    )
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
@@ -63,7 +70,10 @@ def test_kinds_resolve_per_host_and_rows_by_name():
     hardware = {"nvidia_driver": "550.54.15", "gpus": [{"compute_capability": [8, 9]}]}
     assert install_flavour(None, "cuda", False, hardware) == (flavours()["cuda-cu126"], False)
     assert install_flavour("cuda-devel", "cuda", False, hardware)[0].name == "cuda-devel-cu126"
-    assert install_flavour("my/own:image", "cuda", False, hardware) == (flavours()["cuda-cu126"], True)
+    assert install_flavour("my/own:image", "cuda", False, hardware) == (
+        flavours()["cuda-cu126"],
+        True,
+    )
     assert install_flavour(None, "cpu", False, hardware)[0].name == "cpu"
 
 
@@ -72,7 +82,9 @@ def test_every_cuda_row_pins_its_build_and_index():
         text = render_base_dockerfile(row, os_image=row.os_image, torch_index=row.torch_index)
         assert f'pip install "torch=={row.torch_pin}" --index-url {row.torch_index}' in text
         runs = [line for line in text.splitlines() if line.startswith("RUN pip install")]
-        assert not any("--extra-index-url" in line for line in runs)  # torch never from a second index
+        assert not any(
+            "--extra-index-url" in line for line in runs
+        )  # torch never from a second index
         assert row.torch_index.endswith("/" + row.local_tag)
         if row.cuda:
             assert f"c.startswith('{row.cuda}') and '+cpu' not in v" in text
@@ -93,7 +105,10 @@ def test_a_local_wheel_must_be_the_flavours_own_build(tmp_path):
     ):
         (tmp_path / name).write_bytes(b"")
     settings = PipSettings(find_links=(str(tmp_path),))
-    names = {row: [p.name for p in matching_torch_wheels(settings, flavours()[row])] for row in flavours()}
+    names = {
+        row: [p.name for p in matching_torch_wheels(settings, flavours()[row])]
+        for row in flavours()
+    }
     assert names["cpu"] == ["torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"]
     assert names["cuda-cu130"] == ["torch-2.13.0+cu130-cp311-cp311-manylinux_2_28_x86_64.whl"]
     assert names["cuda-cu126"] == [] and names["cuda-devel-cu126"] == []
@@ -102,11 +117,18 @@ def test_a_local_wheel_must_be_the_flavours_own_build(tmp_path):
 def test_compile_settings_follow_the_host():
     hardware = {"gpus": [{"compute_capability": [9, 0]}, {"compute_capability": [8, 6]}], "cpu_cores": 32,
                 "ram_available": 40 * 2**30}  # fmt: skip
-    settings = compile_settings(("accelerate", "mamba-ssm", "causal-conv1d"), hardware, "13.0", environ={})
-    assert settings.packages == ("causal-conv1d", "mamba-ssm")  # causal-conv1d first: mamba-ssm uses it
+    settings = compile_settings(
+        ("accelerate", "mamba-ssm", "causal-conv1d"), hardware, "13.0", environ={}
+    )
+    assert settings.packages == (
+        "causal-conv1d",
+        "mamba-ssm",
+    )  # causal-conv1d first: mamba-ssm uses it
     assert settings.arch_list == "8.6;9.0+PTX"
     assert settings.max_jobs == 5  # 40 GB / 8 GB per job, under the 32 cores
-    small = compile_settings(("flash-attn",), {"cpu_cores": 2, "ram_available": 100 * 2**30}, "12.6", environ={})
+    small = compile_settings(
+        ("flash-attn",), {"cpu_cores": 2, "ram_available": 100 * 2**30}, "12.6", environ={}
+    )
     assert small.max_jobs == 2 and small.arch_list == "8.0;8.6;9.0+PTX"
     override = {"TORCH_CUDA_ARCH_LIST": "7.5", "LLM_INSTALLER_MAX_JOBS": "1"}
     assert compile_settings(("flash-attn",), hardware, "13.0", environ=override).max_jobs == 1

@@ -18,7 +18,13 @@ def uuid(n: int) -> str:
 
 
 def test_one_failing_gpu_does_not_discard_the_others():
-    nvml = FakeNvml([FakeGpu("RTX 4090", uuid=uuid(0)), FakeGpu("bad", broken=True), FakeGpu("RTX 4090", uuid=uuid(2))])
+    nvml = FakeNvml(
+        [
+            FakeGpu("RTX 4090", uuid=uuid(0)),
+            FakeGpu("bad", broken=True),
+            FakeGpu("RTX 4090", uuid=uuid(2)),
+        ]
+    )
     found = probe_nvidia(nvml)
     assert [g.index for g in found.gpus] == [0, 2]
     assert [g.uuid for g in found.gpus] == [uuid(0), uuid(2)]
@@ -28,8 +34,21 @@ def test_one_failing_gpu_does_not_discard_the_others():
 
 
 def test_mig_instances_are_the_devices():
-    instances = [FakeGpu(f"{A100} MIG 3g.20gb", total_gib=19.6, free_gib=19.5, uuid=f"MIG-{i}") for i in range(2)]
-    nvml = FakeNvml([FakeGpu(A100, total_gib=40, capability=(8, 0), uuid=uuid(0), mig=[instances[0], None, instances[1]])])
+    instances = [
+        FakeGpu(f"{A100} MIG 3g.20gb", total_gib=19.6, free_gib=19.5, uuid=f"MIG-{i}")
+        for i in range(2)
+    ]
+    nvml = FakeNvml(
+        [
+            FakeGpu(
+                A100,
+                total_gib=40,
+                capability=(8, 0),
+                uuid=uuid(0),
+                mig=[instances[0], None, instances[1]],
+            )
+        ]
+    )
     gpus = probe_nvidia(nvml).gpus
     assert [g.uuid for g in gpus] == ["MIG-0", "MIG-1"]
     assert all(g.mig_parent == 0 and g.compute_capability == (8, 0) for g in gpus)
@@ -52,17 +71,24 @@ def test_a_missing_driver_version_is_a_problem():
 
 def test_engine_gpu_access_from_docker_info(tmp_path):
     none = lambda _name: None  # noqa: E731
-    assert gpu_access_from_info({"Runtimes": {"runc": {}, "nvidia": {}}}, local=False, which=none) == "runtime"
+    assert (
+        gpu_access_from_info({"Runtimes": {"runc": {}, "nvidia": {}}}, local=False, which=none)
+        == "runtime"
+    )
     hook = lambda name: "/usr/bin/" + name if name == "nvidia-container-runtime-hook" else None  # noqa: E731
     assert gpu_access_from_info({"Runtimes": {"runc": {}}}, local=True, which=hook) == "hook"
-    assert gpu_access_from_info({"Runtimes": {"runc": {}}}, local=False, which=hook) is None  # a remote engine
+    assert (
+        gpu_access_from_info({"Runtimes": {"runc": {}}}, local=False, which=hook) is None
+    )  # a remote engine
     discovered = {"DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}]}
     assert gpu_access_from_info(discovered, local=False, which=none) == "cdi"
     spec_dir = tmp_path / "cdi"
     spec_dir.mkdir()
     info = {"Runtimes": {"runc": {}}, "CDISpecDirs": [str(spec_dir), str(tmp_path / "absent")]}
     assert gpu_access_from_info(info, local=True, which=none) is None
-    (spec_dir / "nvidia.yaml").write_text('cdiVersion: "0.5.0"\nkind: nvidia.com/gpu\ndevices:\n- name: "0"\n')
+    (spec_dir / "nvidia.yaml").write_text(
+        'cdiVersion: "0.5.0"\nkind: nvidia.com/gpu\ndevices:\n- name: "0"\n'
+    )
     assert gpu_access_from_info(info, local=True, which=none) == "cdi"
 
 
@@ -84,8 +110,16 @@ def test_report_does_not_blame_the_toolkit_when_docker_is_unreachable():
 
 def test_report_shows_driver_flavour_and_problems():
     gpus = (Gpu(0, "Tesla V100", 32 * 2**30, 31 * 2**30, (7, 0), uuid(0)),)
-    hardware = _hardware(gpus=gpus, nvidia_driver="550.54.15", cuda_version="12.4", problems=("GPU 1: NVML error",))
-    cuda = {"flavour": "cuda-cu126", "cuda": "12.6", "torch": "2.13.0+cu126", "min_driver": "525.60.13", "reason": ""}
+    hardware = _hardware(
+        gpus=gpus, nvidia_driver="550.54.15", cuda_version="12.4", problems=("GPU 1: NVML error",)
+    )
+    cuda = {
+        "flavour": "cuda-cu126",
+        "cuda": "12.6",
+        "torch": "2.13.0+cu126",
+        "min_driver": "525.60.13",
+        "reason": "",
+    }
     text = "\n".join(_hardware_lines(hardware, cuda))
     assert "driver 550.54.15" in text and "compute capability 7.0" in text
     assert "torch 2.13.0+cu126 (CUDA 12.6, base image cuda-cu126" in text

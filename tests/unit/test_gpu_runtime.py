@@ -29,8 +29,13 @@ def test_a_model_too_big_for_one_gpu_is_split_across_two():
     size = compute_module_sizes(model)[""]
     free = [GiB + int(0.6 * size)] * 2  # each GPU holds 60 % of it once the headroom is kept
     limits = max_memory(free, None)
-    assert limits == {0: int(0.6 * size), 1: int(0.6 * size)}  # no "cpu": quantized models stay on GPUs
-    placement = infer_auto_device_map(model, max_memory=limits, no_split_module_classes=["LlamaDecoderLayer"])
+    assert limits == {
+        0: int(0.6 * size),
+        1: int(0.6 * size),
+    }  # no "cpu": quantized models stay on GPUs
+    placement = infer_auto_device_map(
+        model, max_memory=limits, no_split_module_classes=["LlamaDecoderLayer"]
+    )
     devices = set(placement.values())
     assert devices == {0, 1}, placement
     assert placement["model.embed_tokens"] == 0
@@ -40,7 +45,9 @@ def test_one_gpu_that_holds_the_model_gets_all_of_it():
     model = tiny_llama_on_meta()
     limits = max_memory([8 * GiB], 32 * GiB)
     assert limits == {0: 7 * GiB, "cpu": 32 * GiB}  # 1 GiB headroom at least
-    placement = infer_auto_device_map(model, max_memory=limits, no_split_module_classes=["LlamaDecoderLayer"])
+    placement = infer_auto_device_map(
+        model, max_memory=limits, no_split_module_classes=["LlamaDecoderLayer"]
+    )
     assert set(placement.values()) == {0}
 
 
@@ -50,7 +57,9 @@ def test_cuda_loads_go_through_device_map_with_max_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((20 + i) * GiB, 24 * GiB))
     kwargs = model_kwargs(LoadSettings(), Placement("cuda", torch.bfloat16))
     assert kwargs["device_map"] == "auto"
-    assert set(kwargs["max_memory"]) == {0, 1, "cpu"} and kwargs["max_memory"][1] == 21 * GiB - int(2.1 * GiB)
+    assert set(kwargs["max_memory"]) == {0, 1, "cpu"} and kwargs["max_memory"][1] == 21 * GiB - int(
+        2.1 * GiB
+    )
     assert model_kwargs(LoadSettings(), Placement("cpu", torch.float32)) == {"dtype": torch.float32}
 
 
@@ -62,14 +71,19 @@ def test_cache_rows_are_selected_on_each_layers_device():
     select_cache_rows(cache, [0, 2])
     assert [layer.keys.device.type for layer in cache.layers] == ["cpu", "meta"]
     assert all(layer.keys.shape[0] == 2 and layer.values.shape[0] == 2 for layer in cache.layers)
-    assert torch.equal(cache.layers[0].keys[1], torch.arange(3 * 2 * 4 * 8, dtype=torch.float32).reshape(3, 2, 4, 8)[2])
+    assert torch.equal(
+        cache.layers[0].keys[1],
+        torch.arange(3 * 2 * 4 * 8, dtype=torch.float32).reshape(3, 2, 4, 8)[2],
+    )
 
 
 @pytest.fixture
 def turing(monkeypatch):
     """A T4 as torch answers: bf16 'supported' only when emulation counts."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
+    )
 
 
 def test_turing_gets_fp16_not_emulated_bf16(turing):

@@ -24,7 +24,9 @@ printf '%s\\n' "$@" > "$RECORD"
 """
 
 
-def run_start(tmp_path: Path, *, gpu: bool, runtime: str = "nvidia", visible: str | None = None) -> list[str]:
+def run_start(
+    tmp_path: Path, *, gpu: bool, runtime: str = "nvidia", visible: str | None = None
+) -> list[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     tools = {"docker": DOCKER, "python3": "#!/bin/sh\nexit 1\n"}  # a python3 without llm_installer
@@ -41,7 +43,9 @@ def run_start(tmp_path: Path, *, gpu: bool, runtime: str = "nvidia", visible: st
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(tmp_path / "argv"), "RUNTIME": runtime}
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
-    result = subprocess.run([str(model_dir / "start.sh")], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [str(model_dir / "start.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return (tmp_path / "argv").read_text().splitlines()
 
@@ -67,4 +71,6 @@ def test_without_the_installer_start_sh_honours_cuda_visible_devices(tmp_path):
 def test_without_a_usable_gpu_start_sh_falls_back_to_cpu(tmp_path):
     for gpu, runtime in ((False, "nvidia"), (True, "")):  # no driver; no toolkit in Docker
         argv = run_start(tmp_path, gpu=gpu, runtime=runtime)
-        assert "--gpus" not in argv and served_device(argv) == "cpu" and "--load-in-4bit" not in argv
+        assert (
+            "--gpus" not in argv and served_device(argv) == "cpu" and "--load-in-4bit" not in argv
+        )
