@@ -13,7 +13,8 @@ PACKAGES=(
     annotated-types typing-inspection importlib-metadata soundfile==0.14.0 cffi pycparser
 )
 PLATFORMS=()
-for n in 17 24 27 28 31 34 35; do  # bitsandbytes 0.50.2 is manylinux_2_24 PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
+# bitsandbytes 0.50.2 is tagged manylinux_2_24; pip matches each N exactly.
+for n in 17 24 27 28 31 34 35; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
 python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${PLATFORMS[@]}" --platform manylinux2014_x86_64 -d .whl "${PACKAGES[@]}"
 du -sh .whl
