@@ -227,6 +227,14 @@ def cuda_choice_for(hardware: Mapping[str, Any], kind: str = "cuda") -> CudaChoi
     return choose_cuda_flavour(kind, hardware.get("nvidia_driver"), capabilities)
 
 
+def require_cuda_flavour(hardware: Mapping[str, Any]) -> Flavour:
+    """The CUDA flavour for these GPUs, or UnsupportedGpuError with the reason none runs."""
+    choice = cuda_choice_for(hardware)
+    if choice.flavour is None:
+        raise UnsupportedGpuError(f"No torch {flavours()['cpu'].torch} CUDA build runs here: {choice.reason}")
+    return choice.flavour
+
+
 def install_flavour(
     base_image: str | None, device: str, needs_compiler: bool, hardware: Mapping[str, Any]
 ) -> tuple[Flavour, bool]:

@@ -130,6 +130,10 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
         device = "cuda" if usable else "cpu"
     if device == "mps":
         device = "cpu"  # the image is CPU; start.sh runs natively on macOS for MPS
+    if device == "cuda" and profile["hardware"].get("gpus"):
+        from llm_installer.base_images import require_cuda_flavour
+
+        require_cuda_flavour(profile["hardware"])  # before any download: exit 32 with the reason
     if options.quantization and device != "cuda":
         raise IncompatibleModelError(
             f"--quantization {options.quantization} needs an NVIDIA GPU (bitsandbytes); this install targets {device}",

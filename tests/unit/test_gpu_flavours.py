@@ -134,3 +134,27 @@ def test_compile_settings_follow_the_host():
     assert compile_settings(("flash-attn",), hardware, "13.0", environ=override).max_jobs == 1
     assert compile_settings(("flash-attn",), hardware, "13.0", environ=override).arch_list == "7.5"
     assert compile_settings(("accelerate",), hardware, "13.0", environ={}) is None
+
+
+def test_install_refuses_unsupported_gpus_before_downloading():
+    from llm_installer.config import Settings
+    from llm_installer.install import InstallOptions, choose_device
+
+    k80 = {
+        "hardware": {
+            "gpus": [{"compute_capability": [3, 7]}],
+            "nvidia_driver": "470.256.02",
+            "nvidia_runtime": True,
+        }
+    }
+    with pytest.raises(UnsupportedGpuError, match="compute capability 3.7"):
+        choose_device(k80, InstallOptions(device="cuda"), Settings())
+    assert choose_device(k80, InstallOptions(), Settings()) == "cpu"  # auto: the GPU is not usable
+    ampere = {
+        "hardware": {
+            **k80["hardware"],
+            "gpus": [{"compute_capability": [8, 6]}],
+            "nvidia_driver": "550.54.15",
+        }
+    }
+    assert choose_device(ampere, InstallOptions(), Settings()) == "cuda"
