@@ -88,7 +88,7 @@ def pick_device(requested: str) -> str:
     return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
-def one_gpu(environ=os.environ) -> str | None:
+def one_gpu(environ=os.environ, gpu_count=None) -> str | None:
     """Train on one GPU: narrow CUDA_VISIBLE_DEVICES to its first entry (before CUDA starts), so
     the Trainer never wraps the model in DataParallel, which splits each batch across GPUs (QLoRA
     would multiply its batch by the GPU count on one card). Launches by torchrun/accelerate
@@ -96,11 +96,27 @@ def one_gpu(environ=os.environ) -> str | None:
     if "WORLD_SIZE" in environ:
         return None
     value = environ.get("CUDA_VISIBLE_DEVICES")
-    first = "0" if value is None else value.split(",")[0].strip()
-    if value is not None and first == value.strip():
-        return None
+    if value is None:
+        count = (gpu_count or _nvml_gpu_count)()
+        if count <= 1:
+            return None
+        first = "0"
+    else:
+        first = value.split(",")[0].strip()
+        if first == value.strip():
+            return None
     environ["CUDA_VISIBLE_DEVICES"] = first
     return first
+
+
+def _nvml_gpu_count() -> int:
+    """GPUs NVML sees, without starting CUDA (which would fix the visible devices); -1 unknown."""
+    import torch
+
+    try:
+        return int(torch.cuda._device_count_nvml())
+    except Exception:
+        return -1
 
 
 def bf16_native() -> bool:

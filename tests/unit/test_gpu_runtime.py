@@ -97,7 +97,10 @@ def test_training_narrows_to_one_gpu():
     env = {"CUDA_VISIBLE_DEVICES": "2,3"}
     assert training_model.one_gpu(env) == "2" and env["CUDA_VISIBLE_DEVICES"] == "2"
     unset: dict = {}
-    assert training_model.one_gpu(unset) == "0" and unset["CUDA_VISIBLE_DEVICES"] == "0"
+    assert training_model.one_gpu(unset, lambda: 4) == "0" and unset["CUDA_VISIBLE_DEVICES"] == "0"
+    single: dict = {}
+    assert training_model.one_gpu(single, lambda: 1) is None and single == {}  # nothing to narrow
+    assert training_model.one_gpu({}) is None  # this machine: no GPU, the environment is left alone
     assert training_model.one_gpu({"CUDA_VISIBLE_DEVICES": "1"}) is None  # already one
     launched = {"WORLD_SIZE": "2", "CUDA_VISIBLE_DEVICES": "0,1"}
     assert training_model.one_gpu(launched) is None and launched["CUDA_VISIBLE_DEVICES"] == "0,1"
