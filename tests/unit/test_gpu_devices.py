@@ -112,3 +112,36 @@ def test_gpu_failures_are_classified():
     assert classify('could not select device driver "" with capabilities: [[gpu]]') == "gpu"
     assert classify("RuntimeError: CUDA error: no kernel image is available for execution") == "gpu"
     assert classify("torch.OutOfMemoryError: CUDA out of memory") == "memory"
+
+
+def test_compose_files_reserve_the_subset_or_cdi(monkeypatch):
+    import yaml
+
+    from llm_installer import scripts
+
+    info = {**INFO, "weights_path": str(PATHS.weights), "model_dir": str(PATHS.model_dir)}
+    monkeypatch.setattr(
+        scripts,
+        "compose_gpus",
+        lambda device: compose_gpus(device, replace(FOUR, cuda_visible_devices="1,3")),
+    )
+    (service,) = yaml.safe_load(
+        scripts.render_run_scripts(PATHS.model_dir, info, (1000, 1000))["compose.yml"]
+    )["services"].values()
+    (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {
+        "driver": "nvidia",
+        "device_ids": [UUIDS[1], UUIDS[3]],
+        "capabilities": ["gpu"],
+    }
+    monkeypatch.setattr(
+        scripts,
+        "compose_gpus",
+        lambda device: compose_gpus(device, replace(FOUR, gpu_access="cdi")),
+    )
+    (service,) = yaml.safe_load(
+        scripts.render_run_scripts(PATHS.model_dir, info, (1000, 1000))["compose.yml"]
+    )["services"].values()
+    assert service["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"]}
+    ]

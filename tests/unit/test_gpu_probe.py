@@ -122,7 +122,18 @@ def test_report_shows_driver_flavour_and_problems():
     }
     text = "\n".join(_hardware_lines(hardware, cuda))
     assert "driver 550.54.15" in text and "compute capability 7.0" in text
-    assert "torch 2.13.0+cu126 (CUDA 12.6, base image cuda-cu126" in text
+    assert "torch 2.13.0+cu126 (base image cuda-cu126, driver ≥ 525.60.13)" in text
     assert "GPU 1: NVML error" in text
     refused = {"flavour": None, "reason": "a GPU of compute capability 3.7 is not supported"}
     assert "none: a GPU of compute capability 3.7" in "\n".join(_hardware_lines(hardware, refused))
+
+
+def test_an_unreachable_engine_is_an_error_not_a_missing_toolkit(monkeypatch, tmp_path):
+    from llm_installer.hardware import probe_docker
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    engine = probe_docker()
+    assert not engine.available and engine.gpu_access is None and not engine.nvidia_runtime
+    assert "No Docker engine answers" in engine.error
+    line = _docker_line(_hardware(docker_error=engine.error))
+    assert "not reachable" in line and "NVIDIA" not in line
