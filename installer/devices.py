@@ -117,7 +117,7 @@ def visible_gpus(host: HostRuntime) -> str | None:
     devices = [d.strip() for d in value.split(",") if d.strip()]
     if not devices or devices[0].lower() in NO_GPU_VALUES:
         return None
-    if not host.gpu_uuids:
+    if not host.gpu_uuids or not all(host.gpu_uuids):  # NVML gave no (or not every) UUID
         return ",".join(devices)
     chosen = []
     for entry in devices:
@@ -241,7 +241,7 @@ def _first_gpu(gpus: str, host: HostRuntime) -> str:
         return gpus.split(",")[0]
     if host.gpu_count <= 1:
         return "all"
-    return host.gpu_uuids[0] if host.gpu_uuids else "0"
+    return host.gpu_uuids[0] or "0" if host.gpu_uuids else "0"
 
 
 def compose_gpus(device: str, host: HostRuntime | None = None) -> dict[str, Any]:
@@ -250,7 +250,7 @@ def compose_gpus(device: str, host: HostRuntime | None = None) -> dict[str, Any]
     if device != "cuda":
         return {"gpu_ids": None, "gpu_driver": "nvidia"}
     host = host or _local_gpu_host()
-    gpus = visible_gpus(host) if host.gpu_uuids else "all"
+    gpus = visible_gpus(host) if host.gpu_uuids and all(host.gpu_uuids) else "all"
     if host.gpu_access == "cdi":
         return {"gpu_ids": cdi_names(gpus or "all"), "gpu_driver": "cdi"}
     return {"gpu_ids": None if gpus in (None, "all") else gpus.split(","), "gpu_driver": "nvidia"}
