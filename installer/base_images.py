@@ -231,7 +231,9 @@ def require_cuda_flavour(hardware: Mapping[str, Any]) -> Flavour:
     """The CUDA flavour for these GPUs, or UnsupportedGpuError with the reason none runs."""
     choice = cuda_choice_for(hardware)
     if choice.flavour is None:
-        raise UnsupportedGpuError(f"No torch {flavours()['cpu'].torch} CUDA build runs here: {choice.reason}")
+        raise UnsupportedGpuError(
+            f"No torch {flavours()['cpu'].torch} CUDA build runs here: {choice.reason}"
+        )
     return choice.flavour
 
 

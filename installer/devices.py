@@ -275,6 +275,10 @@ def _local_gpu_host() -> HostRuntime:
 
 def _names_nvidia(folder: Path) -> bool:
     try:
-        return any("nvidia.com/gpu" in p.read_text(errors="replace") for p in folder.iterdir() if p.is_file())
+        return any(
+            "nvidia.com/gpu" in p.read_text(errors="replace")
+            for p in folder.iterdir()
+            if p.is_file()
+        )
     except OSError:
         return False

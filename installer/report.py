@@ -162,7 +162,11 @@ def _gpu_lines(hw: dict[str, Any], cuda: dict[str, Any] | None) -> list[str]:
     for gpu in hw["gpus"]:
         cc = gpu.get("compute_capability")
         extra = f", compute capability {cc[0]}.{cc[1]}" if cc else ""
-        mig = f" (MIG instance of GPU {gpu['mig_parent']})" if gpu.get("mig_parent") is not None else ""
+        mig = (
+            f" (MIG instance of GPU {gpu['mig_parent']})"
+            if gpu.get("mig_parent") is not None
+            else ""
+        )
         lines += [
             f"    • {gpu['name']}{mig}",
             f"      VRAM: {gb(gpu['vram_total'])} total, {gb(gpu['vram_free'])} free{extra}",
@@ -173,7 +177,9 @@ def _gpu_lines(hw: dict[str, Any], cuda: dict[str, Any] | None) -> list[str]:
             f"{cuda['flavour']}, driver ≥ {cuda['min_driver']})"
         )
     elif cuda:
-        lines.append(f"  - CUDA build for install: {MARK[False]} none: {cuda['reason']}. These GPUs are not used.")
+        lines.append(
+            f"  - CUDA build for install: {MARK[False]} none: {cuda['reason']}. These GPUs are not used."
+        )
     return lines
 
 
@@ -185,7 +191,11 @@ def _docker_line(hw: dict[str, Any]) -> str:
     access = hw.get("gpu_access")
     if access is None and hw.get("nvidia_runtime"):
         access = "runtime"  # a profile saved before gpu_access existed
-    how = {"runtime": "nvidia runtime, --gpus", "hook": "toolkit hook, --gpus", "cdi": "CDI, --device nvidia.com/gpu"}
+    how = {
+        "runtime": "nvidia runtime, --gpus",
+        "hook": "toolkit hook, --gpus",
+        "cdi": "CDI, --device nvidia.com/gpu",
+    }
     gpus = f"{MARK[True]} ({how.get(access, access)})" if access else MARK[False]
     return f"  - Docker: engine {MARK[True]}, NVIDIA GPUs in containers {gpus}"
 

@@ -116,7 +116,10 @@ def model_kwargs(settings: LoadSettings, placement: Placement) -> dict:
 
 def max_memory(gpu_free: list[int], ram: int | None) -> dict:
     """accelerate's ``max_memory``: each GPU's free bytes less a headroom; RAM when allowed."""
-    limits: dict = {i: max(0, free - max(GPU_HEADROOM_MIN, int(free * GPU_HEADROOM_FRACTION))) for i, free in enumerate(gpu_free)}
+    limits: dict = {
+        i: max(0, free - max(GPU_HEADROOM_MIN, int(free * GPU_HEADROOM_FRACTION)))
+        for i, free in enumerate(gpu_free)
+    }
     if ram:
         limits["cpu"] = ram
     return limits

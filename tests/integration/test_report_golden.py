@@ -49,7 +49,15 @@ LAPTOP = Hardware(
 # A Kepler GPU no CUDA build of the pinned torch runs on: refused, the model judged for CPU.
 K80_SERVER = dataclasses.replace(
     WORKSTATION,
-    gpus=(Gpu(index=0, name="Tesla K80", vram_total=12 * GiB, vram_free=12 * GiB, compute_capability=(3, 7)),),
+    gpus=(
+        Gpu(
+            index=0,
+            name="Tesla K80",
+            vram_total=12 * GiB,
+            vram_free=12 * GiB,
+            compute_capability=(3, 7),
+        ),
+    ),
     nvidia_driver="470.256.02",
     cuda_version="11.4",
 )

@@ -148,5 +148,7 @@ def test_compose_files_reserve_the_subset_or_cdi(monkeypatch):
 
 
 def test_without_every_uuid_the_indices_stay():
-    partial = replace(FOUR, gpu_uuids=(UUIDS[0], "", UUIDS[2], UUIDS[3]), cuda_visible_devices="1,2")
+    partial = replace(
+        FOUR, gpu_uuids=(UUIDS[0], "", UUIDS[2], UUIDS[3]), cuda_visible_devices="1,2"
+    )
     assert visible_gpus(partial) == "1,2"  # NVML order, as --gpus device= counts
