@@ -102,11 +102,14 @@ def proxy_build_args() -> dict[str, str]:
     return {name: os.environ[name] for name in PROXY_ARGS if os.environ.get(name)}
 
 
-def write_buildenv(settings: PipSettings, context: Path, *, wheels: tuple[str, ...] = ()) -> Path:
+def write_buildenv(
+    settings: PipSettings, context: Path, *, wheels: tuple[str, ...] = (), wheel_files: tuple[Path, ...] = ()
+) -> Path:
     """Write ``buildenv/`` into a build context: pip.conf, the CA bundle, and matching wheels.
 
-    ``wheels`` names the packages whose files are copied from find-links folders (e.g. torch);
-    every other local find-links file stays on the host.
+    ``wheels`` names the packages whose files are copied from find-links folders; ``wheel_files``
+    are exact files (the base image's torch build); every other local find-links file stays on
+    the host.
     """
     target = context / "buildenv"
     (target / "wheels").mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,7 @@ def write_buildenv(settings: PipSettings, context: Path, *, wheels: tuple[str, .
         shutil.copyfile(settings.ca_bundle, target / "ca-certificates.crt")
         lines.append(f"cert = {CONTAINER_DIR}/ca-certificates.crt")
     (target / "pip.conf").write_text("\n".join(lines) + "\n")
-    for wheel in local_wheels(settings, wheels):
+    for wheel in (*local_wheels(settings, wheels), *wheel_files):
         _link_or_copy(wheel, target / "wheels" / wheel.name)
     return target
 
@@ -150,3 +153,57 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+# ── packages that compile against CUDA (the cuda-devel base) ─────────────────────────────────
+COMPILED_PACKAGES = ("causal-conv1d", "flash-attn", "mamba-ssm")  # causal-conv1d before mamba-ssm
+BUILD_TOOLS = ("ninja", "packaging", "psutil", "setuptools", "wheel", "einops")
+GIB_PER_COMPILE_JOB = 8  # nvcc on flash-attn's kernels peaks at several GB per job
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """How the dependency layer compiles CUDA extensions: against the image's torch
+    (``--no-build-isolation``), for the host's GPU architectures only, in ``max_jobs`` jobs."""
+
+    packages: tuple[str, ...]
+    arch_list: str  # TORCH_CUDA_ARCH_LIST, e.g. "8.6;9.0+PTX"
+    max_jobs: int
+    cuda: str
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        return BUILD_TOOLS
+
+
+def compile_settings(
+    packages: tuple[str, ...], hardware: dict, cuda: str, environ: dict | None = None
+) -> CompileSettings | None:
+    """The compile step for ``packages`` on a host with ``hardware`` (a check profile's), or None
+    when none of them compiles. TORCH_CUDA_ARCH_LIST and LLM_INSTALLER_MAX_JOBS override."""
+    environ = os.environ if environ is None else environ
+    compiled = tuple(p for p in COMPILED_PACKAGES if p in packages)
+    if not compiled:
+        return None
+    return CompileSettings(
+        packages=compiled,
+        arch_list=environ.get("TORCH_CUDA_ARCH_LIST") or arch_list(hardware),
+        max_jobs=int(environ.get("LLM_INSTALLER_MAX_JOBS") or max_jobs(hardware)),
+        cuda=cuda,
+    )
+
+
+def arch_list(hardware: dict) -> str:
+    """The host GPUs' compute capabilities, newest with +PTX (so a newer GPU can still JIT)."""
+    found = sorted({tuple(g["compute_capability"]) for g in hardware.get("gpus") or () if g.get("compute_capability")})
+    if not found:
+        return "8.0;8.6;9.0+PTX"  # no GPU seen: Ampere and Hopper, PTX for newer
+    names = [f"{major}.{minor}" for major, minor in found]
+    return ";".join(names[:-1] + [names[-1] + "+PTX"])
+
+
+def max_jobs(hardware: dict) -> int:
+    """Parallel compile jobs: no more than the cores, nor than available RAM / 8 GB each."""
+    cores = int(hardware.get("cpu_cores") or os.cpu_count() or 1)
+    by_memory = int(hardware.get("ram_available") or 0) // (GIB_PER_COMPILE_JOB * 1024**3)
+    return max(1, min(cores, by_memory))

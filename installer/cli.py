@@ -141,14 +141,14 @@ app.add_typer(base_app, name="base")
 
 @base_app.command("build")
 def base_build(
-    flavour: Annotated[str, typer.Argument(help="cpu, cuda or cuda-devel (see base-images/table.json).")] = "cpu",
+    flavour: Annotated[str, typer.Argument(help="cpu, cuda or cuda-devel (the CUDA line for this host's driver and GPUs), or a row of base-images/table.json.")] = "cpu",
     rootfs: Annotated[bool, typer.Option("--rootfs", help="Make the OS layer with debootstrap: no registry.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even when the image exists.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Build a base image from the table: cpu, cuda or cuda-devel."""
     from llm_installer.base_images import ensure_base_image
-    from llm_installer.base_images import flavour as find_flavour
+    from llm_installer.base_images import flavour_for_this_host as find_flavour
     from llm_installer.docker_engine import connect
 
     def body(settings: Settings, output: Output) -> None:

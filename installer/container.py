@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_installer.devices import HostRuntime
+from llm_installer.devices import HostRuntime, cdi_names
 
 LABEL_PREFIX = "org.llm-installer"
 LABEL_MODEL_DIR = f"{LABEL_PREFIX}.model-dir"
@@ -39,7 +39,8 @@ class ContainerSpec:
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[str, ...] = ()  # names only: values travel in the plan's secrets
     user: str | None = None
-    gpus: str | None = None  # "all" or a device list such as "1,2"
+    gpus: str | None = None  # "all" or a device list such as "GPU-…,GPU-…" (or NVML indices)
+    gpu_cdi: bool = False  # hand the GPUs over as CDI devices (nvidia.com/gpu=…) instead of --gpus
     shm_size: str | None = None
     ipc_host: bool = False
     labels: tuple[tuple[str, str], ...] = ()
@@ -86,7 +87,9 @@ def docker_argv(spec: ContainerSpec, *, detach: bool = False) -> list[str]:
     ]
     for key, value in spec.labels:
         argv += ["--label", f"{key}={value}"]
-    if spec.gpus:
+    if spec.gpus and spec.gpu_cdi:
+        argv += [arg for name in cdi_names(spec.gpus) for arg in ("--device", name)]
+    elif spec.gpus:
         argv += ["--gpus", "all" if spec.gpus == "all" else f'"device={spec.gpus}"']
     argv += [] if spec.healthcheck else ["--no-healthcheck"]
     argv += ["--ipc=host"] if spec.ipc_host else []
@@ -109,7 +112,9 @@ def docker_py_kwargs(spec: ContainerSpec, secrets: Mapping[str, str]) -> dict[st
     from docker.types import Mount as DockerMount
 
     devices = []
-    if spec.gpus:
+    if spec.gpus and spec.gpu_cdi:
+        devices = [DeviceRequest(driver="cdi", device_ids=cdi_names(spec.gpus))]
+    elif spec.gpus:
         ids = None if spec.gpus == "all" else spec.gpus.split(",")
         devices = [
             DeviceRequest(count=-1 if ids is None else None, device_ids=ids, capabilities=[["gpu"]])

@@ -23,18 +23,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DOCKER_TIMEOUT_S = 3
+TOOLKIT_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit")
+CDI_GPU = "nvidia.com/gpu="
 MPS_MIN_MACOS = (12, 3)
 
 
 @dataclass(frozen=True)
 class Gpu:
-    """One NVIDIA GPU as NVML reports it; memory in bytes."""
+    """One NVIDIA GPU (or one MIG instance of it) as NVML reports it; memory in bytes.
+
+    ``index`` is NVML's (PCI bus) order; a MIG instance carries its parent's index in
+    ``mig_parent`` and its own ``MIG-…`` UUID, and CUDA sees it as a device of its own.
+    """
 
     index: int
     name: str
     vram_total: int
     vram_free: int
     compute_capability: tuple[int, int] | None = None
+    uuid: str = ""
+    mig_parent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,11 @@ class Hardware:
     disk_total: int = 0
     disk_free: int = 0
     docker_available: bool = False
-    nvidia_runtime: bool = False
+    nvidia_runtime: bool = False  # the engine can hand NVIDIA GPUs to containers (any way below)
+    gpu_access: str | None = (
+        None  # "runtime" | "hook" (both: --gpus) | "cdi" (--device nvidia.com/gpu=…)
+    )
+    docker_error: str | None = None  # why the engine did not answer
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -83,12 +95,18 @@ class _Nvidia:
     gpus: tuple[Gpu, ...] = ()
     driver: str | None = None
     cuda: str | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Docker:
     available: bool = False
-    nvidia_runtime: bool = False
+    gpu_access: str | None = None
+    error: str | None = None
+
+    @property
+    def nvidia_runtime(self) -> bool:
+        return self.gpu_access is not None
 
 
 def probe_hardware(models_dir: str | Path) -> Hardware:
@@ -98,8 +116,11 @@ def probe_hardware(models_dir: str | Path) -> Hardware:
     ram_total, ram_available = _guarded(problems, "ram", ram_bytes, (0, 0))
     nvidia = _guarded(problems, "nvidia", probe_nvidia, _Nvidia())
     apple = _guarded(problems, "apple", is_apple_silicon, False)
-    disk_path, disk_total, disk_free = _guarded(problems, "disk", lambda: disk_space(models_dir), ("", 0, 0))
+    disk_path, disk_total, disk_free = _guarded(
+        problems, "disk", lambda: disk_space(models_dir), ("", 0, 0)
+    )
     engine = _guarded(problems, "docker", probe_docker, _Docker())
+    problems += nvidia.problems
     return Hardware(
         os=platform.system(),
         arch=platform.machine(),
@@ -118,8 +139,17 @@ def probe_hardware(models_dir: str | Path) -> Hardware:
         disk_free=disk_free,
         docker_available=engine.available,
         nvidia_runtime=engine.nvidia_runtime,
+        gpu_access=engine.gpu_access,
+        docker_error=engine.error,
         problems=tuple(problems),
     )
+
+
+def hardware_profile(models_dir: str | Path) -> dict:
+    """``probe_hardware`` as the plain data a check profile holds (install re-probes with it)."""
+    from dataclasses import asdict
+
+    return asdict(probe_hardware(models_dir))
 
 
 def _guarded(problems: list[str], what: str, probe: Callable[[], T], default: T) -> T:
@@ -155,10 +185,11 @@ def ram_bytes() -> tuple[int, int]:
     return int(memory.total), int(memory.available)
 
 
-def probe_nvidia() -> _Nvidia:
-    """GPUs, driver and CUDA version through NVML; no library or no driver → no GPUs."""
+def probe_nvidia(nvml=None) -> _Nvidia:
+    """GPUs, driver and CUDA version through NVML, one GPU at a time: a GPU that fails is left
+    out with a problem line, the others stay. No library or no driver → no GPUs."""
     try:
-        import pynvml
+        pynvml = nvml or __import__("pynvml")
     except ImportError:
         return _Nvidia()
     try:
@@ -166,21 +197,94 @@ def probe_nvidia() -> _Nvidia:
     except pynvml.NVMLError:  # no driver, no device: a CPU machine
         return _Nvidia()
     try:
-        count = pynvml.nvmlDeviceGetCount()
-        gpus = tuple(_gpu(pynvml, i) for i in range(count))
-        return _Nvidia(gpus, _text(pynvml.nvmlSystemGetDriverVersion()), _cuda_version(pynvml))
+        return _probe_gpus(pynvml)
     finally:
         pynvml.nvmlShutdown()
 
 
-def _gpu(pynvml, index: int) -> Gpu:
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+def _probe_gpus(pynvml) -> _Nvidia:
+    problems: list[str] = []
     try:
-        capability = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as exc:
+        return _Nvidia(problems=(f"NVML cannot count the GPUs: {exc}",))
+    gpus: list[Gpu] = []
+    for index in range(count):
+        try:
+            gpus += _gpu_and_migs(pynvml, index, problems)
+        except pynvml.NVMLError as exc:
+            problems.append(f"GPU {index}: NVML error {exc}; left out")
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+    except pynvml.NVMLError as exc:
+        driver = None
+        problems.append(f"NVML does not report the driver version: {exc}")
+    return _Nvidia(tuple(gpus), driver, _cuda_version(pynvml), tuple(problems))
+
+
+def _gpu_and_migs(pynvml, index: int, problems: list[str]) -> list[Gpu]:
+    """The GPU, or its MIG instances when MIG mode is on (CUDA sees those, not the whole GPU)."""
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    gpu = _gpu(pynvml, handle, index)
+    if not _mig_enabled(pynvml, handle):
+        return [gpu]
+    instances = _mig_instances(pynvml, handle, gpu, problems)
+    if not instances:
+        problems.append(
+            f"GPU {index} ({gpu.name}) is in MIG mode but no MIG instance can be read "
+            "(none created, or this user may not list them: try as root); left out"
+        )
+    return instances
+
+
+def _gpu(pynvml, handle, index: int, *, parent: Gpu | None = None) -> Gpu:
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    capability = parent.compute_capability if parent else _capability(pynvml, handle)
+    return Gpu(
+        index=index, name=_text(pynvml.nvmlDeviceGetName(handle)), vram_total=int(memory.total),
+        vram_free=int(memory.free), compute_capability=capability, uuid=_uuid(pynvml, handle),
+        mig_parent=parent.index if parent else None,
+    )  # fmt: skip
+
+
+def _capability(pynvml, handle) -> tuple[int, int] | None:
+    try:
+        return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
     except pynvml.NVMLError:
-        capability = None
-    return Gpu(index, _text(pynvml.nvmlDeviceGetName(handle)), int(memory.total), int(memory.free), capability)
+        return None
+
+
+def _uuid(pynvml, handle) -> str:
+    try:
+        return _text(pynvml.nvmlDeviceGetUUID(handle))
+    except (pynvml.NVMLError, AttributeError):  # AttributeError: a binding without the call
+        return ""
+
+
+def _mig_enabled(pynvml, handle) -> bool:
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except (pynvml.NVMLError, AttributeError):  # not a MIG-capable GPU (or binding)
+        return False
+    return current == pynvml.NVML_DEVICE_MIG_ENABLE
+
+
+def _mig_instances(pynvml, handle, parent: Gpu, problems: list[str]) -> list[Gpu]:
+    try:
+        slots = pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except pynvml.NVMLError as exc:
+        problems.append(f"GPU {parent.index}: MIG instances cannot be listed: {exc}")
+        return []
+    found = []
+    for slot in range(slots):
+        try:
+            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            found.append(_gpu(pynvml, mig, parent.index, parent=parent))
+        except pynvml.NVMLError_NotFound:
+            continue  # an empty slot
+        except pynvml.NVMLError as exc:
+            problems.append(f"GPU {parent.index} MIG slot {slot}: {exc}")
+    return found
 
 
 def _cuda_version(pynvml) -> str | None:
@@ -217,18 +321,53 @@ def disk_space(models_dir: str | Path) -> tuple[str, int, int]:
 
 
 def probe_docker() -> _Docker:
-    """Whether a Docker engine answers ping, and whether it knows the ``nvidia`` runtime."""
-    from llm_installer.docker_engine import connect, has_nvidia_runtime
+    """Whether a Docker engine answers, and how it can give a container NVIDIA GPUs."""
+    from llm_installer.docker_engine import connect
     from llm_installer.errors import DockerUnavailableError
 
     try:
         client = connect(timeout=DOCKER_TIMEOUT_S)
-    except DockerUnavailableError:
-        return _Docker()
+    except DockerUnavailableError as exc:
+        return _Docker(error=str(exc))
     try:
-        return _Docker(True, has_nvidia_runtime(client))
+        return _Docker(True, gpu_access_from_info(client.info(), local=_local_engine(client)))
     finally:
         client.close()
+
+
+def gpu_access_from_info(
+    info: dict, *, local: bool, which: Callable[[str], str | None] = shutil.which
+) -> str | None:
+    """How the engine hands out NVIDIA GPUs, from its own ``docker info`` answer.
+
+    ``runtime``: the ``nvidia`` runtime is registered; ``hook``: the toolkit's hook is installed
+    beside a local engine (Docker's ``--gpus`` needs only that); ``cdi``: the engine lists
+    ``nvidia.com/gpu`` CDI devices, or its CDI spec folders hold an NVIDIA spec. None otherwise.
+    """
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return "runtime"
+    if local and any(which(name) for name in TOOLKIT_HOOKS):
+        return "hook"
+    discovered = info.get("DiscoveredDevices") or []
+    if any(str(d.get("ID", "")).startswith(CDI_GPU) for d in discovered if isinstance(d, dict)):
+        return "cdi"
+    if local and any(_cdi_spec_names_gpu(Path(folder)) for folder in info.get("CDISpecDirs") or ()):
+        return "cdi"
+    return None
+
+
+def _cdi_spec_names_gpu(folder: Path) -> bool:
+    try:
+        specs = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json")]
+        return any(CDI_GPU.split("=")[0] in p.read_text(errors="replace") for p in specs)
+    except OSError:
+        return False
+
+
+def _local_engine(client) -> bool:
+    """True when the engine runs on this machine (a unix socket), so its files are ours to read."""
+    url = str(getattr(client.api, "base_url", ""))
+    return url.startswith(("http+unix://", "unix://")) or "docker.sock" in url
 
 
 def _run(command: list[str]) -> str:

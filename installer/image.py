@@ -25,7 +25,7 @@ from rich.console import Console
 
 import llm_runtime
 from llm_installer import __version__
-from llm_installer.buildenv import proxy_build_args
+from llm_installer.buildenv import CompileSettings, proxy_build_args
 from llm_installer.builder import BuiltImage, build_image
 from llm_installer.config import PROJECT_DIR
 from llm_installer.docker_engine import image_exists
@@ -50,10 +50,13 @@ class ImagePlan:
     packages: tuple[str, ...]
     deps_tag: str
     model_tag: str
+    compiled: CompileSettings | None = None  # CUDA extensions built in steps of their own
 
     @property
     def deps_dockerfile(self) -> str:
-        return render("deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages)
+        compiled = self.compiled.packages if self.compiled else ()
+        packages = [p for p in self.packages if p not in compiled]
+        return render("deps.Dockerfile.j2", base_image=self.base_image, packages=packages, compiled=self.compiled)
 
 
 def render(template: str, **values: Any) -> str:
@@ -79,15 +82,20 @@ def model_tag(model_id: str, revision: str | None) -> str:
     return f"llm-installer/model-{name}:{(revision or 'local')[:12].lower()}"
 
 
-def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False) -> ImagePlan:
-    """The two builds for this model on ``base_image`` (``cuda``: a CUDA base)."""
+def plan_image(
+    profile: dict[str, Any], base_image: str, *, cuda: bool = False, compiled: CompileSettings | None = None
+) -> ImagePlan:
+    """The two builds for this model on ``base_image`` (``cuda``: a CUDA base; ``compiled``: how
+    its CUDA extensions compile, which the tag depends on through the GPU architectures)."""
     packages = dependency_set(profile, cuda=cuda)
-    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}".encode()).hexdigest()[:12]
+    archs = f"\n{compiled.arch_list}" if compiled else ""
+    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}{archs}".encode()).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,
         packages=packages,
         deps_tag=f"llm-installer/deps:{digest}",
         model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
+        compiled=compiled,
     )
 
 

@@ -24,6 +24,7 @@ from llm_installer.check import check_file_stem, is_local_folder, run_check
 from llm_installer.config import PROJECT_DIR, Settings
 from llm_installer.console import Output
 from llm_installer.errors import InstallerError
+from llm_installer.hardware import hardware_profile
 from llm_installer.logs import LOG_FORMAT
 from llm_installer.model_dir import ModelPaths
 
@@ -65,6 +66,7 @@ class InstallOptions:
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
     """Install ``model``; returns the written model_info."""
     profile = reuse_or_check(model, options.revision, settings, output)
+    profile = {**profile, "hardware": hardware_profile(settings.models_path)}  # now, not the saved check's
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
     if profile["source"] == "local":  # before any folder is made: a refusal leaves nothing behind
@@ -137,9 +139,16 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
     device = options.device or settings.default_device
     if device == "auto":
         hardware = profile["hardware"]
-        device = "cuda" if hardware.get("gpus") and hardware.get("nvidia_runtime") else "cpu"
+        from llm_installer.base_images import cuda_choice_for
+
+        usable = hardware.get("gpus") and hardware.get("nvidia_runtime") and cuda_choice_for(hardware).flavour
+        device = "cuda" if usable else "cpu"
     if device == "mps":
         device = "cpu"  # the image is CPU; start.sh runs natively on macOS for MPS
+    if device == "cuda" and profile["hardware"].get("gpus"):
+        from llm_installer.base_images import require_cuda_flavour
+
+        require_cuda_flavour(profile["hardware"])  # before any download: exit 32 with the reason
     if options.quantization and device != "cuda":
         raise IncompatibleModelError(
             f"--quantization {options.quantization} needs an NVIDIA GPU (bitsandbytes); this install targets {device}",
@@ -268,7 +277,8 @@ def build_and_test(
     profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
     settings: Settings, output: Output, state: _State,
 ) -> dict[str, Any]:  # fmt: skip
-    from llm_installer.base_images import choose_flavour, ensure_base_image, flavours
+    from llm_installer.base_images import ensure_base_image, install_flavour
+    from llm_installer.buildenv import compile_settings
     from llm_installer.docker_engine import connect, image_exists
     from llm_installer.image import (
         build_model_image,
@@ -278,17 +288,18 @@ def build_and_test(
         plan_image,
         render_model_dockerfile,
     )  # fmt: skip
-    from llm_installer.smoke import run_smoke_test
+    from llm_installer.smoke import run_smoke_test, smoke_plan
 
     client = connect()
     state.stage = "base image"
-    flavour = flavours().get(options.base_image or "") or choose_flavour(device, needs_compiler(profile))
-    if options.base_image and options.base_image not in flavours():
+    flavour, is_tag = install_flavour(options.base_image, device, needs_compiler(profile), profile["hardware"])
+    if is_tag:
         base = options.base_image
     else:
         built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
         base = built if isinstance(built, str) else built.tag
-    plan = plan_image(profile, base, cuda=flavour.cuda is not None)
+    compiled = compile_settings(tuple(profile["requirements"]["packages"]), profile["hardware"], flavour.cuda or "")
+    plan = plan_image(profile, base, cuda=flavour.cuda is not None, compiled=compiled if flavour.kind == "cuda-devel" else None)
     state.stage = "dependencies"
     ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)
@@ -302,7 +313,9 @@ def build_and_test(
     info["image"].update(id=image.id, size=image.size)
     state.stage = "smoke test"
     with output.err.status("Smoke test: loading the model in its container…"):
-        result = run_smoke_test(client, plan.model_tag, weights, profile["family"], gpu=device == "cuda")
+        smoke = smoke_plan(info, paths.root)  # what `start` runs: serve arguments, device, quantization
+        log.info("Smoke test: %s", " ".join(smoke.argv()))
+        result = run_smoke_test(client, smoke.container, profile["family"])
     log.info("Smoke test passed in %.1f s: %s -> %s", result.seconds_to_ready, result.request, json.dumps(result.response)[:500])
     info["smoke_test"] = {"seconds_to_ready": result.seconds_to_ready, "request": result.request, "passed": True}
     info["pip_freeze"] = freeze.splitlines()

@@ -25,9 +25,10 @@ def build_profile(
 ) -> dict[str, Any]:
     """Everything check learned, as plain data."""
     estimates = estimate(source)
+    cuda = cuda_summary(hardware)
     compat = check_compatibility(
         estimates,
-        hardware,
+        hardware if cuda is None or cuda["flavour"] else dataclasses.replace(hardware, gpus=()),
         min_disk_gb=settings.min_disk_space_gb,
         warn_disk_gb=settings.warn_disk_space_gb,
     )
@@ -56,8 +57,26 @@ def build_profile(
         },
         "memory": _memory(estimates, detection),
         "hardware": dataclasses.asdict(hardware),
+        "cuda": cuda,
         "compatibility": _compatibility(compat),
         "warnings": [*requirements.warnings, *_estimate_warnings(estimates)],
+    }
+
+
+def cuda_summary(hardware: Hardware) -> dict[str, Any] | None:
+    """The CUDA build of torch install would pick for these GPUs, or why none runs (None: no GPU)."""
+    if not hardware.gpus:
+        return None
+    from llm_installer.base_images import cuda_choice_for
+
+    choice = cuda_choice_for(dataclasses.asdict(hardware))
+    row = choice.flavour
+    return {
+        "flavour": row.name if row else None,
+        "cuda": row.cuda if row else None,
+        "torch": row.torch_pin if row else None,
+        "min_driver": row.min_driver if row else None,
+        "reason": choice.reason,
     }
 
 

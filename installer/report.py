@@ -116,7 +116,7 @@ def hardware_section(p: dict[str, Any]) -> list[RenderableType]:
         "Hardware Compatibility Check",
         THIN,
         "Your Hardware:",
-        *_hardware_lines(hw),
+        *_hardware_lines(hw, p.get("cuda")),
         "",
         "Compatibility Analysis:",
     ]
@@ -131,24 +131,14 @@ def hardware_section(p: dict[str, Any]) -> list[RenderableType]:
     ]
 
 
-def _hardware_lines(hw: dict[str, Any]) -> list[str]:
+def _hardware_lines(hw: dict[str, Any], cuda: dict[str, Any] | None = None) -> list[str]:
     model = f" ({hw['cpu_model']})" if hw.get("cpu_model") else ""
     lines = [
         f"  - CPU: {hw['cpu_cores']} cores, {hw['cpu_threads']} threads{model}",
         f"  - RAM: {gb(hw['ram_total'])} total, {gb(hw['ram_available'])} available",
     ]
     if hw["gpus"]:
-        driver = (
-            f" (driver {hw['nvidia_driver']}, CUDA {hw['cuda_version']})"
-            if hw.get("nvidia_driver")
-            else ""
-        )
-        lines.append(f"  - GPU(s):{driver}")
-        for gpu in hw["gpus"]:
-            lines += [
-                f"    • {gpu['name']}",
-                f"      VRAM: {gb(gpu['vram_total'])} total, {gb(gpu['vram_free'])} free",
-            ]
+        lines += _gpu_lines(hw, cuda)
     elif hw.get("apple_silicon"):
         lines.append(
             f"  - GPU: Apple Silicon, unified memory (MPS {'available' if hw.get('mps_available') else 'not available'})"
@@ -156,10 +146,58 @@ def _hardware_lines(hw: dict[str, Any]) -> list[str]:
     else:
         lines.append("  - GPU(s): none found (no NVIDIA driver / NVML)")
     lines.append(f"  - Disk: {gb(hw['disk_free'])} free under {hw['disk_path']}")
-    lines.append(
-        f"  - Docker: engine {MARK[bool(hw['docker_available'])]}, NVIDIA container runtime {MARK[bool(hw['nvidia_runtime'])]}"
-    )
+    lines.append(_docker_line(hw))
+    lines += [f"  [yellow]! {problem}[/]" for problem in hw.get("problems") or ()]
     return lines
+
+
+def _gpu_lines(hw: dict[str, Any], cuda: dict[str, Any] | None) -> list[str]:
+    """The driver, each GPU (MIG instances as their own devices) and the CUDA build install picks."""
+    driver = (
+        f" (driver {hw['nvidia_driver']}, CUDA {hw['cuda_version']})"
+        if hw.get("nvidia_driver")
+        else ""
+    )
+    lines = [f"  - GPU(s):{driver}"]
+    for gpu in hw["gpus"]:
+        cc = gpu.get("compute_capability")
+        extra = f", compute capability {cc[0]}.{cc[1]}" if cc else ""
+        mig = (
+            f" (MIG instance of GPU {gpu['mig_parent']})"
+            if gpu.get("mig_parent") is not None
+            else ""
+        )
+        lines += [
+            f"    • {gpu['name']}{mig}",
+            f"      VRAM: {gb(gpu['vram_total'])} total, {gb(gpu['vram_free'])} free{extra}",
+        ]
+    if cuda and cuda.get("flavour"):
+        lines.append(
+            f"  - CUDA build for install: torch {cuda['torch']} (base image "
+            f"{cuda['flavour']}, driver ≥ {cuda['min_driver']})"
+        )
+    elif cuda:
+        lines.append(
+            f"  - CUDA build for install: {MARK[False]} none: {cuda['reason']}. These GPUs are not used."
+        )
+    return lines
+
+
+def _docker_line(hw: dict[str, Any]) -> str:
+    """The engine, and how it gives containers GPUs; the toolkit is not judged without an engine."""
+    if not hw.get("docker_available"):
+        why = f": {hw['docker_error']}" if hw.get("docker_error") else ""
+        return f"  - Docker: engine {MARK[False]} (not reachable{why}); GPU access to containers not checked"
+    access = hw.get("gpu_access")
+    if access is None and hw.get("nvidia_runtime"):
+        access = "runtime"  # a profile saved before gpu_access existed
+    how = {
+        "runtime": "nvidia runtime, --gpus",
+        "hook": "toolkit hook, --gpus",
+        "cdi": "CDI, --device nvidia.com/gpu",
+    }
+    gpus = f"{MARK[True]} ({how.get(access, access)})" if access else MARK[False]
+    return f"  - Docker: engine {MARK[True]}, NVIDIA GPUs in containers {gpus}"
 
 
 def _table(columns: list[str]) -> Table:

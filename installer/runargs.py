@@ -26,6 +26,7 @@ from llm_installer.devices import (
     choose_docker_device,
     choose_native_device,
     gpu_flags,
+    gpu_warnings,
     refuse_cpu_if_gpu_required,
 )
 from llm_installer.errors import InstallerError
@@ -245,7 +246,7 @@ def plan_start(
     device, warnings = choose_docker_device(model_info, host, options.device)
     warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     options, dropped = with_installed_quantization(options, model_info, device)
-    warnings += served + dropped + _lora_warning(paths)
+    warnings += served + dropped + _lora_warning(paths) + (gpu_warnings(host) if device == "cuda" else ())
     user, chown = user_for(host)
     command = RUNTIME + serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs",

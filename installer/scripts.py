@@ -19,7 +19,14 @@ import jinja2
 from llm_installer import __version__
 from llm_installer.config import PROJECT_DIR
 from llm_installer.container import container_name
-from llm_installer.runargs import CONTAINER_PORT, RUNTIME, StartOptions, serve_args
+from llm_installer.devices import compose_gpus
+from llm_installer.runargs import (
+    CONTAINER_PORT,
+    RUNTIME,
+    StartOptions,
+    serve_args,
+    with_installed_quantization,
+)
 
 TEMPLATES_DIR = PROJECT_DIR / "dockerfiles"
 COMPOSE_DIR = PROJECT_DIR / "compose"  # the compose service macro, shared with multi-model stacks
@@ -46,11 +53,13 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
-def _container_command(device: str) -> list[str]:
-    """What the container runs; /lora is picked up by the runtime when it holds an adapter."""
+def _container_command(device: str, model_info: Mapping[str, Any] | None = None) -> list[str]:
+    """What the container runs (with the install's --quantization on CUDA, as ``start``); /lora
+    is picked up by the runtime when it holds an adapter."""
+    options, _ = with_installed_quantization(StartOptions(), model_info or {}, device)
     args = serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs", lora=None,
-        device=device, options=StartOptions(),
+        device=device, options=options,
     )  # fmt: skip
     return [*RUNTIME, *args]
 
@@ -78,7 +87,8 @@ def script_context(
         "weights_volume": f"{'./model' if inside else weights}:/model:ro",
         "container_name": container_name(model_dir),
         "cpu_command": _container_command("cpu"),
-        "command": _container_command(device),
+        "command": _container_command(device, model_info),
+        **compose_gpus(device),
         "device": device,
         "project": f"llm-{slug}",
         "service": slug,

@@ -1,6 +1,8 @@
-"""The install's smoke test: run the image once with the weights mounted, load, one tiny request.
+"""The install's smoke test: run the image once as ``start`` would, load, one tiny request.
 
-On failure it says whether dependencies, memory or the model are to blame.
+The container is ``start``'s own plan (``runargs.plan_start``: the same serve arguments, device,
+quantization, dtype, GPU flags, user and read-only weights), on a random local port and without
+the logs mount. On failure it says whether the GPU, dependencies, memory or the model are to blame.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
+from llm_installer.container import ContainerSpec, docker_py_kwargs
 from llm_installer.errors import InstallerError
 
 READY_TIMEOUT_S = 600
@@ -33,7 +36,10 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "audio-generation": ("/generate", {"text": "hello"}),
 }
 UPLOADS = {"speech-recognition": ("/generate", "audio", "silence.wav")}  # multipart families
+SMOKE_LABEL = "org.llm-installer.smoke-test"
 CAUSES = (
+    ("gpu", ("could not select device driver", "no kernel image is available", "CUDA driver version is insufficient",
+             "Device 'cuda' is not available", "unresolvable CDI devices", "nvidia-container-cli")),
     ("dependencies", ("ModuleNotFoundError", "ImportError", "No module named", "requires the")),
     ("memory", ("OutOfMemory", "out of memory", "CUDA out of memory", "Killed", "MemoryError")),
 )
@@ -44,6 +50,8 @@ class SmokeTestError(InstallerError):
 
     def __init__(self, message: str, *, cause: str, logs: str) -> None:
         hints = {
+            "gpu": "The container could not use the GPU: check `nvidia-smi`, the NVIDIA Container Toolkit "
+            "and `llm-installer check` (driver and CUDA build), or install with --device cpu.",
             "dependencies": "A package is missing from the image: see install.log; packages that compile need --base-image cuda-devel.",
             "memory": "Not enough memory: retry with --quantization 4bit or 8bit (CUDA), or a smaller model.",
             "model": "The model failed to load or answer: see install.log; check --trust-remote-code and the model card.",
@@ -60,22 +68,34 @@ class SmokeResult:
     response: dict[str, Any]
 
 
-def run_smoke_test(
-    client: docker.DockerClient,
-    image: str,
-    weights: Path,
-    family: str,
-    *,
-    gpu: bool = False,
-    timeout: float = READY_TIMEOUT_S,
-) -> SmokeResult:
-    """Start the image detached on a random local port, wait until ready, send one request."""
-    container = client.containers.run(
-        image, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
-        volumes={str(weights): {"bind": "/model", "mode": "ro"}},
-        device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None,
-        labels={"org.llm-installer.smoke-test": "1"},
-    )  # fmt: skip
+def smoke_plan(model_info: dict[str, Any], model_dir: Path, host: Any = None) -> Any:
+    """``start``'s plan for this install, forced onto the installed device (a CUDA install whose
+    GPU cannot be reached fails here instead of passing on CPU)."""
+    from llm_installer.devices import detect_host_runtime
+    from llm_installer.runargs import StartOptions, model_paths, plan_start
+
+    device = "cuda" if model_info.get("device") == "cuda" else "cpu"
+    host = host or detect_host_runtime()
+    return plan_start(model_info, model_paths(model_dir, model_info), host, StartOptions(device=device))
+
+
+def smoke_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py keywords for the smoke container: start's, on a random 127.0.0.1 port, under a
+    name of its own, without the logs mount (nothing of the test stays behind)."""
+    kwargs = docker_py_kwargs(spec, {})
+    kwargs["name"] = f"{spec.name}-smoke-{uuid.uuid4().hex[:8]}"
+    kwargs["ports"] = {"8000/tcp": ("127.0.0.1", None)}
+    kwargs["labels"] = {SMOKE_LABEL: "1"}
+    kwargs["mounts"] = [m for m in kwargs["mounts"] if m["Target"] != "/logs"]
+    return kwargs
+
+
+def run_smoke_test(client: docker.DockerClient, spec: ContainerSpec, family: str, *, timeout: float = READY_TIMEOUT_S) -> SmokeResult:
+    """Start the container detached, wait until ready, send one request."""
+    try:
+        container = client.containers.run(detach=True, **smoke_kwargs(spec))
+    except DockerException as exc:
+        raise SmokeTestError(f"Smoke test container did not start: {exc}", cause=classify(str(exc)), logs=str(exc)) from exc
     started = time.monotonic()
     try:
         url = _published_url(container)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from llm_runtime.batching import BatchEngine, _Job, wake_streams
 from llm_runtime.decoding import choose_token
 from llm_runtime.errors import RuntimeServeError
-from llm_runtime.loading import translate_oom
+from llm_runtime.loading import input_device, translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS
 
 log = logging.getLogger("llm_runtime")
@@ -98,7 +98,7 @@ class StepBatchEngine(BatchEngine):
 
         rows = [job.row for job in jobs]
         width = max(len(row.prompt_ids) for row in rows)
-        device = self.model.device
+        device = input_device(self.model)  # a model split over GPUs takes inputs at its embedding
         ids = torch.tensor(
             [[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows],
             device=device,
@@ -146,7 +146,7 @@ class StepBatchEngine(BatchEngine):
                 chosen[index] = choose_token(row, logits[index], row.history)
             row.push(chosen[index])
         wake_streams([job.stream for job in jobs])
-        return torch.tensor(chosen, device=logits.device)
+        return torch.tensor(chosen, device=input_device(self.model))  # fed back as input ids
 
     def _retire(self, running: _Running) -> _Running | None:
         """Deliver finished rows; shrink the batch (and trim shared padding) to the rest."""
@@ -159,7 +159,7 @@ class StepBatchEngine(BatchEngine):
             return None
         if len(keep) < len(running.jobs):
             index = torch.tensor(keep, device=running.mask.device)
-            running.cache.batch_select_indices(index)
+            select_cache_rows(running.cache, keep)
             running.jobs = [running.jobs[i] for i in keep]
             running.mask, running.tokens = running.mask[index], running.tokens[index]
             self._trim_padding(running)
@@ -201,6 +201,16 @@ class StepBatchEngine(BatchEngine):
             exc = RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}")
         self._fail(jobs, exc)
         self.metrics.set("num_requests_running", 0, "Requests being decoded")
+
+
+def select_cache_rows(cache, rows: list[int]) -> None:
+    """Keep ``rows`` of every cache layer, indexing each layer on its own device (a model split
+    over GPUs keeps its layers' caches where the layers are)."""
+    for layer in cache.layers:
+        if layer.keys is None or layer.keys.numel() == 0:
+            continue
+        index = torch.tensor(rows, device=layer.keys.device)
+        layer.keys, layer.values = layer.keys[index], layer.values[index]
 
 
 def _pad_left(states: torch.Tensor, width: int) -> torch.Tensor:

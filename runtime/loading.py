@@ -16,6 +16,10 @@ from llm_runtime.values import LoadSettings
 log = logging.getLogger("llm_runtime")
 
 DEFAULT_LORA_MOUNT = Path("/lora")
+GiB = 1024**3
+# Kept free on each GPU when weights are placed: the KV cache, activations and CUDA's context.
+GPU_HEADROOM_FRACTION = 0.10
+GPU_HEADROOM_MIN = 1 * GiB
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 QUANTIZE_HINT = "Try a quantized load: --load-in-8bit or --load-in-4bit (CUDA only)."
 
@@ -47,8 +51,14 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
     if requested != "auto":
         return DTYPES[requested]
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if bf16_native() else torch.float16
     return torch.float16 if device == "mps" else torch.float32
+
+
+def bf16_native() -> bool:
+    """bf16 in hardware (compute capability 8.0+, as `check` rules): Turing and older only
+    emulate it, slowly, which ``torch.cuda.is_bf16_supported()`` counts by default."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def resolve_placement(settings: LoadSettings) -> Placement:
@@ -87,13 +97,46 @@ def quantization_config(settings: LoadSettings, placement: Placement):
 
 
 def model_kwargs(settings: LoadSettings, placement: Placement) -> dict:
-    """Keyword arguments for `from_pretrained` matching settings and placement."""
+    """Keyword arguments for `from_pretrained` matching settings and placement.
+
+    On CUDA the weights go through ``device_map="auto"`` with a ``max_memory`` per visible GPU:
+    one GPU that holds the model gets all of it, a larger model is split across the GPUs
+    (unquantized ones overflow into RAM as a last resort).
+    """
     kwargs: dict = {"dtype": placement.dtype}
     quant = quantization_config(settings, placement)
     if quant is not None:
         kwargs["quantization_config"] = quant
+    if placement.device == "cuda":
+        free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
         kwargs["device_map"] = "auto"
+        kwargs["max_memory"] = max_memory(free, None if quant is not None else _ram_available())
     return kwargs
+
+
+def max_memory(gpu_free: list[int], ram: int | None) -> dict:
+    """accelerate's ``max_memory``: each GPU's free bytes less a headroom; RAM when allowed."""
+    limits: dict = {
+        i: max(0, free - max(GPU_HEADROOM_MIN, int(free * GPU_HEADROOM_FRACTION)))
+        for i, free in enumerate(gpu_free)
+    }
+    if ram:
+        limits["cpu"] = ram
+    return limits
+
+
+def _ram_available() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.8)
+
+
+def input_device(model) -> torch.device:
+    """Where a model split by ``device_map`` takes its inputs: its input embedding's device."""
+    try:
+        return model.get_input_embeddings().weight.device
+    except (AttributeError, NotImplementedError):
+        return model.device
 
 
 def adapter_dir(settings: LoadSettings) -> Path | None:

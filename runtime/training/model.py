@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def _json(path: Path) -> dict:
 
 
 def pick_device(requested: str) -> str:
+    """cuda, mps or cpu. CUDA training uses one GPU: the first visible one (see ``one_gpu``)."""
+    if requested in ("auto", "cuda"):
+        one_gpu()
     import torch
 
     if requested != "auto":
@@ -82,6 +86,44 @@ def pick_device(requested: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def one_gpu(environ=os.environ, gpu_count=None) -> str | None:
+    """Train on one GPU: narrow CUDA_VISIBLE_DEVICES to its first entry (before CUDA starts), so
+    the Trainer never wraps the model in DataParallel, which splits each batch across GPUs (QLoRA
+    would multiply its batch by the GPU count on one card). Launches by torchrun/accelerate
+    (WORLD_SIZE set) keep their own GPUs. Returns the value set, or None when left alone."""
+    if "WORLD_SIZE" in environ:
+        return None
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        count = (gpu_count or _nvml_gpu_count)()
+        if count <= 1:
+            return None
+        first = "0"
+    else:
+        first = value.split(",")[0].strip()
+        if first == value.strip():
+            return None
+    environ["CUDA_VISIBLE_DEVICES"] = first
+    return first
+
+
+def _nvml_gpu_count() -> int:
+    """GPUs NVML sees, without starting CUDA (which would fix the visible devices); -1 unknown."""
+    import torch
+
+    try:
+        return int(torch.cuda._device_count_nvml())
+    except Exception:
+        return -1
+
+
+def bf16_native() -> bool:
+    """bf16 in hardware only (compute capability 8.0+); Turing would emulate it slowly."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> None:
@@ -146,7 +188,8 @@ def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
     kwargs = {"dtype": _train_dtype(device)}
     if method == "qlora" or use_8bit:
         kwargs["quantization_config"] = _quantization(method, kwargs["dtype"])
-        kwargs["device_map"] = {"": 0}
+    if device == "cuda":
+        kwargs["device_map"] = {"": 0}  # one GPU, whole model: see one_gpu
     try:
         model = auto_class.from_pretrained(spec.model_dir, **kwargs)
     except (OSError, ValueError) as error:
@@ -162,7 +205,7 @@ def _train_dtype(device: str):
     import torch
 
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if bf16_native() else torch.float16
     return torch.float32
 
 

@@ -110,10 +110,9 @@ def sft_config(
     plan: TrainPlan, options: TrainOptions, device: str, has_eval: bool, *, images: bool = False
 ):
     """TRL's settings from the plan; with images no truncation (it would cut image tokens)."""
-    import torch
     from trl import SFTConfig
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = device == "cuda" and models.bf16_native()  # the dtype load_model chose
     return SFTConfig(
         output_dir=str(options.paths.checkpoints),
         max_steps=plan.max_steps,

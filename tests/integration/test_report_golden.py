@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -45,7 +46,23 @@ LAPTOP = Hardware(
     disk_total=500 * GiB,
     disk_free=80 * GiB,
 )
+# A Kepler GPU no CUDA build of the pinned torch runs on: refused, the model judged for CPU.
+K80_SERVER = dataclasses.replace(
+    WORKSTATION,
+    gpus=(
+        Gpu(
+            index=0,
+            name="Tesla K80",
+            vram_total=12 * GiB,
+            vram_free=12 * GiB,
+            compute_capability=(3, 7),
+        ),
+    ),
+    nvidia_driver="470.256.02",
+    cuda_version="11.4",
+)
 CASES = {
+    "qwen3-4b-k80-refused": ("Qwen/Qwen3-4B", K80_SERVER),
     "mixtral-workstation": ("mistralai/Mixtral-8x7B-Instruct-v0.1", WORKSTATION),
     "qwen3-4b-laptop": ("Qwen/Qwen3-4B", LAPTOP),
     "sd15-workstation": ("runwayml/stable-diffusion-v1-5", WORKSTATION),
@@ -70,3 +87,6 @@ def test_report_matches_golden(hub_env, llm_home, case):
     if os.environ.get("UPDATE_GOLDEN") or not golden.exists():
         golden.write_text(text)
     assert text == golden.read_text()
+    if hardware is K80_SERVER:  # the refused GPU is named with the reason, and nothing runs on it
+        assert "compute capability 3.7 is not supported by torch 2.13.0" in text
+        assert all(row["device"] != "cuda" for row in result.profile["compatibility"]["inference"])

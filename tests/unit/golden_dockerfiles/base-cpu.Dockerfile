@@ -15,7 +15,13 @@ FROM os AS torch
 # The host's CA bundle and pip settings (index URLs, find-links), never a token.
 COPY buildenv/ /etc/llm-installer/
 RUN python3 -m venv /opt/venv && pip install --upgrade "pip>=24"
-RUN pip install "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+# Exactly torch 2.13.0+cpu: --index-url (not --extra-index-url) so that a missing wheel fails the
+# build instead of pip taking PyPI's torch (another build).
+RUN pip install "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu
+
+# The build fails unless torch is the CPU build this image is named for.
+RUN python3 -c "import sys, torch; v, c = torch.__version__, torch.version.cuda; print('torch', v, 'CUDA', c); \
+sys.exit(0 if c is None else 'torch ' + v + ' (CUDA ' + str(c) + ') is not the CPU build of cpu')"
 
 FROM os
 COPY buildenv/pip.conf buildenv/ca-certificates.crt* /etc/llm-installer/
@@ -27,4 +33,5 @@ RUN useradd --create-home --uid 1000 --shell /bin/bash llm
 LABEL org.llm-installer.base="cpu" \
       org.llm-installer.torch="2.13.0" \
       org.llm-installer.cuda="none" \
+      org.llm-installer.torch-build="2.13.0+cpu" \
       org.llm-installer.os-image="python:3.11-slim-bookworm"

@@ -23,17 +23,18 @@ if command -v python3 >/dev/null 2>&1 && python3 -c "import llm_installer" >/dev
     exec python3 -m llm_installer start "$MODEL_DIR" "$@"
 fi
 
-# 3. Last resort, without llm-installer: a plain docker run on CPU with the install's defaults.
+# 3. Last resort, without llm-installer: a plain docker run with the install's defaults.
 #    Options are not parsed here; set LLM_PORT to change the port, LLM_API_KEY for a key.
 PORT="${LLM_PORT:-8000}"
 echo "llm-installer not found (looked for $INSTALLER_PYTHON and python3 -m llm_installer)." >&2
-echo "Starting a plain CPU container instead: http://localhost:$PORT (Ctrl+C stops it)." >&2
 if [ "$#" -gt 0 ]; then
     echo "Ignoring the arguments: $*" >&2
 fi
 WEIGHTS='/data/my model'
 mkdir -p "$MODEL_DIR/logs"
 EXTRA=()
+COMMAND=(python -m llm_runtime serve --model /model --host 0.0.0.0 --port 8000 --logs-dir /logs --device cpu)
+echo "Starting a plain CPU container instead: http://localhost:$PORT (Ctrl+C stops it)." >&2
 if [ -f "$MODEL_DIR/lora/adapter_config.json" ]; then
     EXTRA+=(-v "$MODEL_DIR/lora:/lora:ro")
 fi
@@ -46,4 +47,4 @@ exec docker run --rm --init --name llm-Qwen_Qwen3-0.6B \
     ${EXTRA[@]+"${EXTRA[@]}"} \
     -e HOME=/tmp -e LLM_API_KEY \
     llm-installer/x:1 \
-    python -m llm_runtime serve --model /model --host 0.0.0.0 --port 8000 --logs-dir /logs --device cpu
+    "${COMMAND[@]}"

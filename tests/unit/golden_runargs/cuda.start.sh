@@ -23,17 +23,36 @@ if command -v python3 >/dev/null 2>&1 && python3 -c "import llm_installer" >/dev
     exec python3 -m llm_installer start "$MODEL_DIR" "$@"
 fi
 
-# 3. Last resort, without llm-installer: a plain docker run on CPU with the install's defaults.
+# 3. Last resort, without llm-installer: a plain docker run with the install's defaults.
 #    Options are not parsed here; set LLM_PORT to change the port, LLM_API_KEY for a key.
+#    The GPU: when nvidia-smi lists one and Docker can hand it over (the nvidia runtime or the
+#    toolkit's hook: --gpus; else a CDI spec: --device nvidia.com/gpu=…), with
+#    CUDA_VISIBLE_DEVICES as the device list (nvidia-smi's numbering or GPU UUIDs); else CPU.
 PORT="${LLM_PORT:-8000}"
 echo "llm-installer not found (looked for $INSTALLER_PYTHON and python3 -m llm_installer)." >&2
-echo "Starting a plain CPU container instead: http://localhost:$PORT (Ctrl+C stops it)." >&2
 if [ "$#" -gt 0 ]; then
     echo "Ignoring the arguments: $*" >&2
 fi
 WEIGHTS="$MODEL_DIR/model"
 mkdir -p "$MODEL_DIR/logs"
 EXTRA=()
+COMMAND=(python -m llm_runtime serve --model /model --host 0.0.0.0 --port 8000 --logs-dir /logs --device cpu)
+GPUS="${CUDA_VISIBLE_DEVICES-all}"
+if [ -n "$GPUS" ] && [ "$GPUS" != "-1" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    if docker info 2>/dev/null | grep -iE '^ *Runtimes:.*nvidia' >/dev/null || command -v nvidia-container-runtime-hook >/dev/null 2>&1; then
+        if [ "$GPUS" = all ]; then EXTRA+=(--gpus all); else EXTRA+=(--gpus "\"device=$GPUS\""); fi
+    elif grep -qs 'nvidia.com/gpu' /etc/cdi/* /var/run/cdi/* 2>/dev/null; then
+        IFS=, read -r -a LIST <<< "$GPUS"
+        for gpu in "${LIST[@]}"; do EXTRA+=(--device "nvidia.com/gpu=$gpu"); done
+    fi
+fi
+if [ -n "${EXTRA[*]-}" ]; then
+    COMMAND=(python -m llm_runtime serve --model /model --host 0.0.0.0 --port 8000 --logs-dir /logs --device cuda)
+    echo "Starting a plain GPU container instead: http://localhost:$PORT (Ctrl+C stops it)." >&2
+else
+    echo "No usable NVIDIA GPU (nvidia-smi, and Docker's nvidia runtime, toolkit hook or CDI spec)." >&2
+    echo "Starting a plain CPU container instead: http://localhost:$PORT (Ctrl+C stops it)." >&2
+fi
 if [ -f "$MODEL_DIR/lora/adapter_config.json" ]; then
     EXTRA+=(-v "$MODEL_DIR/lora:/lora:ro")
 fi
@@ -46,4 +65,4 @@ exec docker run --rm --init --name llm-Qwen_Qwen3-0.6B \
     ${EXTRA[@]+"${EXTRA[@]}"} \
     -e HOME=/tmp -e LLM_API_KEY \
     llm-installer/qwen_qwen3-0.6b:abc123 \
-    python -m llm_runtime serve --model /model --host 0.0.0.0 --port 8000 --logs-dir /logs --device cpu
+    "${COMMAND[@]}"
