@@ -88,12 +88,18 @@ def quantization_config(settings: LoadSettings, placement: Placement):
 
 def model_kwargs(settings: LoadSettings, placement: Placement) -> dict:
     """Keyword arguments for `from_pretrained` matching settings and placement."""
-    kwargs: dict = {"dtype": placement.dtype}
+    kwargs: dict = {"dtype": placement.dtype, **remote_code(settings)}
     quant = quantization_config(settings, placement)
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = "auto"
     return kwargs
+
+
+def remote_code(settings: LoadSettings) -> dict:
+    """`trust_remote_code` for every from_pretrained/pipeline call: True only when install
+    recorded the user's --trust-remote-code; always explicit, so transformers never prompts."""
+    return {"trust_remote_code": settings.trust_remote_code}
 
 
 def adapter_dir(settings: LoadSettings) -> Path | None:

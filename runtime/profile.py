@@ -30,6 +30,11 @@ class ModelProfile:
     source: str = "detected"
     info: dict = field(default_factory=dict)
 
+    @property
+    def trust_remote_code(self) -> bool:
+        """The user allowed the model's own code at install (model_info.json); never guessed."""
+        return self.info.get("trust_remote_code") is True
+
 
 def model_info_candidates(model_dir: Path) -> list[Path]:
     """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""

@@ -37,6 +37,11 @@ class ModelSpec:
     info: dict
     multimodal: bool = False  # image-text-to-text: trained on image+caption records
 
+    @property
+    def code(self) -> dict:
+        """`trust_remote_code` as install recorded it (the user's --trust-remote-code)."""
+        return {"trust_remote_code": self.info.get("trust_remote_code") is True}
+
 
 def read_spec(model_dir: Path) -> ModelSpec:
     """From model_info.json (where the server finds it) or config.json."""
@@ -121,7 +126,7 @@ def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> No
 def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir, **spec.code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
@@ -131,7 +136,7 @@ def load_processor(spec: ModelSpec):
     """A multimodal model's processor (tokenizer + image processor), with a pad token."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(spec.model_dir)
+    processor = AutoProcessor.from_pretrained(spec.model_dir, **spec.code)
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -143,7 +148,7 @@ def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     auto_class = AutoModelForImageTextToText if spec.multimodal else AutoModelForCausalLM
-    kwargs = {"dtype": _train_dtype(device)}
+    kwargs = {"dtype": _train_dtype(device), **spec.code}
     if method == "qlora" or use_8bit:
         kwargs["quantization_config"] = _quantization(method, kwargs["dtype"])
         kwargs["device_map"] = {"": 0}
