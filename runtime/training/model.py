@@ -53,7 +53,7 @@ def read_spec(model_dir: Path) -> ModelSpec:
     targets = next((info[k] for k in INFO_TARGET_KEYS if info.get(k)), None)
     training = info.get("training") or {}
     targets = targets or training.get("target_modules")
-    family = info.get("family") or info.get("model_family") or "text-generation"
+    family = info.get("family") or info.get("model_family") or _detected_family(model_dir, config)
     return ModelSpec(
         model_dir=model_dir,
         model_id=info.get("model_id") or model_dir.resolve().name,
@@ -63,6 +63,17 @@ def read_spec(model_dir: Path) -> ModelSpec:
         info=info,
         multimodal=family in MULTIMODAL_FAMILIES or "vision_config" in config,
     )
+
+
+def _detected_family(model_dir: Path, config: dict) -> str:
+    """The server's structural detection where no model_info.json names the family."""
+    from llm_runtime.errors import UnsupportedFamily
+    from llm_runtime.profile import detect_family
+
+    try:
+        return detect_family(model_dir, config)
+    except UnsupportedFamily:
+        return "text-generation"
 
 
 def _model_info(model_dir: Path) -> dict:

@@ -24,6 +24,7 @@ from llm_runtime.training.data.loader import load_examples
 from llm_runtime.training.data.prepare import PreparedData, describe, prepare
 from llm_runtime.training.data.render import ensure_chat_template
 from llm_runtime.training.errors import ResumeError, TrainingError, is_out_of_memory, out_of_memory
+from llm_runtime.training.families import require_trainable
 from llm_runtime.training.options import TrainOptions, TrainPaths
 from llm_runtime.training.params import TrainPlan
 from llm_runtime.training.report import build_report, history_entry, now_iso
@@ -454,8 +455,17 @@ class Run:
 
 
 def run(options: TrainOptions) -> RunResult:
-    """Train as the options say; returns the report and the process exit code."""
+    """Train as the options say; returns the report and the process exit code. A family the
+    SFT trainer does not fit goes to its own trainer, or is refused before anything loads."""
     quiet_libraries()
+    spec = models.read_spec(options.model_dir)
+    support = require_trainable(spec.family, options.method)
+    if support.trainer == "sentence-transformers":
+        from llm_runtime.training.sentence import run_sentence_transformers
+
+        device = models.pick_device(options.device)
+        report = run_sentence_transformers(options, spec.model_dir, spec.code, device)
+        return RunResult(report, 0)
     session = Run(options)
     session.prepare()
     trainer = session.build_trainer()
