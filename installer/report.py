@@ -134,9 +134,9 @@ def hardware_section(p: dict[str, Any]) -> list[RenderableType]:
 
 def _training_support(support: dict[str, Any] | None) -> list[RenderableType]:
     """Why train.sh refuses this family (or some methods), and what data it takes."""
-    if not support or not (support["reason"] or support["data"]):
-        return []
-    lines = [f"train.sh: {support['reason'] or 'trains this family'}."]
+    if not support or not support["reason"]:
+        return []  # the usual case (causal LMs): the table says it all
+    lines = [f"train.sh: {support['reason']}."]
     if support["trainable"]:
         lines.append(f"Data: {support['data']}.")
     return [Text("\n".join(lines))]
