@@ -69,6 +69,9 @@ def supported_families() -> list[str]:
 
 def detect_family(source: ModelSource) -> tuple[Detection, Requirements]:
     """The first detector that claims ``source``, with that family's requirements."""
+    from llm_installer.families.research import refuse_research_checkpoint
+
+    refuse_research_checkpoint(source)  # seed 002's from-scratch forms: a message, not a guess
     for target in (*(target for _, target in DETECTORS), PIPELINE_TASKS):
         family = load_detector(target)
         detection = family.detect(source)
