@@ -142,8 +142,9 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(COMPOSE_DIR / "gateway.py", folder / "gateway.py")
-    (folder / "gateway.py").chmod(0o644)
+    for name in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
+        shutil.copyfile(COMPOSE_DIR / name, folder / name)
+        (folder / name).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     return folder
 
