@@ -49,6 +49,27 @@ TRAINERS["embedding"] = TrainingSupport(
     "an embedding model trains as a whole with sentence-transformers' own trainer "
     "(LoRA adapters are not served for embeddings); the model lands in finetuned/",
 )
+WHOLE_MODEL = (
+    "{what} trains as a whole with transformers' {trainer} (LoRA adapters are served for causal "
+    "LMs only); the model lands in finetuned/"
+)
+TRAINERS["text2text-generation"] = TrainingSupport(
+    "text2text-generation",
+    "seq2seq",
+    ("full",),
+    "full",
+    '{"input": ..., "target": ...} pairs (or source/target, prompt/completion, question/answer, '
+    "text/summary)",
+    WHOLE_MODEL.format(what="a seq2seq model", trainer="Seq2SeqTrainer"),
+)
+TRAINERS["text-classification"] = TrainingSupport(
+    "text-classification",
+    "sequence-classification",
+    ("full",),
+    "full",
+    '{"text": ..., "label": ...} records, labels from the model\'s own (names or ids)',
+    WHOLE_MODEL.format(what="a text classifier", trainer="Trainer"),
+)
 REFUSALS: dict[str, str] = {
     "gguf": "GGUF weights are quantized for llama.cpp and cannot be trained; install and "
     "train the original transformers repo, then convert",
@@ -59,8 +80,8 @@ REFUSALS: dict[str, str] = {
 }
 NOT_YET = (
     "{family} models need a trainer of their own, which train.sh does not have (it trains "
-    "causal language models with LoRA/QLoRA/full, image-text-to-text models and "
-    "sentence-transformers embedding models)"
+    "causal language models with LoRA/QLoRA/full, image-text-to-text models, "
+    "sentence-transformers embedding models, seq2seq models and text classifiers)"
 )
 
 

@@ -460,12 +460,8 @@ def run(options: TrainOptions) -> RunResult:
     quiet_libraries()
     spec = models.read_spec(options.model_dir)
     support = require_trainable(spec.family, options.method)
-    if support.trainer == "sentence-transformers":
-        from llm_runtime.training.sentence import run_sentence_transformers
-
-        device = models.pick_device(options.device)
-        report = run_sentence_transformers(options, spec.model_dir, spec.code, device)
-        return RunResult(report, 0)
+    if support.trainer != "sft":
+        return RunResult(_run_family_trainer(support.trainer, options, spec), 0)
     session = Run(options)
     session.prepare()
     trainer = session.build_trainer()
@@ -486,6 +482,18 @@ def run(options: TrainOptions) -> RunResult:
         board.stop(dashboard)
     _summary(report, options.paths, interrupted, ends_here)
     return RunResult(report, EXIT_INTERRUPTED if interrupted and not ends_here else 0)
+
+
+def _run_family_trainer(trainer: str, options: TrainOptions, spec: models.ModelSpec) -> dict:
+    """The field's own trainer of an embedding, seq2seq or classification model (full)."""
+    from llm_runtime.training import sentence, task_trainers
+
+    run_family = {
+        "sentence-transformers": sentence.run_sentence_transformers,
+        "seq2seq": task_trainers.run_seq2seq,
+        "sequence-classification": task_trainers.run_classifier,
+    }[trainer]
+    return run_family(options, spec.model_dir, spec.code, models.pick_device(options.device))
 
 
 def _summary(report: dict, paths: TrainPaths, interrupted: bool, saved: bool) -> None:

@@ -89,7 +89,7 @@ def test_chat_data_for_an_embedding_model_says_what_data_it_takes(minilm_install
     assert "anchor+positive" in result.stderr
 
 
-@pytest.mark.parametrize("family", ["text-classification", "diffusion", "gguf"])
+@pytest.mark.parametrize("family", ["speech-recognition", "diffusion", "gguf"])
 def test_other_families_are_refused_before_loading(tmp_path, family):
     root = tmp_path / family
     (root / "model").mkdir(parents=True)
@@ -114,3 +114,72 @@ def test_check_training_table_agrees_with_the_trainer(minilm_install, llm_home):
     )
     assert rows["Full (fp32)"]["cpu"] is True
     assert "full fine-tune only" in rows["LoRA (fp32)"]["notes"]
+
+
+def installed(root: Path, builder, family: str) -> Path:
+    builder(root / "model")
+    (root / "model_info.json").write_text(json.dumps({"family": family, "model_id": root.name}))
+    return root / "model"
+
+
+def test_seq2seq_model_trains_with_seq2seq_trainer(tmp_path):
+    import torch
+    from tiny_media import make_tiny_t5
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model = installed(tmp_path / "t5", make_tiny_t5, "text2text-generation")
+    data = tmp_path / "pairs.csv"
+    rows = ["source,target"] + [f"hello world {i},the quick brown fox" for i in range(12)]
+    data.write_text("\n".join(rows) + "\n")
+
+    def loss(folder: Path) -> float:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        batch = tokenizer(
+            ["hello world 1"], text_target=["the quick brown fox"], return_tensors="pt"
+        )
+        with torch.no_grad():
+            return float(AutoModelForSeq2SeqLM.from_pretrained(folder)(**batch).loss)
+
+    before = loss(model)
+    result = train(model, data, "--epochs", "8", "--learning-rate", "3e-3", "--batch-size", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(
+        (tmp_path / "t5" / "logs" / "training" / "training_report.json").read_text()
+    )
+    assert report["trainer"] == "seq2seq" and report["examples"]["validation"] > 0
+    assert loss(tmp_path / "t5" / "finetuned") < before  # it learned the target
+
+
+def test_text_classifier_trains_with_its_labels(tmp_path):
+    import torch
+    from tiny_media import make_tiny_bert_classifier
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = installed(tmp_path / "cls", make_tiny_bert_classifier, "text-classification")
+    records = [
+        {"text": "good great fine", "label": "positive"},
+        {"text": "bad awful poor", "label": 0},
+    ]
+    data = tmp_path / "labels.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records * 8))
+
+    def right(folder: Path) -> float:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        batch = tokenizer(["good great fine", "bad awful poor"], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            probs = AutoModelForSequenceClassification.from_pretrained(folder)(
+                **batch
+            ).logits.softmax(-1)
+        return float(probs[0, 1] + probs[1, 0])  # positive for the first, negative for the second
+
+    before = right(model)
+    result = train(
+        model, data, "--epochs", "10", "--learning-rate", "1e-2", "--validation-split", "0"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert right(tmp_path / "cls" / "finetuned") > before
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "x", "label": "neutral"}) + "\n")
+    refused = train(model, bad)
+    assert refused.returncode == 1 and "neutral" in refused.stderr and "positive" in refused.stderr

@@ -20,7 +20,7 @@ def installed(llm_home, family: str):
     return folder
 
 
-@pytest.mark.parametrize("family", ["text-classification", "diffusion", "speech-recognition"])
+@pytest.mark.parametrize("family", ["image-classification", "diffusion", "speech-recognition"])
 def test_untrainable_family_exits_42_with_the_reason(llm_home, tmp_path, family):
     folder = installed(llm_home, family)
     data = tmp_path / "d.jsonl"
