@@ -66,7 +66,7 @@ def test_served_only_when_install_recorded_the_opt_in(custom_dir, tmp_path):
         refused.wait_ready(expect_failure=True)
         ready = httpx.get(f"{refused.url}/health/ready", timeout=10)
         assert ready.status_code == 503
-        assert "trust_remote_code" in refused.log_text()
+        assert "--trust-remote-code" in refused.log_text()  # what to do, not a prompt
     finally:
         trusted.stop()
         refused.stop()
