@@ -170,6 +170,7 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
                 f"Stack written to [bold]{folder}[/]\n"
                 f"  start: docker compose -f {compose_file} up -d   (or docker-compose)\n"
                 f"  API:   http://{host}:{gateway_port}/v1 (the request's \"model\" picks the model)\n"
+                f"  UI:    http://{host}:{gateway_port}/ (a model picker; each model under /m/<name>/)\n"
                 f"  stop:  docker compose -f {compose_file} down"
             )
 
