@@ -484,10 +484,31 @@ def run(options: TrainOptions) -> RunResult:
     return RunResult(report, EXIT_INTERRUPTED if interrupted and not ends_here else 0)
 
 
+# Options only the TRL run has: (option, the value that means "not asked for").
+SFT_ONLY = (
+    ("resume", False), ("resume_from", None), ("circular", False), ("use_8bit", False),
+    ("lora_r", None), ("lora_alpha", None), ("target_modules", None), ("train_router", False),
+    ("mode", "medium"),
+)  # fmt: skip
+
+
+def require_plain_options(options: TrainOptions, trainer: str) -> None:
+    """The family trainers run a plain full fine-tune: refuse options they would ignore."""
+    asked = [name for name, unset in SFT_ONLY if getattr(options, name) != unset]
+    if asked:
+        flags = ", ".join("--" + name.replace("_", "-") for name in asked)
+        raise TrainingError(
+            f"{flags}: only for causal LMs (TRL); this model trains with {trainer} as a whole "
+            "model. Its options: --epochs, --max-steps, --batch-size, --learning-rate, "
+            "--max-seq-length, --validation-split, --max-examples, --seed."
+        )
+
+
 def _run_family_trainer(trainer: str, options: TrainOptions, spec: models.ModelSpec) -> dict:
     """The field's own trainer of an embedding, seq2seq or classification model (full)."""
     from llm_runtime.training import sentence, task_trainers
 
+    require_plain_options(options, trainer)
     run_family = {
         "sentence-transformers": sentence.run_sentence_transformers,
         "seq2seq": task_trainers.run_seq2seq,

@@ -183,3 +183,11 @@ def test_text_classifier_trains_with_its_labels(tmp_path):
     bad.write_text(json.dumps({"text": "x", "label": "neutral"}) + "\n")
     refused = train(model, bad)
     assert refused.returncode == 1 and "neutral" in refused.stderr and "positive" in refused.stderr
+
+
+def test_sft_only_options_are_refused_for_a_family_trainer(minilm_install, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"anchor": "a", "positive": "b"}) + "\n")
+    result = train(minilm_install / "model", data, "--resume", "--mode", "fast")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--resume, --mode" in result.stderr and "--epochs" in result.stderr
