@@ -97,6 +97,7 @@ def test_distilbert_classifier_installs_and_serves_its_labels(home_env, tmp_path
         assert answer.json()["result"][0]["label"] in LABELS.values()
     finally:
         installer(home_env, "stop", str(model_dir))
+        installer(home_env, "remove", str(model_dir), "--yes")  # its image too
 
 
 def test_custom_code_model_runs_in_its_container_only_when_trusted(home_env, tmp_path):
@@ -116,3 +117,4 @@ def test_custom_code_model_runs_in_its_container_only_when_trusted(home_env, tmp
         assert answer.json()["usage"]["completion_tokens"] == 3
     finally:
         installer(home_env, "stop", str(model_dir))
+        installer(home_env, "remove", str(model_dir), "--yes")  # its image too
