@@ -2,6 +2,9 @@
 
 A request goes to the service whose model its JSON ``model`` field names (the Hub id, the
 model's folder name or its service name); ``GET /v1/models`` lists every model of the stack.
+``GET /`` is one web UI for the stack: a model picker around each model's own UI, which it
+reaches under ``/m/<name>/``; every native endpoint of a model is routed there too
+(``/m/<name>/info``, ``/generate``, SSE, multipart uploads, the ``/ws`` WebSocket).
 Standard library only: it runs in one of the stack's own model images, mounted read-only, and
 those images carry no HTTP client library (and registries may be unreachable, so no image pull).
 
@@ -10,17 +13,23 @@ Routes come from LLM_GATEWAY_ROUTES: a JSON list of {"id", "aliases", "url"}.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 PORT = 8080
 UPSTREAM_TIMEOUT_S = 600  # a long generation on a CPU may take minutes
 FORWARDED_HEADERS = ("authorization", "content-type", "accept")
+MODEL_PREFIX = "/m/"  # /m/<name>/<path>: a model's native endpoints and its own web UI
+UI_FILE = Path(__file__).with_name("gateway_ui.html")
 STARTED_AT = int(time.time())
 
 
@@ -42,6 +51,19 @@ def find_route(model: str) -> dict | None:
     return None
 
 
+def route_path(route: dict) -> str:
+    """Where a model's own UI and endpoints are on the gateway: /m/<its first alias>/."""
+    return f"{MODEL_PREFIX}{quote(route['aliases'][0] if route['aliases'] else route['id'], safe='')}/"
+
+
+def split_model_path(path: str) -> tuple[str, str] | None:
+    """'/m/chat/info?x=1' -> ('chat', '/info?x=1'); None outside /m/."""
+    if not path.startswith(MODEL_PREFIX):
+        return None
+    name, _, rest = path[len(MODEL_PREFIX) :].partition("/")
+    return unquote(name), "/" + rest
+
+
 def error_body(message: str, error_type: str, code: str, param: str | None = None) -> dict:
     """OpenAI's error shape, like the model servers', so clients raise the same exceptions."""
     return {"error": {"message": message, "type": error_type, "code": code, "param": param}}
@@ -51,9 +73,14 @@ class Gateway(BaseHTTPRequestHandler):
     server_version = "llm-installer-gateway"
 
     def do_GET(self) -> None:
+        if self.to_model():
+            return
         path = urlsplit(self.path).path
-        if path == "/health":
-            self.send_json(200, {"status": "ok", "models": [r["id"] for r in ROUTES]})
+        if path == "/":
+            self.send_page()
+        elif path == "/health":
+            routes = [{"id": r["id"], "path": route_path(r)} for r in ROUTES]
+            self.send_json(200, {"status": "ok", "models": [r["id"] for r in ROUTES], "routes": routes})
         elif path == "/v1/models":
             if self.authorized():
                 self.send_json(200, {"object": "list", "data": [self.model_card(r) for r in ROUTES]})
@@ -61,6 +88,8 @@ class Gateway(BaseHTTPRequestHandler):
             self.send_json(404, error_body(f"No route {path} on the gateway. {self.usage()}", "invalid_request_error", "not_found"))
 
     def do_POST(self) -> None:
+        if self.to_model():
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.authorized():
             return
@@ -87,13 +116,58 @@ class Gateway(BaseHTTPRequestHandler):
         self.send_json(400, error_body(message, "invalid_request_error", "model_required", "model"))
         return None
 
-    def forward(self, route: dict, body: bytes) -> None:
+    def to_model(self) -> bool:
+        """Route /m/<name>/... to that model (plain requests, or a WebSocket tunnel)."""
+        found = split_model_path(self.path)
+        if found is None:
+            return False
+        name, path = found
+        route = find_route(name)
+        if route is None:
+            available = ", ".join(route_path(r) for r in ROUTES)
+            self.send_json(404, error_body(f"No model {name!r} in this stack: {available}.", "invalid_request_error", "model_not_found"))
+        elif self.headers.get("Upgrade", "").lower() == "websocket":
+            self.tunnel(route, path)
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else None
+            self.forward(route, body, path=path)
+        return True
+
+    def tunnel(self, route: dict, path: str) -> None:
+        """A WebSocket: replay the upgrade request upstream, then relay bytes both ways."""
+        upstream = urlsplit(route["url"])
+        try:
+            remote = socket.create_connection((upstream.hostname, upstream.port), timeout=10)
+        except OSError as exc:
+            self.send_json(503, error_body(f"The model {route['id']} does not answer yet ({exc}).", "server_error", "model_unavailable"))
+            return
+        remote.settimeout(None)
+        head = [f"{self.command} {path} HTTP/1.1", f"Host: {upstream.netloc}"]
+        head += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() != "host"]
+        remote.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        pump = threading.Thread(target=relay, args=(remote, self.connection), daemon=True)
+        pump.start()
+        relay(self.connection, remote)
+        pump.join()
+        remote.close()
+        self.close_connection = True
+
+    def send_page(self) -> None:
+        payload = UI_FILE.read_bytes() if UI_FILE.is_file() else b"<p>gateway_ui.html is missing beside gateway.py</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def forward(self, route: dict, body: bytes | None, *, path: str | None = None) -> None:
         """Send the request to the model's service; copy the answer back, streamed as it comes."""
         upstream = urlsplit(route["url"])
         connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=UPSTREAM_TIMEOUT_S)
         headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
-            connection.request("POST", self.path, body=body, headers=headers)
+            connection.request(self.command, path or self.path, body=body, headers=headers)
             answer = connection.getresponse()
         except OSError as exc:
             message = f"The model {route['id']} does not answer yet ({exc}); it may still be loading: try again shortly."
@@ -134,6 +208,18 @@ class Gateway(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def relay(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes until source closes, then half-close target (the other side may still talk)."""
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from llm_installer.estimate import Estimates, estimate
 from llm_installer.families.base import Detection, Requirements
 from llm_installer.hardware import Hardware
 from llm_installer.source import ModelSource
+from llm_runtime.training.families import TrainingSupport, training_support
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DEVICES = ("cuda", "cpu")
@@ -58,7 +59,8 @@ def build_profile(
         "memory": _memory(estimates, detection),
         "hardware": dataclasses.asdict(hardware),
         "cuda": cuda,
-        "compatibility": _compatibility(compat),
+        "compatibility": _compatibility(compat, training_support(detection.family)),
+        "training_support": _training_support(detection.family),
         "warnings": [*requirements.warnings, *_estimate_warnings(estimates)],
     }
 
@@ -164,7 +166,28 @@ def _memory(estimates: Estimates, detection: Detection) -> dict[str, Any]:
     }
 
 
-def _compatibility(compat: Compatibility) -> dict[str, Any]:
+def _training_support(family: str) -> dict[str, Any]:
+    """What train.sh does with this family: the same table the trainer refuses from."""
+    support = training_support(family)
+    return {
+        "trainable": support.trainable,
+        "trainer": support.trainer,
+        "methods": list(support.methods),
+        "data": support.data,
+        "reason": support.reason,
+    }
+
+
+def _training_note(support: TrainingSupport, method: str, notes: tuple[str, ...]) -> str | None:
+    """None when train.sh runs ``method`` for this family, else the Notes cell saying why not."""
+    if not support.trainable:
+        return "train.sh does not train this family"
+    if method not in support.methods:
+        return f"{'/'.join(support.methods)} fine-tune only"
+    return None
+
+
+def _compatibility(compat: Compatibility, support: TrainingSupport) -> dict[str, Any]:
     verdict = compat.verdict
     return {
         "inference": [
@@ -177,21 +200,23 @@ def _compatibility(compat: Compatibility) -> dict[str, Any]:
             }
             for r in compat.rows
         ],
-        "training": [
-            {
-                "method": r.label,
-                "memory_bytes": r.memory,
-                "cpu": r.cpu_ok,
-                "gpu": r.gpu_ok,
-                "device": r.device,
-                "notes": "; ".join(r.notes),
-            }
-            for r in compat.training
-        ],
+        "training": [_training_row(r, support) for r in compat.training],
         "disk": dataclasses.asdict(compat.disk),
         "verdict": verdict.status,
         "recommended": {"dtype": verdict.dtype, "device": verdict.device}
         if verdict.dtype
         else None,
         "reason": verdict.reason,
+    }
+
+
+def _training_row(row: Any, support: TrainingSupport) -> dict[str, Any]:
+    refused = _training_note(support, row.method, row.notes)
+    return {
+        "method": row.label,
+        "memory_bytes": row.memory,
+        "cpu": row.cpu_ok and refused is None,
+        "gpu": row.gpu_ok and refused is None,
+        "device": row.device if refused is None else "-",
+        "notes": refused or "; ".join(row.notes),
     }

@@ -127,8 +127,19 @@ def hardware_section(p: dict[str, Any]) -> list[RenderableType]:
         _inference_table(compat["inference"]),
         training_title,
         _training_table(compat["training"]),
+        *_training_support(p.get("training_support")),
         verdict,
     ]
+
+
+def _training_support(support: dict[str, Any] | None) -> list[RenderableType]:
+    """Why train.sh refuses this family (or some methods), and what data it takes."""
+    if not support or not support["reason"]:
+        return []  # the usual case (causal LMs): the table says it all
+    lines = [f"train.sh: {support['reason']}."]
+    if support["trainable"]:
+        lines.append(f"Data: {support['data']}.")
+    return [Text("\n".join(lines))]
 
 
 def _hardware_lines(hw: dict[str, Any], cuda: dict[str, Any] | None = None) -> list[str]:

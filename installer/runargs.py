@@ -306,8 +306,13 @@ def _lora_warning(paths: ModelPaths) -> tuple[str, ...]:
     return (f"{paths.lora} holds files but no adapter_config.json: no adapter is loaded.",)
 
 
-def native_setup(host: HostRuntime, paths: ModelPaths) -> tuple[Path, tuple[tuple[str, ...], ...]]:
-    """The virtualenv beside the model and the commands that make it (run when missing)."""
+def native_setup(
+    host: HostRuntime, paths: ModelPaths, model_info: Mapping[str, Any] | None = None
+) -> tuple[Path, tuple[tuple[str, ...], ...]]:
+    """The virtualenv beside the model and the commands that make it (run when missing): the
+    image's dependency set (the runtime's packages and the model's own, e.g. sentencepiece,
+    timm, librosa) with torch, pinned by the images' constraints.txt, so a Mac gets the same
+    versions as the image."""
     venv = paths.model_dir / NATIVE_VENV
     if paths.installer_dir is None:
         raise InvalidRunOptionError(
@@ -315,11 +320,23 @@ def native_setup(host: HostRuntime, paths: ModelPaths) -> tuple[Path, tuple[tupl
             hint="Reinstall the model with `llm-installer install MODEL --yes`.",
         )
     python = str(venv / "bin" / "python")
+    constraints = paths.installer_dir / "dockerfiles" / "constraints.txt"
     return venv, (
         (host.python, "-m", "venv", str(venv)),
         (python, "-m", "pip", "install", "--upgrade", "pip"),
-        (python, "-m", "pip", "install", "-e", f"{paths.installer_dir}[runtime]"),
-    )
+        (
+            python, "-m", "pip", "install", "--constraint", str(constraints),
+            "-e", f"{paths.installer_dir}[runtime]", *native_packages(model_info or {}),
+        ),
+    )  # fmt: skip
+
+
+def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
+    """torch + the image's packages for this model (CPU/MPS: no CUDA-only ones), sorted."""
+    from llm_installer.image import dependency_set  # imports docker-py: only when planning native
+
+    packages = (model_info.get("requirements") or {}).get("packages") or []
+    return ("torch", *dependency_set({"requirements": {"packages": packages}}, cuda=False))
 
 
 def _native_start(
@@ -330,7 +347,7 @@ def _native_start(
     warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     options, dropped = with_installed_quantization(options, model_info, device)
     warnings += served + dropped + _lora_warning(paths)
-    venv, setup = native_setup(host, paths)
+    venv, setup = native_setup(host, paths, model_info)
     args = serve_args(
         model=str(paths.weights), host=options.host, port=options.port, logs=str(paths.logs),
         lora=str(paths.lora) if paths.has_lora else None, device=device, options=options,

@@ -34,6 +34,8 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
     "diffusion": ("/generate", {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0}),
     "audio-generation": ("/generate", {"text": "hello"}),
+    "text-classification": ("/generate", {"inputs": "hello world"}),
+    "token-classification": ("/generate", {"inputs": "hello world"}),
 }
 UPLOADS = {"speech-recognition": ("/generate", "audio", "silence.wav")}  # multipart families
 SMOKE_LABEL = "org.llm-installer.smoke-test"

@@ -162,8 +162,9 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(COMPOSE_DIR / "gateway.py", folder / "gateway.py")
-    (folder / "gateway.py").chmod(0o644)
+    for name in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
+        shutil.copyfile(COMPOSE_DIR / name, folder / name)
+        (folder / name).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     _remember(folder, settings)
     return folder, name
@@ -278,6 +279,7 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
                 f"Stack written to [bold]{folder}[/]\n"
                 f"  start: {commands['start']}   (or docker-compose)\n"
                 f'  API:   http://{host}:{gateway_port}/v1 (the request\'s "model" picks the model)\n'
+                f"  UI:    http://{host}:{gateway_port}/ (a model picker; each model under /m/<name>/)\n"
                 f"  stop:  {commands['stop']}"
             )
 

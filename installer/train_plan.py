@@ -305,7 +305,7 @@ def _native_train(
     device, warnings = choose_native_device(model_info, host, options.device)
     if not options.tensorboard_only:
         warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
-    venv, setup = native_setup(host, paths)
+    venv, setup = native_setup(host, paths, model_info)
     args = train_args(
         model=str(paths.weights), data=options.data, output_dir=str(paths.model_dir),
         device=device, tensorboard_host=options.host, tensorboard_port=options.tensorboard_port,

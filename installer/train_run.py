@@ -61,12 +61,32 @@ class TrainingInterruptedError(InstallerError):
     exit_code = TRAIN_INTERRUPTED_EXIT
 
 
+class FamilyNotTrainableError(InstallerError):
+    exit_code = 42
+
+
+def refuse_untrainable(info: dict, options: TrainOptions) -> None:
+    """The trainer's own per-family table, asked before any container starts."""
+    from llm_runtime.training.families import TRAINERS, training_support
+
+    support = training_support(str(info.get("family") or "text-generation"))
+    if support.trainable or options.tensorboard_only:
+        return
+    works = ", ".join(name for name in TRAINERS if name != "state-space")
+    raise FamilyNotTrainableError(
+        f"train.sh cannot fine-tune {info.get('model_id', 'this model')}: {support.reason}",
+        hint=f"train.sh trains these families: {works}. `llm-installer check` shows the same "
+        "in its training table.",
+    )
+
+
 def train_model(model: str, options: TrainOptions, settings: Settings, output: Output) -> None:
     """Resolve MODEL, plan the training run for this host and run it; the adapter lands in
     lora/, where ``start`` loads it. Ctrl+C (or SIGTERM) lets the trainer save a resumable
     checkpoint before it stops."""
     model_dir = resolve_model_dir(model, settings.models_path)
     info = require_complete(model_dir)
+    refuse_untrainable(info, options)
     paths = model_paths(model_dir, info)
     require_weights(paths.weights)
     role = "tensorboard" if options.tensorboard_only else "train"

@@ -103,7 +103,7 @@ def model_kwargs(settings: LoadSettings, placement: Placement) -> dict:
     one GPU that holds the model gets all of it, a larger model is split across the GPUs
     (unquantized ones overflow into RAM as a last resort).
     """
-    kwargs: dict = {"dtype": placement.dtype}
+    kwargs: dict = {"dtype": placement.dtype, **remote_code(settings)}
     quant = quantization_config(settings, placement)
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -137,6 +137,12 @@ def input_device(model) -> torch.device:
         return model.get_input_embeddings().weight.device
     except (AttributeError, NotImplementedError):
         return model.device
+
+
+def remote_code(settings: LoadSettings) -> dict:
+    """`trust_remote_code` for every from_pretrained/pipeline call: True only when install
+    recorded the user's --trust-remote-code; always explicit, so transformers never prompts."""
+    return {"trust_remote_code": settings.trust_remote_code}
 
 
 def adapter_dir(settings: LoadSettings) -> Path | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
-from llm_runtime.errors import UnsupportedFamily
+from llm_runtime.errors import ModelLoadError, UnsupportedFamily
 
 MODEL_INFO_ENV = "LLM_MODEL_INFO"
 MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
@@ -30,6 +30,11 @@ class ModelProfile:
     source: str = "detected"
     info: dict = field(default_factory=dict)
 
+    @property
+    def trust_remote_code(self) -> bool:
+        """The user allowed the model's own code at install (model_info.json); never guessed."""
+        return self.info.get("trust_remote_code") is True
+
 
 def model_info_candidates(model_dir: Path) -> list[Path]:
     """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
@@ -45,7 +50,35 @@ def read_model_info(model_dir: Path) -> tuple[dict, Path] | None:
 
 
 def load_profile(model_dir: Path) -> ModelProfile:
-    """Profile of model_dir from model_info.json when present, else detected from its files."""
+    """Profile of model_dir from model_info.json when present, else detected from its files;
+    a model whose own code (auto_map) the install did not allow is refused here, clearly."""
+    profile = _load_profile(model_dir)
+    require_code_opt_in(profile)
+    return profile
+
+
+def require_code_opt_in(profile: ModelProfile) -> None:
+    """transformers would refuse (or prompt) later: say what to do instead."""
+    config_path = profile.model_dir / "config.json"
+    if profile.trust_remote_code or not config_path.is_file():
+        return
+    config = _read_json(config_path)
+    if not isinstance(config.get("auto_map"), dict) or _known_model_type(config):
+        return
+    raise ModelLoadError(
+        f"{profile.model_id} runs its own code (auto_map in config.json: "
+        f"{', '.join(sorted(config['auto_map']))}), which its install did not allow. Read that "
+        "code, then reinstall with `llm-installer install MODEL --trust-remote-code`."
+    )
+
+
+def _known_model_type(config: dict) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return config.get("model_type") in CONFIG_MAPPING_NAMES
+
+
+def _load_profile(model_dir: Path) -> ModelProfile:
     found = read_model_info(model_dir)
     if found and (found[0].get("family") or found[0].get("model_family")):
         info, path = found

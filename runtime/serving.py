@@ -7,6 +7,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import Request, WebSocket
@@ -75,7 +76,8 @@ class ModelHost:
         try:
             self.profile = load_profile(self.config.model_dir)
             handler = handler_class(self.profile.family)(metrics=self.metrics)
-            handler.load(profile=self.profile, settings=self.config.load)
+            settings = replace(self.config.load, trust_remote_code=self.profile.trust_remote_code)
+            handler.load(profile=self.profile, settings=settings)
         except RuntimeServeError as exc:
             self._failed(exc.message)
         except Exception as exc:  # keep serving /health with the reason

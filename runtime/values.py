@@ -23,6 +23,7 @@ class LoadSettings:
     batch_window_ms: float = 20.0
     threads: int | None = None
     batching: Literal["auto", "step", "generate"] = "auto"
+    trust_remote_code: bool = False  # the model's own code (auto_map): only as install recorded
 
 
 @dataclass(frozen=True)

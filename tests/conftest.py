@@ -67,7 +67,7 @@ def _small_repo_files() -> dict[str, bytes | int]:
 def hub_server() -> Iterator[HubServer]:
     """A started :class:`hubserver.HubServer` shared by the session.
 
-    Holds every repo of /work/shared/realconfigs (e.g. ``meta-llama/Llama-3.2-3B-Instruct``, weights as
+    Holds every repo of tests/fixtures/realconfigs (e.g. ``meta-llama/Llama-3.2-3B-Instruct``, weights as
     placeholders of their real sizes), plus ``test-org/private-model`` (private) and
     ``test-org/gated-model`` (gated ``"manual"``), each with a small llama-like ``config.json``.
     The valid token is ``HUB_TOKEN`` (``"hf_test_token"``). Tests may add repos of their own (use a

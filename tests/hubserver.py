@@ -68,9 +68,10 @@ __all__ = [
 ]
 
 # Names shared by the fixtures (tests/integration/conftest.py) and the tests.
-# shared/ lies beside the repository's clone (locally and in CI); LLM_INSTALLER_REALCONFIGS overrides.
+# A trimmed copy of shared/realconfigs ships in tests/fixtures (tests/fixtures/trim_realconfigs.py),
+# so a clone alone runs every test; LLM_INSTALLER_REALCONFIGS points at another copy.
 REALCONFIGS_DIR = Path(
-    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[2] / "shared" / "realconfigs")
+    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parent / "fixtures" / "realconfigs")
 )
 HUB_TOKEN = "hf_test_token"
 PRIVATE_REPO = "test-org/private-model"
@@ -570,7 +571,7 @@ class HubServer:
     def add_realconfigs(
         self, directory: str | os.PathLike[str], *, hub_metadata: bool = True
     ) -> list[str]:
-        """Serve each ``owner__name`` folder of ``directory`` (see shared/realconfigs/README.md) as a repo.
+        """Serve each ``owner__name`` folder of ``directory`` (see tests/fixtures/realconfigs/README.md) as a repo.
 
         The repo id is ``meta.json``'s ``model_id`` (else the folder name with ``__`` -> ``/``). With a
         ``files.json``, the repo holds exactly the files it lists at their listed sizes: present files with

@@ -16,6 +16,9 @@ imports no heavy code (never torch, never transformers). Order: most specific fi
 12-14. ``image-classification``, ``object-detection``, ``image-segmentation``: vision heads.
 15. ``text-generation``: causal LMs (and custom code with AutoModelForCausalLM).
 16. ``feature-extraction``: bare vision/audio backbones; 17. ``embedding``: bare text encoders.
+18. Last, any other transformers pipeline task by its head (``…ForSequenceClassification`` →
+    ``text-classification``, ``…ForDepthEstimation`` → ``depth-estimation`` …): the family name
+    is the task name, served by the runtime's pipeline fallback.
 
 Every family name here is the contract with the runtime (``model_info.json``).
 """
@@ -50,16 +53,26 @@ DETECTORS: tuple[tuple[str, str], ...] = (
     ("feature-extraction", "feature_extraction:FeatureExtractionFamily"),
     ("embedding", "embedding:TextEncoderFamily"),
 )
+PIPELINE_TASKS = "pipeline_task:PipelineTaskFamily"  # tried last; its families are task names
+
+
+def _pipeline_tasks() -> list[str]:
+    from llm_installer.families.pipeline_task import pipeline_tasks
+
+    return pipeline_tasks()
 
 
 def supported_families() -> list[str]:
     """Every family name check can answer, in detection order, without importing any detector."""
-    return list(dict.fromkeys(name for name, _ in DETECTORS))
+    return list(dict.fromkeys([*(name for name, _ in DETECTORS), *_pipeline_tasks()]))
 
 
 def detect_family(source: ModelSource) -> tuple[Detection, Requirements]:
     """The first detector that claims ``source``, with that family's requirements."""
-    for _, target in DETECTORS:
+    from llm_installer.families.research import refuse_research_checkpoint
+
+    refuse_research_checkpoint(source)  # seed 002's from-scratch forms: a message, not a guess
+    for target in (*(target for _, target in DETECTORS), PIPELINE_TASKS):
         family = load_detector(target)
         detection = family.detect(source)
         if detection is not None:
@@ -70,6 +83,8 @@ def detect_family(source: ModelSource) -> tuple[Detection, Requirements]:
 def family_for(name: str) -> Family:
     """The first detector registered under family ``name`` (for requirements of a saved profile)."""
     target = next((target for family, target in DETECTORS if family == name), None)
+    if target is None and name in _pipeline_tasks():
+        target = PIPELINE_TASKS
     if target is None:
         raise UnsupportedArchitectureError(
             f"Unknown model family {name!r}. Supported families: {', '.join(supported_families())}."

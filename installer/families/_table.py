@@ -214,3 +214,17 @@ LORA_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "gemma3_text": _ATTENTION_AND_MLP,
     "gpt2": ("c_attn", "c_proj"),
 }
+
+# Heads that have a transformers pipeline task but no family of their own: the runtime serves
+# them through `pipeline(task)` (its fallback handler), the family name being the task name.
+# Only tasks transformers still has a pipeline for (tests/unit/test_pipeline_tasks.py checks).
+# Tried last, after every family above. "ForSequenceClassification" on an audio model
+# (wav2vec2, HuBERT...) is audio classification, decided by the config's audio keys.
+PIPELINE_TASK_MARKERS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("ForSequenceClassification",),
+    "token-classification": ("ForTokenClassification",),
+    "audio-classification": ("ForAudioClassification", "ForAudioFrameClassification"),
+    "video-classification": ("ForVideoClassification",),
+    "depth-estimation": ("ForDepthEstimation",),
+    "keypoint-matching": ("ForKeypointMatching",),
+}

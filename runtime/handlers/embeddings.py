@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from llm_runtime.handlers.base import Embedding, Handler
-from llm_runtime.loading import resolve_placement, translate_oom
+from llm_runtime.loading import remote_code, resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import EmbedBody
 from llm_runtime.values import Capabilities, EmbeddingResult, LoadSettings, ModelDescription
@@ -28,6 +28,7 @@ class EmbeddingHandler(Handler, Embedding):
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         self.profile, self.placement = profile, resolve_placement(settings)
+        self.code = remote_code(settings)
         self._lock = threading.Lock()
         with translate_oom("loading"):
             if (profile.model_dir / "modules.json").is_file():
@@ -82,7 +83,9 @@ class EmbeddingHandler(Handler, Embedding):
     def _load_sentence_transformer(self, profile: ModelProfile) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.st = SentenceTransformer(str(profile.model_dir), device=self.placement.device)
+        self.st = SentenceTransformer(
+            str(profile.model_dir), device=self.placement.device, **self.code
+        )
         self.st.eval()
         self.tokenizer = self.st.tokenizer
         self.max_length = int(self.st.max_seq_length or FALLBACK_MAX_LENGTH)
@@ -92,8 +95,10 @@ class EmbeddingHandler(Handler, Embedding):
         from transformers import AutoModel, AutoTokenizer
 
         self.st = None
-        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir)
-        self.model = AutoModel.from_pretrained(profile.model_dir, dtype=self.placement.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **self.code)
+        self.model = AutoModel.from_pretrained(
+            profile.model_dir, dtype=self.placement.dtype, **self.code
+        )
         self.model = self.model.to(self.placement.device).eval()
         config = self.model.config
         self.max_length = int(getattr(config, "max_position_embeddings", FALLBACK_MAX_LENGTH))

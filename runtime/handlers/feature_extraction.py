@@ -9,7 +9,7 @@ from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.embeddings import EmbeddingHandler
 from llm_runtime.handlers.media_base import ModelWorker
 from llm_runtime.handlers.pipeline_base import ImageBody
-from llm_runtime.loading import resolve_placement, translate_oom
+from llm_runtime.loading import remote_code, resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile
 from llm_runtime.values import Capabilities, EmbeddingResult, LoadSettings, ModelDescription
 
@@ -36,6 +36,7 @@ class FeatureExtractionHandler(EmbeddingHandler):
                 model=str(profile.model_dir),
                 device=self.placement.device,
                 dtype=self.placement.dtype,
+                **remote_code(settings),
             )
         self.dimensions = int(self.image_pipe.model.config.hidden_size)
 

@@ -26,7 +26,7 @@ class ImageClassificationHandler(PipelineHandler):
     def _make_pipeline(self, profile: ModelProfile):
         from transformers import AutoConfig, pipeline
 
-        config = AutoConfig.from_pretrained(profile.model_dir)
+        config = AutoConfig.from_pretrained(profile.model_dir, **self.code)
         if config.model_type != TIMM_MODEL_TYPE:
             return super()._make_pipeline(profile)
         model = load_timm_classifier(profile.model_dir, config, dtype=self.placement.dtype)

@@ -17,6 +17,7 @@ from llm_runtime.loading import (
     adapter_dir,
     apply_adapter,
     model_kwargs,
+    remote_code,
     resolve_placement,
     translate_oom,
 )
@@ -50,7 +51,7 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.profile, self.placement = profile, resolve_placement(settings)
-        self.processor = AutoProcessor.from_pretrained(profile.model_dir)
+        self.processor = AutoProcessor.from_pretrained(profile.model_dir, **remote_code(settings))
         self.tokenizer = self.processor.tokenizer
         kwargs = model_kwargs(settings, self.placement)
         with translate_oom("loading"):

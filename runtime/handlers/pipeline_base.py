@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from llm_runtime.handlers.base import Handler
 from llm_runtime.handlers.media_base import ModelWorker
-from llm_runtime.loading import resolve_placement, translate_oom
+from llm_runtime.loading import remote_code, resolve_placement, translate_oom
 from llm_runtime.media import Payload, decode_image
 from llm_runtime.profile import ModelProfile
 from llm_runtime.values import Capabilities, LoadSettings, ModelDescription
@@ -44,6 +44,7 @@ class PipelineHandler(Handler):
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         self.profile, self.placement = profile, resolve_placement(settings)
+        self.code = remote_code(settings)
         self.worker = ModelWorker(max_queue=settings.max_queue)
         with translate_oom("loading"):
             self.pipe = self._make_pipeline(profile)
@@ -57,6 +58,7 @@ class PipelineHandler(Handler):
             model=str(profile.model_dir),
             device=self.placement.device,
             dtype=self.placement.dtype,
+            **self.code,
             **self.pipeline_kwargs(profile),
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
-from llm_runtime.loading import model_kwargs, resolve_placement, translate_oom
+from llm_runtime.loading import model_kwargs, remote_code, resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import GenerateBody
 from llm_runtime.text_formats import native_result
@@ -29,7 +29,7 @@ class Text2TextHandler(Handler, TextGeneration):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         self.profile, self.placement = profile, resolve_placement(settings)
-        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **remote_code(settings))
         kwargs = model_kwargs(settings, self.placement)
         with translate_oom("loading"):
             model = AutoModelForSeq2SeqLM.from_pretrained(profile.model_dir, **kwargs)

@@ -15,6 +15,7 @@ from llm_runtime.loading import (
     adapter_dir,
     apply_adapter,
     model_kwargs,
+    remote_code,
     resolve_placement,
     translate_oom,
 )
@@ -55,7 +56,7 @@ class TextGenerationHandler(Handler, TextGeneration):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.profile, self.placement = profile, resolve_placement(settings)
-        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **remote_code(settings))
         kwargs = model_kwargs(settings, self.placement)
         log.info("Loading %s on %s (%s)", profile.model_dir, self.placement.device, kwargs["dtype"])
         with translate_oom("loading"):

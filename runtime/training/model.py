@@ -38,6 +38,11 @@ class ModelSpec:
     info: dict
     multimodal: bool = False  # image-text-to-text: trained on image+caption records
 
+    @property
+    def code(self) -> dict:
+        """`trust_remote_code` as install recorded it (the user's --trust-remote-code)."""
+        return {"trust_remote_code": self.info.get("trust_remote_code") is True}
+
 
 def read_spec(model_dir: Path) -> ModelSpec:
     """From model_info.json (where the server finds it) or config.json."""
@@ -49,7 +54,7 @@ def read_spec(model_dir: Path) -> ModelSpec:
     targets = next((info[k] for k in INFO_TARGET_KEYS if info.get(k)), None)
     training = info.get("training") or {}
     targets = targets or training.get("target_modules")
-    family = info.get("family") or info.get("model_family") or "text-generation"
+    family = info.get("family") or info.get("model_family") or _detected_family(model_dir, config)
     return ModelSpec(
         model_dir=model_dir,
         model_id=info.get("model_id") or model_dir.resolve().name,
@@ -59,6 +64,17 @@ def read_spec(model_dir: Path) -> ModelSpec:
         info=info,
         multimodal=family in MULTIMODAL_FAMILIES or "vision_config" in config,
     )
+
+
+def _detected_family(model_dir: Path, config: dict) -> str:
+    """The server's structural detection where no model_info.json names the family."""
+    from llm_runtime.errors import UnsupportedFamily
+    from llm_runtime.profile import detect_family
+
+    try:
+        return detect_family(model_dir, config)
+    except UnsupportedFamily:
+        return "text-generation"
 
 
 def _model_info(model_dir: Path) -> dict:
@@ -163,7 +179,7 @@ def check_method(method: str, use_8bit: bool, device: str, optimizer: str) -> No
 def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir, **spec.code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
@@ -173,7 +189,7 @@ def load_processor(spec: ModelSpec):
     """A multimodal model's processor (tokenizer + image processor), with a pad token."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(spec.model_dir)
+    processor = AutoProcessor.from_pretrained(spec.model_dir, **spec.code)
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -185,7 +201,7 @@ def load_model(spec: ModelSpec, *, method: str, use_8bit: bool, device: str):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     auto_class = AutoModelForImageTextToText if spec.multimodal else AutoModelForCausalLM
-    kwargs = {"dtype": _train_dtype(device)}
+    kwargs = {"dtype": _train_dtype(device), **spec.code}
     if method == "qlora" or use_8bit:
         kwargs["quantization_config"] = _quantization(method, kwargs["dtype"])
     if device == "cuda":

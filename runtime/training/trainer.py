@@ -24,6 +24,7 @@ from llm_runtime.training.data.loader import load_examples
 from llm_runtime.training.data.prepare import PreparedData, describe, prepare
 from llm_runtime.training.data.render import ensure_chat_template
 from llm_runtime.training.errors import ResumeError, TrainingError, is_out_of_memory, out_of_memory
+from llm_runtime.training.families import require_trainable
 from llm_runtime.training.options import TrainOptions, TrainPaths
 from llm_runtime.training.params import TrainPlan
 from llm_runtime.training.report import build_report, history_entry, now_iso
@@ -453,8 +454,13 @@ class Run:
 
 
 def run(options: TrainOptions) -> RunResult:
-    """Train as the options say; returns the report and the process exit code."""
+    """Train as the options say; returns the report and the process exit code. A family the
+    SFT trainer does not fit goes to its own trainer, or is refused before anything loads."""
     quiet_libraries()
+    spec = models.read_spec(options.model_dir)
+    support = require_trainable(spec.family, options.method)
+    if support.trainer != "sft":
+        return RunResult(_run_family_trainer(support.trainer, options, spec), 0)
     session = Run(options)
     session.prepare()
     trainer = session.build_trainer()
@@ -475,6 +481,39 @@ def run(options: TrainOptions) -> RunResult:
         board.stop(dashboard)
     _summary(report, options.paths, interrupted, ends_here)
     return RunResult(report, EXIT_INTERRUPTED if interrupted and not ends_here else 0)
+
+
+# Options only the TRL run has: (option, the value that means "not asked for").
+SFT_ONLY = (
+    ("resume", False), ("resume_from", None), ("circular", False), ("use_8bit", False),
+    ("lora_r", None), ("lora_alpha", None), ("target_modules", None), ("train_router", False),
+    ("mode", "medium"),
+)  # fmt: skip
+
+
+def require_plain_options(options: TrainOptions, trainer: str) -> None:
+    """The family trainers run a plain full fine-tune: refuse options they would ignore."""
+    asked = [name for name, unset in SFT_ONLY if getattr(options, name) != unset]
+    if asked:
+        flags = ", ".join("--" + name.replace("_", "-") for name in asked)
+        raise TrainingError(
+            f"{flags}: only for causal LMs (TRL); this model trains with {trainer} as a whole "
+            "model. Its options: --epochs, --max-steps, --batch-size, --learning-rate, "
+            "--max-seq-length, --validation-split, --max-examples, --seed."
+        )
+
+
+def _run_family_trainer(trainer: str, options: TrainOptions, spec: models.ModelSpec) -> dict:
+    """The field's own trainer of an embedding, seq2seq or classification model (full)."""
+    from llm_runtime.training import sentence, task_trainers
+
+    require_plain_options(options, trainer)
+    run_family = {
+        "sentence-transformers": sentence.run_sentence_transformers,
+        "seq2seq": task_trainers.run_seq2seq,
+        "sequence-classification": task_trainers.run_classifier,
+    }[trainer]
+    return run_family(options, spec.model_dir, spec.code, models.pick_device(options.device))
 
 
 def _summary(report: dict, paths: TrainPaths, interrupted: bool, saved: bool) -> None:

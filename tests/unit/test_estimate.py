@@ -15,9 +15,9 @@ from llm_installer.shapes import model_shape
 from llm_installer.source import ModelSource, RepoFile
 from llm_installer.weights import choose_weights
 
-# shared/realconfigs lies beside the clone (locally and in CI); LLM_INSTALLER_REALCONFIGS overrides.
+# The trimmed copy of shared/realconfigs in tests/fixtures; LLM_INSTALLER_REALCONFIGS overrides.
 REALCONFIGS = Path(
-    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[3] / "shared" / "realconfigs")
+    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs")
 )
 needs_realconfigs = pytest.mark.skipif(not REALCONFIGS.is_dir(), reason="shared/realconfigs not available")
 

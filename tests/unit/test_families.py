@@ -19,10 +19,10 @@ from llm_installer.families._model_types import KNOWN_MODEL_TYPES
 from llm_installer.local_source import load_local_source
 from llm_installer.source import ModelSource, RepoFile
 
-# Same convention as tests/hubserver.py: the shared fixtures beside the checkout, or the env var.
+# Same as tests/hubserver.py: the trimmed copy in tests/fixtures, or the env var.
 REALCONFIGS = Path(
     os.environ.get(
-        "LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[3] / "shared" / "realconfigs"
+        "LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs"
     )
 )
 needs_realconfigs = pytest.mark.skipif(
@@ -509,7 +509,7 @@ def test_local_source_inventory(tmp_path: Path) -> None:
 
 
 def test_supported_families_are_the_runtime_contract() -> None:
-    assert set(supported_families()) == CONTRACT_FAMILIES
+    assert set(supported_families()) == CONTRACT_FAMILIES | set(table.PIPELINE_TASK_MARKERS)
     assert supported_families()[0] == "gguf"
 
 

@@ -71,7 +71,7 @@ def test_stack_has_a_service_per_model_and_a_gateway(two_models, llm_home):
         assert (model_dir / "logs").is_dir()
     gateway = services["gateway"]
     assert gateway["ports"] == ["127.0.0.1:9000:8080"] and gateway["image"] == "img/org_alpha:1"
-    assert gateway["volumes"] == ["./gateway.py:/gateway/gateway.py:ro"]
+    assert gateway["volumes"] == ["./gateway.py:/gateway/gateway.py:ro", "./gateway_ui.html:/gateway/gateway_ui.html:ro"]
     assert sorted(gateway["depends_on"]) == ["beta", "org_alpha"]
     routes = json.loads(gateway["environment"]["LLM_GATEWAY_ROUTES"])
     assert [(r["id"], r["url"]) for r in routes] == [("org/alpha", "http://org_alpha:8000"), ("beta", "http://beta:8000")]

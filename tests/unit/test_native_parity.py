@@ -1,0 +1,80 @@
+"""macOS native virtualenv parity with the image: the same dependency set (the runtime's and the
+model's own packages) under the same constraints.txt. A golden plan on a faked macOS host, and the
+venv's install resolved here with pip (slow: PyPI metadata)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_runargs import INFO, MAC, PATHS, check_golden
+
+from llm_installer.config import PROJECT_DIR
+from llm_installer.image import dependency_set
+from llm_installer.runargs import StartOptions, plan_start
+from llm_installer.train_plan import TrainOptions, plan_train
+
+# A model whose own packages the image installs beside the runtime's (a T5-like tokenizer, timm).
+PACKAGES = ["torch", "transformers", "accelerate", "sentencepiece", "timm", "librosa"]
+MODEL_INFO = {**INFO, "requirements": {"packages": PACKAGES}}
+CONSTRAINTS = PROJECT_DIR / "dockerfiles" / "constraints.txt"
+
+
+def install_step(plan) -> tuple[str, ...]:
+    return plan.setup[-1]
+
+
+def test_native_plan_matches_golden():
+    check_golden(
+        "start_macos_native_model_packages", plan_start(MODEL_INFO, PATHS, MAC, StartOptions())
+    )
+
+
+@pytest.mark.parametrize("planner", ["start", "train"])
+def test_native_venv_installs_the_images_set_under_its_constraints(planner):
+    plan = (
+        plan_start(MODEL_INFO, PATHS, MAC, StartOptions())
+        if planner == "start"
+        else plan_train(MODEL_INFO, PATHS, MAC, TrainOptions(data="/Users/me/d.jsonl"))
+    )
+    step = install_step(plan)
+    constraint = step[step.index("--constraint") + 1]
+    assert Path(constraint) == PATHS.installer_dir / "dockerfiles" / "constraints.txt"
+    image_set = set(dependency_set(MODEL_INFO, cuda=False))
+    native_set = set(step[step.index(f"{PATHS.installer_dir}[runtime]") + 1 :])
+    assert native_set == image_set | {"torch"}
+    assert {"sentencepiece", "timm", "librosa"} <= native_set
+    assert "bitsandbytes" not in native_set  # CUDA images only
+
+
+@pytest.mark.slow
+def test_native_install_resolves_to_the_images_pins(tmp_path):
+    """pip resolves the native install step (a dry run in a fresh venv): torch and every pinned
+    package get the constraints' version, as in the image."""
+    plan = plan_start(
+        MODEL_INFO, replace(PATHS, installer_dir=PROJECT_DIR), replace(MAC, python=sys.executable),
+        StartOptions(),
+    )  # fmt: skip
+    step = list(install_step(plan))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    step[0] = str(venv / "bin" / "python")
+    report = tmp_path / "report.json"
+    step[4:4] = ["--dry-run", "--quiet", "--report", str(report)]
+    env = {**os.environ, "PIP_FIND_LINKS": os.environ.get("PIP_FIND_LINKS", "/opt/wheels")}
+    result = subprocess.run(step, capture_output=True, text=True, timeout=1200, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resolved = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines() if "==" in line)
+    for name in set(dependency_set(MODEL_INFO)) | {"torch"}:
+        if name in pins:
+            assert resolved[name].split("+")[0] == pins[name], name
+    assert {"sentencepiece", "timm", "librosa"} <= set(resolved)
