@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from sse_starlette.sse import EventSourceResponse
 
-from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_body
+from llm_runtime.admission import embedding_inputs, start_stream, start_streams
+from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
 from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
 from llm_runtime.serving import check_api_key, host_of, result_unless_disconnected
-from llm_runtime.text_formats import ChatFormat, CompletionFormat, sse_event
+from llm_runtime.sse import event_stream
+from llm_runtime.text_formats import ChatFormat, CompletionFormat
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 
@@ -38,7 +39,7 @@ async def chat_completions(request: Request, body: ChatCompletionBody):
     host = host_of(request)
     handler = host.require_capability(TextGeneration, "POST /v1/chat/completions")
     text_request = body.to_text_request()
-    stream = handler.start(request=text_request)
+    stream = await start_stream(handler, text_request)
     chat = ChatFormat(host.model_id)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -55,10 +56,10 @@ async def completions(request: Request, body: CompletionBody):
     if body.stream:
         if len(text_requests) > 1:
             raise InvalidRequest("Streaming takes a single prompt.", code="invalid_prompt")
-        stream = handler.start(request=text_requests[0])
+        stream = await start_stream(handler, text_requests[0])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(stream, fmt.chunks(stream, include_usage))
-    streams = [handler.start(request=r) for r in text_requests]  # batched together
+    streams = await start_streams(handler, text_requests)  # all queued together, or none
     try:
         results = await asyncio.gather(*(result_unless_disconnected(s, request) for s in streams))
     finally:
@@ -71,7 +72,8 @@ async def completions(request: Request, body: CompletionBody):
 async def embeddings(request: Request, body: EmbeddingsBody) -> dict:
     host = host_of(request)
     handler = host.require_capability(Embedding, "POST /v1/embeddings")
-    result = await handler.embed(inputs=body.inputs(), normalize=body.normalize)
+    inputs = embedding_inputs(handler, body.inputs())
+    result = await handler.embed(inputs=inputs, normalize=body.normalize)
     vectors = [_shorten(v, body.dimensions, body.normalize) for v in result.vectors]
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
@@ -98,14 +100,4 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 
 def _sse(stream: TextStream, events: AsyncIterator[dict]) -> EventSourceResponse:
-    async def guarded():
-        try:
-            async for event in events:
-                yield event
-        except RuntimeServeError as exc:
-            yield sse_event(error_body(exc.message, exc.error_type, exc.code))
-        finally:
-            with contextlib.suppress(Exception):
-                stream.cancel()
-
-    return EventSourceResponse(guarded())
+    return event_stream(events, stream.cancel)

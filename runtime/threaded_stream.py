@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from llm_runtime.errors import Overloaded, RuntimeServeError
+from llm_runtime.errors import Overloaded, RuntimeServeError, internal_error
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.loading import translate_oom
 from llm_runtime.values import FinishReason, SamplingParams, TextDelta, TextResult, Usage
@@ -119,7 +119,7 @@ class ThreadedTextStream(TextStream):
         except RuntimeServeError as exc:
             self._put(exc)
         except Exception as exc:
-            self._put(RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+            self._put(internal_error(exc, "Generation failed"))
         finally:
             slot.release()
             self._finish()
