@@ -27,8 +27,12 @@ ERROR_SCHEMA = {
 }
 ERRORS = {
     "400": "Invalid request: the message names the field (validation errors are 400, never 422)",
+    "401": "Missing or wrong API key (when the server has one)",
+    "404": "Not served for the loaded model's family; the message lists what is",
     "413": "The body is larger than --max-body-mb",
     "415": "The body is not application/json (or multipart/form-data on upload routes)",
+    "429": "The queue is full; retry after Retry-After seconds",
+    "503": "The model is still loading (or failed to load); see GET /health/ready",
 }
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 # Routes that read their body themselves (JSON or an upload): the JSON shape text models take.
