@@ -128,11 +128,11 @@ def install_error_handlers(app: FastAPI) -> None:
 TOO_DEEP = "The JSON is nested too deeply; send a flatter body."
 
 
-def internal_error(exc: BaseException, doing: str = "Unhandled error") -> RuntimeServeError:
-    """A 500 naming only an id; the traceback goes to the log under that id."""
+def internal_error(exc: BaseException, doing: str = "Internal error") -> RuntimeServeError:
+    """A 500 naming what failed and an id; the traceback goes to the log under that id."""
     error_id = uuid.uuid4().hex[:12]
     log.error("%s (error id %s)", doing, error_id, exc_info=exc)
     return RuntimeServeError(
-        f"Internal server error (error id {error_id}); the server log has the details.",
+        f"{doing} (error id {error_id}); the server log has the details.",
         code="internal_error",
     )
