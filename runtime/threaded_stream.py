@@ -182,7 +182,14 @@ class _TokenCounter:
 
 
 def generate_stream(
-    *, model, tokenizer, slot: GenerationSlot, inputs: dict, request, default_max_tokens: int, skip_prompt: bool = False
+    *,
+    model,
+    tokenizer,
+    slot: GenerationSlot,
+    inputs: dict,
+    request,
+    default_max_tokens: int,
+    skip_prompt: bool = False,
 ) -> ThreadedTextStream:
     """A ThreadedTextStream running ``model.generate(**inputs)`` with the request's sampling."""
     max_tokens = request.sampling.max_tokens or default_max_tokens

@@ -66,7 +66,11 @@ class Text2TextHandler(Handler, TextGeneration):
             text, return_tensors="pt", truncation=True, max_length=self.max_input
         ).to(self.placement.device)
         return generate_stream(
-            model=self.model, tokenizer=self.tokenizer, slot=self.slot, inputs=inputs, request=request,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            slot=self.slot,
+            inputs=inputs,
+            request=request,
             default_max_tokens=DEFAULT_MAX_TOKENS,
         )
 
