@@ -276,7 +276,7 @@ class _ImageSession:
 
     async def on_message(self, message: str) -> None:
         try:
-            data = json.loads(message)
+            data = routes_native.json_param("message", message)
             if not isinstance(data, dict):
                 raise InvalidRequest("Each message must be a JSON object.")
             if data.get("type") == "interrupt" or data.get("action") == "interrupt":
@@ -287,12 +287,6 @@ class _ImageSession:
                 raise InvalidRequest("A generation is already running on this socket.")
             data.setdefault("preview_every", 1)
             job = ImageBody.model_validate(data).to_job()
-        except json.JSONDecodeError as exc:
-            await self._send(_error(InvalidRequest(f"Messages must be JSON: {exc}")))
-            return
-        except RecursionError:
-            await self._send(_error(InvalidRequest(TOO_DEEP, code="invalid_json")))
-            return
         except ValidationError as exc:
             await self._send(_error(InvalidRequest(describe_validation_error(exc))))
             return

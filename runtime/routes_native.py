@@ -117,7 +117,7 @@ async def generate_stream_get(request: Request):
     if "stop" in params:
         params["stop"] = request.query_params.getlist("stop")
     if "messages" in params:
-        params["messages"] = _json_param("messages", params["messages"])
+        params["messages"] = json_param("messages", params["messages"])
     text_request = GenerateBody.model_validate(params).to_text_request()
     handler = host_of(request).require_capability(TextGeneration, "GET /generate/stream")
     return _sse(await start_stream(handler, text_request), text_request)
@@ -160,7 +160,7 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
     Every failure, before or during the stream, is sent as an error event on the socket.
     """
     try:
-        body = _json_param("message", message)
+        body = json_param("message", message)
         if not isinstance(body, dict):
             raise InvalidRequest("Each message must be a JSON object (a /generate body).")
         stream, text_request = await start(body)
@@ -181,6 +181,10 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
             await websocket.send_json(event)
     except RuntimeServeError as exc:
         await websocket.send_json(_error(exc))
+    except WebSocketDisconnect:
+        raise
+    except Exception as exc:  # an answer, not a dropped socket
+        await websocket.send_json(_error(internal_error(exc, "WS /ws stream failed")))
     finally:
         stream.cancel()  # no-op when finished; stops the work when the socket went away
 
@@ -199,7 +203,7 @@ def _sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:
     return event_stream(events(), stream.cancel)
 
 
-def _json_param(name: str, raw: str) -> Any:
+def json_param(name: str, raw: str) -> Any:
     """raw parsed as JSON; malformed, too deep or non-Unicode JSON is a 400."""
     problem = json_problem(raw)
     if problem is not None:
