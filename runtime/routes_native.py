@@ -183,8 +183,9 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
         await websocket.send_json(_error(exc))
     except WebSocketDisconnect:
         raise
-    except Exception as exc:  # an answer, not a dropped socket
-        await websocket.send_json(_error(internal_error(exc, "WS /ws stream failed")))
+    except Exception as exc:  # an answer, not a dropped socket (if it is still there)
+        with contextlib.suppress(Exception):
+            await websocket.send_json(_error(internal_error(exc, "WS /ws stream failed")))
     finally:
         stream.cancel()  # no-op when finished; stops the work when the socket went away
 
