@@ -6,12 +6,21 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from llm_runtime import __version__, routes_media, routes_native, routes_openai, routes_ui
+from llm_runtime import (
+    __version__,
+    docs_page,
+    routes_media,
+    routes_native,
+    routes_openai,
+    routes_ui,
+)
 from llm_runtime.errors import install_error_handlers
+from llm_runtime.guards import RequestGuard
 from llm_runtime.metrics import Metrics
-from llm_runtime.serving import ModelHost, host_of
+from llm_runtime.serving import ModelHost, has_valid_key, host_of
 from llm_runtime.values import ServeConfig
 
 KNOWN_PATHS = {
@@ -32,10 +41,25 @@ def create_app(config: ServeConfig) -> FastAPI:
         yield
         host.close()
 
-    app = FastAPI(title="llm_runtime", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="llm_runtime",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load scripts from a CDN; docs_page serves its own
+        redoc_url=None,
+    )
     app.state.config, app.state.host, app.state.metrics = config, host, metrics
     install_error_handlers(app)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(RequestGuard, config=config)
     app.add_middleware(RequestCounter, metrics=metrics)
+    docs_page.install(app)
     _public_routes(app)
     # Before the core routers: media-aware fronts of /generate, /ws and chat, media routes, UI.
     app.include_router(routes_media.router)
@@ -60,7 +84,10 @@ def _public_routes(app: FastAPI) -> None:
     @app.get("/health/ready")
     async def ready(request: Request) -> JSONResponse:
         host = host_of(request)
-        body = {"ready": host.state == "ready", "model_state": host.state, "error": host.error}
+        error = host.error if has_valid_key(request) else None
+        if host.state == "failed" and error is None:  # no paths or exception text for strangers
+            error = "The model failed to load; the server log (or an API key) tells why."
+        body = {"ready": host.state == "ready", "model_state": host.state, "error": error}
         headers = None if host.state == "ready" else {"Retry-After": "5"}
         return JSONResponse(body, status_code=200 if body["ready"] else 503, headers=headers)
 

@@ -23,7 +23,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from llm_runtime.decoding import RowSampler, RowState, RowStopper
-from llm_runtime.errors import Overloaded, RuntimeServeError
+from llm_runtime.errors import InvalidRequest, Overloaded, RuntimeServeError, internal_error
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.loading import translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS, Metrics
@@ -148,19 +148,39 @@ class BatchEngine:
 
     def submit(self, row: RowState) -> QueuedTextStream:
         """Queue row and return its stream; raises Overloaded when the queue is full."""
-        stream = QueuedTextStream(self, row)
-        row.emit = stream.put
+        return self.submit_all([row])[0]
+
+    def submit_all(self, rows: list[RowState]) -> list[QueuedTextStream]:
+        """Queue every row or none: InvalidRequest when they could never fit, else Overloaded
+        when the queue has no room for all of them now."""
+        streams = [QueuedTextStream(self, row) for row in rows]
+        for stream in streams:
+            stream.row.emit = stream.put
         with self._cond:
-            if len(self._waiting) >= self.max_queue:
-                self.metrics.inc("requests_rejected_total", help="Requests refused with 429")
-                raise Overloaded(
-                    f"The server is busy: {len(self._waiting)} requests are already waiting "
-                    f"(--max-queue {self.max_queue}). Retry shortly."
-                )
-            self._waiting.append(_Job(stream))
+            self._check_room(len(rows))
+            self._waiting.extend(_Job(stream) for stream in streams)
             self._set_waiting()
             self._cond.notify()
-        return stream
+        return streams
+
+    def check_room(self, count: int) -> None:
+        """Raise as submit_all would for count rows, without queueing anything."""
+        with self._cond:
+            self._check_room(count)
+
+    def _check_room(self, count: int) -> None:
+        if count > self.max_queue:
+            raise InvalidRequest(
+                f"This request holds {count} prompts but the server queues at most "
+                f"{self.max_queue} (--max-queue); send at most {self.max_queue} per request.",
+                code="too_many_prompts",
+            )
+        if len(self._waiting) + count > self.max_queue:
+            self.metrics.inc("requests_rejected_total", help="Requests refused with 429")
+            raise Overloaded(
+                f"The server is busy: {len(self._waiting)} requests are already waiting "
+                f"(--max-queue {self.max_queue}). Retry shortly."
+            )
 
     def cancel(self, stream: QueuedTextStream) -> None:
         """Stop stream's row: drop it from the queue, or end it at the next decoding step."""
@@ -223,8 +243,7 @@ class BatchEngine:
         except RuntimeServeError as exc:
             self._fail(jobs, exc)
         except Exception as exc:  # the worker must survive any model error
-            log.exception("Generation failed")
-            self._fail(jobs, RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+            self._fail(jobs, internal_error(exc, "Generation failed"))
         else:
             for job in jobs:
                 self._deliver(job)

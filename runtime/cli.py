@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from llm_runtime.values import LoadSettings, ServeConfig
+from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
 
 API_KEY_ENV = "LLM_API_KEY"
+ALLOWED_HOSTS_ENV = "LLM_ALLOWED_HOSTS"
+CORS_ENV = "LLM_CORS_ORIGINS"
 log = logging.getLogger("llm_runtime")
 
 
@@ -47,6 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="step: requests join the running batch at the next token (plain KV caches); "
         "generate: one transformers generate call per batch (any model); auto: step if possible",
     )
+    serve.add_argument(
+        "--max-body-mb",
+        type=_positive,
+        default=DEFAULT_MAX_BODY_MB,
+        help="largest request body or WebSocket message in MiB (larger ones get 413)",
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get(ALLOWED_HOSTS_ENV, ""),
+        help="comma-separated extra Host names to answer ('*': any); localhost, IP addresses, "
+        f"dotless names and the bound host are always allowed (or ${ALLOWED_HOSTS_ENV})",
+    )
+    serve.add_argument(
+        "--cors-origins",
+        default=os.environ.get(CORS_ENV, ""),
+        help=f"comma-separated origins allowed to call the API from a browser (or ${CORS_ENV}); "
+        "default: none (CORS off)",
+    )
     serve.add_argument("--logs-dir", type=Path, default=Path("logs"))
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -61,6 +81,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         api_key=args.api_key or None,
         logs_dir=args.logs_dir,
         log_level=args.log_level,
+        max_body_bytes=args.max_body_mb * 1024 * 1024,
+        allowed_hosts=_names(args.allowed_hosts),
+        cors_origins=_names(args.cors_origins),
         load=LoadSettings(
             device=args.device,
             dtype=args.dtype,
@@ -82,7 +105,7 @@ def serve(config: ServeConfig) -> None:
     from llm_runtime.app import create_app
     from llm_runtime.logs import setup_logging
 
-    log_path = setup_logging(config.logs_dir, config.log_level)
+    log_path = setup_logging(config.logs_dir, config.log_level, (config.api_key or "",))
     log.info("Starting API server (logs in %s)", log_path)
     if not config.model_dir.is_dir():
         log.error("Error: model folder %s not found", config.model_dir)
@@ -94,6 +117,7 @@ def serve(config: ServeConfig) -> None:
         port=config.port,
         log_config=None,
         ws="websockets-sansio",
+        ws_max_size=config.max_body_bytes,
         timeout_graceful_shutdown=5,
     )
 
@@ -114,3 +138,7 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())

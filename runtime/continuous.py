@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from llm_runtime.batching import BatchEngine, _Job, wake_streams
 from llm_runtime.decoding import choose_token
-from llm_runtime.errors import RuntimeServeError
+from llm_runtime.errors import RuntimeServeError, internal_error
 from llm_runtime.loading import input_device, translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS
 
@@ -197,8 +197,7 @@ class StepBatchEngine(BatchEngine):
 
     def _fail_all(self, jobs: list[_Job], exc: Exception) -> None:
         if not isinstance(exc, RuntimeServeError):
-            log.exception("Generation failed")
-            exc = RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}")
+            exc = internal_error(exc, "Generation failed")
         self._fail(jobs, exc)
         self.metrics.set("num_requests_running", 0, "Requests being decoded")
 

@@ -74,6 +74,7 @@ class RowState:
         self.constraint, self.top_logprobs = constraint, top_logprobs
         self.token_bytes = token_bytes or (lambda t: self.tokenizer.decode([t]).encode())
         self.logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
+        self.output = None  # the OutputSpec: tool calls wrap the stream (set by the handler)
         self.logprobs_sent = 0
         self._pending_logprob: TokenLogprob | None = None
 

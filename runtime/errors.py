@@ -7,6 +7,7 @@ their usual exception classes with our message.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -115,7 +116,23 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body(str(exc.detail), error_type, str(exc.status_code))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return error_response(InvalidRequest(TOO_DEEP, code="invalid_json"))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("Unhandled error: %s", exc)
-        return error_response(RuntimeServeError(f"Internal error: {type(exc).__name__}: {exc}"))
+        return error_response(internal_error(exc))
+
+
+TOO_DEEP = "The JSON is nested too deeply; send a flatter body."
+
+
+def internal_error(exc: BaseException, doing: str = "Internal error") -> RuntimeServeError:
+    """A 500 naming what failed and an id; the traceback goes to the log under that id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("%s (error id %s)", doing, error_id, exc_info=exc)
+    return RuntimeServeError(
+        f"{doing} (error id {error_id}); the server log has the details.",
+        code="internal_error",
+    )

@@ -24,11 +24,14 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
 from llm_runtime import routes_native, routes_openai
+from llm_runtime.admission import start_stream
 from llm_runtime.errors import (
+    TOO_DEEP,
     InvalidRequest,
     RuntimeServeError,
     describe_validation_error,
     error_body,
+    internal_error,
 )
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.handlers.media_base import (
@@ -40,9 +43,10 @@ from llm_runtime.handlers.media_base import (
 )
 from llm_runtime.image_api import ImageBody, outcome_body
 from llm_runtime.schemas import ChatCompletionBody
-from llm_runtime.serving import check_api_key, check_ws_api_key, host_of
+from llm_runtime.serving import accept_ws, check_api_key, check_ws_api_key, host_of
 from llm_runtime.serving import result_unless_disconnected as finished
-from llm_runtime.text_formats import ChatFormat, native_events, native_result, sse_event
+from llm_runtime.sse import event_stream
+from llm_runtime.text_formats import ChatFormat, native_events, native_result
 
 log = logging.getLogger("llm_runtime")
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -61,6 +65,8 @@ async def request_body(request: Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body must be JSON or multipart/form-data: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidRequest(TOO_DEEP, code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return body
@@ -90,24 +96,25 @@ def _form_value(value: str) -> Any:
 # --- /generate and chat: media-aware fronts of the core routes -----------------------------
 
 
-@router.post("/generate")
+@router.post("/generate", include_in_schema=False)  # documented by the core route
 async def generate(request: Request):
     body = await request_body(request)
     handler = host_of(request).require()
     if isinstance(handler, ImageGeneration) and body.get("stream"):
         parsed = ImageBody.model_validate({"preview_every": 1, **body})
         if parsed.stream:  # SSE: a progress event per step (with previews), then the result
-            return _image_sse(image_events(handler, parsed.to_job(), threading.Event()))
+            stop = threading.Event()
+            return _image_sse(image_events(handler, parsed.to_job(), stop), stop.set)
     if not isinstance(handler, ImageInput):
         return await routes_native.generate(request, body)
     text_request, stream = handler.request_from_generate(body=body)
-    running = handler.start(request=text_request)
+    running = await start_stream(handler, text_request)
     if stream:
         return _native_sse(running, text_request)
     return native_result(await finished(running, request), text_request)
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", include_in_schema=False)  # documented by the core route
 async def chat_completions(request: Request):
     body = await request_body(request)
     host = host_of(request)
@@ -118,7 +125,7 @@ async def chat_completions(request: Request):
         )
     routes_openai.refuse_unsupported(handler, body)  # tools, response_format, logprobs, n
     text_request, stream, include_usage = handler.request_from_chat(body=body)
-    running = handler.start(request=text_request)
+    running = await start_stream(handler, text_request)
     chat = ChatFormat(host.model_id)
     if stream:
         return _guarded_sse(running, chat.chunks(running, text_request, include_usage))
@@ -134,16 +141,7 @@ def _native_sse(stream: TextStream, text_request) -> EventSourceResponse:
 
 
 def _guarded_sse(stream: TextStream, events) -> EventSourceResponse:
-    async def guarded():
-        try:
-            async for event in events:
-                yield event
-        except RuntimeServeError as exc:
-            yield sse_event(error_body(exc.message, exc.error_type, exc.code))
-        finally:
-            stream.cancel()
-
-    return EventSourceResponse(guarded())
+    return event_stream(events, stream.cancel)
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -253,11 +251,13 @@ async def websocket_stream(websocket: WebSocket) -> None:
     except RuntimeServeError as exc:
         await websocket.close(code=1008, reason=exc.message)
         return
-    await websocket.accept()
+    await accept_ws(websocket)
     session = _ImageSession(websocket, handler) if isinstance(handler, ImageGeneration) else None
     with contextlib.suppress(WebSocketDisconnect):
         while True:
-            message = await websocket.receive_text()
+            message = await routes_native.receive_text(websocket)
+            if message is None:
+                continue
             if session is not None:
                 await session.on_message(message)
             else:
@@ -277,7 +277,7 @@ class _ImageSession:
 
     async def on_message(self, message: str) -> None:
         try:
-            data = json.loads(message)
+            data = routes_native.json_param("message", message)
             if not isinstance(data, dict):
                 raise InvalidRequest("Each message must be a JSON object.")
             if data.get("type") == "interrupt" or data.get("action") == "interrupt":
@@ -288,9 +288,6 @@ class _ImageSession:
                 raise InvalidRequest("A generation is already running on this socket.")
             data.setdefault("preview_every", 1)
             job = ImageBody.model_validate(data).to_job()
-        except json.JSONDecodeError as exc:
-            await self._send(_error(InvalidRequest(f"Messages must be JSON: {exc}")))
-            return
         except ValidationError as exc:
             await self._send(_error(InvalidRequest(describe_validation_error(exc))))
             return
@@ -337,23 +334,22 @@ async def image_events(handler, job, cancel_event: threading.Event) -> AsyncIter
     except RuntimeServeError as exc:
         yield _error(exc)
     except Exception as exc:  # a failing pipeline must still answer, or the client waits forever
-        log.exception("Image generation failed")
-        yield _error(RuntimeServeError(f"Image generation failed: {type(exc).__name__}: {exc}"))
+        yield _error(internal_error(exc, "Image generation failed"))
     finally:
         cancel_event.set()  # no-op once finished
 
 
-def _image_sse(events: AsyncIterator[dict]) -> EventSourceResponse:
+def _image_sse(events: AsyncIterator[dict], stop) -> EventSourceResponse:
     async def data():
         async for event in events:
             yield {"data": json.dumps(event)}
 
-    return EventSourceResponse(data())
+    return event_stream(data(), stop)
 
 
-def _start_multimodal(handler, body: dict) -> tuple[TextStream, Any]:
+async def _start_multimodal(handler, body: dict) -> tuple[TextStream, Any]:
     text_request, _ = handler.request_from_generate(body=body)
-    return handler.start(request=text_request), text_request
+    return await start_stream(handler, text_request), text_request
 
 
 def _error(exc: RuntimeServeError) -> dict:

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +16,26 @@ from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
 from llm_runtime import __version__
+from llm_runtime.admission import start_stream
 from llm_runtime.errors import (
+    TOO_DEEP,
     InvalidRequest,
     RuntimeServeError,
     describe_validation_error,
     error_body,
+    internal_error,
 )
+from llm_runtime.guards import json_problem
 from llm_runtime.handlers.base import TextGeneration, TextStream
 from llm_runtime.schemas import GenerateBody
 from llm_runtime.serving import (
+    accept_ws,
     check_api_key,
     check_ws_api_key,
     host_of,
     result_unless_disconnected,
 )
+from llm_runtime.sse import event_stream
 from llm_runtime.text_formats import native_events, native_result
 from llm_runtime.values import TextRequest
 
@@ -90,7 +96,7 @@ async def generate(request: Request, body: dict = Body(...)):
         return await handler.generate(body=body)
     parsed = GenerateBody.model_validate(body)
     text_request = parsed.to_text_request()
-    stream = handler.start(request=text_request)
+    stream = await start_stream(handler, text_request)
     if parsed.stream:
         return _sse(stream, text_request)
     result = await result_unless_disconnected(stream, request)
@@ -101,7 +107,7 @@ async def generate(request: Request, body: dict = Body(...)):
 async def generate_stream(request: Request, body: GenerateBody):
     text_request = body.to_text_request()
     handler = host_of(request).require_capability(TextGeneration, "POST /generate/stream")
-    return _sse(handler.start(request=text_request), text_request)
+    return _sse(await start_stream(handler, text_request), text_request)
 
 
 @router.get("/generate/stream")
@@ -111,10 +117,10 @@ async def generate_stream_get(request: Request):
     if "stop" in params:
         params["stop"] = request.query_params.getlist("stop")
     if "messages" in params:
-        params["messages"] = _json_param("messages", params["messages"])
+        params["messages"] = json_param("messages", params["messages"])
     text_request = GenerateBody.model_validate(params).to_text_request()
     handler = host_of(request).require_capability(TextGeneration, "GET /generate/stream")
-    return _sse(handler.start(request=text_request), text_request)
+    return _sse(await start_stream(handler, text_request), text_request)
 
 
 @ws_router.websocket("/ws")
@@ -125,14 +131,27 @@ async def websocket_stream(websocket: WebSocket) -> None:
     except RuntimeServeError as exc:
         await websocket.close(code=1008, reason=exc.message)
         return
-    await websocket.accept()
+    await accept_ws(websocket)
     with contextlib.suppress(WebSocketDisconnect):
         while True:
-            message = await websocket.receive_text()
-            await answer_ws(websocket, message, functools.partial(_start_text, websocket))
+            message = await receive_text(websocket)
+            if message is not None:
+                await answer_ws(websocket, message, functools.partial(_start_text, websocket))
 
 
-StartStream = Callable[[dict], tuple[TextStream, TextRequest]]
+async def receive_text(websocket: WebSocket) -> str | None:
+    """The next text message; a binary frame is answered with an error event (None)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("text") is not None:
+        return message["text"]
+    refusal = InvalidRequest("Binary frames are not accepted: send each request as JSON text.")
+    await websocket.send_json(_error(refusal))
+    return None
+
+
+StartStream = Callable[[dict], Awaitable[tuple[TextStream, TextRequest]]]
 
 
 async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> None:
@@ -141,49 +160,55 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
     Every failure, before or during the stream, is sent as an error event on the socket.
     """
     try:
-        body = _json_param("message", message)
+        body = json_param("message", message)
         if not isinstance(body, dict):
             raise InvalidRequest("Each message must be a JSON object (a /generate body).")
-        stream, text_request = start(body)
+        stream, text_request = await start(body)
     except ValidationError as exc:
         await websocket.send_json(_error(InvalidRequest(describe_validation_error(exc))))
         return
     except RuntimeServeError as exc:
         await websocket.send_json(_error(exc))
         return
+    except RecursionError:
+        await websocket.send_json(_error(InvalidRequest(TOO_DEEP, code="invalid_json")))
+        return
     except Exception as exc:  # answer, rather than drop the socket without a word
-        log.exception("WS /ws request failed")
-        await websocket.send_json(_error(RuntimeServeError(f"Internal error: {exc!r}")))
+        await websocket.send_json(_error(internal_error(exc, "WS /ws request failed")))
         return
     try:
         async for event in native_events(stream, text_request):
             await websocket.send_json(event)
     except RuntimeServeError as exc:
         await websocket.send_json(_error(exc))
+    except WebSocketDisconnect:
+        raise
+    except Exception as exc:  # an answer, not a dropped socket (if it is still there)
+        with contextlib.suppress(Exception):
+            await websocket.send_json(_error(internal_error(exc, "WS /ws stream failed")))
     finally:
         stream.cancel()  # no-op when finished; stops the work when the socket went away
 
 
-def _start_text(websocket: WebSocket, body: dict) -> tuple[TextStream, TextRequest]:
+async def _start_text(websocket: WebSocket, body: dict) -> tuple[TextStream, TextRequest]:
     text_request = GenerateBody.model_validate(body).to_text_request()
     handler = websocket.app.state.host.require_capability(TextGeneration, "WS /ws")
-    return handler.start(request=text_request), text_request
+    return await start_stream(handler, text_request), text_request
 
 
 def _sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:
     async def events():
-        try:
-            async for event in native_events(stream, text_request):
-                yield {"data": json.dumps(event, ensure_ascii=False)}
-        except RuntimeServeError as exc:
-            yield {"data": json.dumps(_error(exc))}
-        finally:
-            stream.cancel()
+        async for event in native_events(stream, text_request):
+            yield {"data": json.dumps(event, ensure_ascii=False)}
 
-    return EventSourceResponse(events())
+    return event_stream(events(), stream.cancel)
 
 
-def _json_param(name: str, raw: str) -> Any:
+def json_param(name: str, raw: str) -> Any:
+    """raw parsed as JSON; malformed, too deep or non-Unicode JSON is a 400."""
+    problem = json_problem(raw)
+    if problem is not None:
+        raise InvalidRequest(f"{name!r}: {problem}", code="invalid_json")
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:

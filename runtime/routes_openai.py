@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,11 +12,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from sse_starlette.sse import EventSourceResponse
 
-from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_body
+from llm_runtime.admission import embedding_inputs, start_stream, start_streams
+from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
 from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
 from llm_runtime.serving import check_api_key, host_of, result_unless_disconnected
-from llm_runtime.text_formats import ChatFormat, CompletionFormat, sse_event
+from llm_runtime.sse import event_stream
+from llm_runtime.text_formats import ChatFormat, CompletionFormat
 from llm_runtime.values import TextRequest, TextResult
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
@@ -44,7 +45,7 @@ async def chat_completions(request: Request, body: ChatCompletionBody):
     text_request = body.to_text_request()
     chat = ChatFormat(host.model_id)
     if body.stream:
-        stream = handler.start(request=text_request)
+        stream = await start_stream(handler, text_request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(stream, chat.chunks(stream, text_request, include_usage))
     results = await _choices(handler, choice_requests(text_request, body.n), request)
@@ -61,7 +62,7 @@ async def completions(request: Request, body: CompletionBody):
     if body.stream:
         if len(text_requests) > 1:
             raise InvalidRequest("Streaming takes a single prompt.", code="invalid_prompt")
-        stream = handler.start(request=text_requests[0])
+        stream = await start_stream(handler, text_requests[0])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(stream, fmt.chunks(stream, include_usage, body.logprobs is not None))
     every = [c for r in text_requests for c in choice_requests(r, body.n)]
@@ -112,11 +113,9 @@ def choice_requests(request: TextRequest, n: int) -> list[TextRequest]:
 
 
 async def _choices(handler: Any, requests: list[TextRequest], request: Request) -> list[TextResult]:
-    """Start every request (they batch together) and wait for all; cancel the rest on error."""
-    streams = []
+    """Start every request (queued together, or none) and wait for all; cancel the rest on error."""
+    streams = await start_streams(handler, requests)
     try:
-        for text_request in requests:
-            streams.append(handler.start(request=text_request))
         return list(
             await asyncio.gather(*(result_unless_disconnected(s, request) for s in streams))
         )
@@ -129,7 +128,8 @@ async def _choices(handler: Any, requests: list[TextRequest], request: Request) 
 async def embeddings(request: Request, body: EmbeddingsBody) -> dict:
     host = host_of(request)
     handler = host.require_capability(Embedding, "POST /v1/embeddings")
-    result = await handler.embed(inputs=body.inputs(), normalize=body.normalize)
+    inputs = embedding_inputs(handler, body.inputs())
+    result = await handler.embed(inputs=inputs, normalize=body.normalize)
     vectors = [_shorten(v, body.dimensions, body.normalize) for v in result.vectors]
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
@@ -156,14 +156,4 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 
 def _sse(stream: TextStream, events: AsyncIterator[dict]) -> EventSourceResponse:
-    async def guarded():
-        try:
-            async for event in events:
-                yield event
-        except RuntimeServeError as exc:
-            yield sse_event(error_body(exc.message, exc.error_type, exc.code))
-        finally:
-            with contextlib.suppress(Exception):
-                stream.cancel()
-
-    return EventSourceResponse(guarded())
+    return event_stream(events, stream.cancel)

@@ -22,6 +22,19 @@ MAX_EMBEDDING_INPUTS = 2048
 MAX_TOP_LOGPROBS = 20  # OpenAI's and vLLM's limit
 MAX_CHOICES = 16
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # OpenAI's rule for function and schema names
+SEED_RANGE = {"ge": -(2**63), "le": 2**64 - 1}  # what torch.Generator.manual_seed takes
+MIN_TOP_P = 1e-6  # smaller (with sampling) leaves no probability to sample from
+MIN_REPETITION_PENALTY = 0.01  # smaller divides logits into infinities
+
+
+def check_stops(value):
+    """A stop string or list: at most MAX_STOP_SEQUENCES, none empty."""
+    stops = [value] if isinstance(value, str) else (value or [])
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    if any(not s for s in stops):
+        raise ValueError("stop sequences must not be empty")
+    return value
 
 
 class ContentPart(BaseModel):
@@ -141,21 +154,16 @@ class SamplingFields(BaseModel):
 
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=1.0, ge=MIN_TOP_P, le=1.0)
     top_k: int = Field(default=0, ge=0)
-    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)
-    seed: int | None = None
+    repetition_penalty: float = Field(default=1.0, ge=MIN_REPETITION_PENALTY, le=10.0)
+    seed: int | None = Field(default=None, **SEED_RANGE)
     stop: str | list[str] | None = None
 
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value):
-        stops = [value] if isinstance(value, str) else (value or [])
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
-        if any(not s for s in stops):
-            raise ValueError("stop sequences must not be empty")
-        return value
+        return check_stops(value)
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -190,7 +198,10 @@ class ReasoningFields(BaseModel):
 
 
 class GenerateBody(SamplingFields, ReasoningFields):
-    """POST /generate and /generate/stream for text models: a prompt or chat messages."""
+    """POST /generate and /generate/stream for text models: exactly one of `prompt` or
+    `messages`. Unknown fields are refused (400 naming them)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = None
     messages: list[MessageIn] | None = None
@@ -199,8 +210,15 @@ class GenerateBody(SamplingFields, ReasoningFields):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     stream: bool = False
 
+    @field_validator("stop_sequences")
+    @classmethod
+    def _check_stop_sequences(cls, value):
+        return check_stops(value)
+
     @model_validator(mode="after")
     def _one_input(self):
+        if len(self.stops() + tuple(self.stop_sequences or ())) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop and stop_sequences together")
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of 'prompt' or 'messages'")
         if self.prompt is not None and not self.prompt.strip():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 import secrets
 import threading
@@ -28,6 +30,8 @@ from llm_runtime.values import ServeConfig, TextResult
 log = logging.getLogger("llm_runtime")
 Capability = TypeVar("Capability")
 DISCONNECT_POLL_S = 0.1
+WS_PROTOCOL = "llm-runtime"
+KEY_PROTOCOL_PREFIX = "bearer."
 
 
 class ModelHost:
@@ -108,13 +112,43 @@ def check_api_key(request: Request) -> None:
 
 
 def check_ws_api_key(websocket: WebSocket) -> None:
-    """Browsers cannot set headers on WebSockets, so `?api_key=` is accepted too."""
+    """Browsers cannot set headers on WebSockets: the key may come as the subprotocol
+    `bearer.<base64url key>` (the web UI's way, kept out of URLs and logs) or `?api_key=`."""
     config = websocket.app.state.config
     _check_key(
         config.api_key,
         websocket.headers.get("authorization"),
-        websocket.query_params.get("api_key"),
+        _subprotocol_key(websocket) or websocket.query_params.get("api_key"),
     )
+
+
+def has_valid_key(request: Request) -> bool:
+    """True when no key is configured or the request carries the right one."""
+    try:
+        check_api_key(request)
+    except Unauthorized:
+        return False
+    return True
+
+
+async def accept_ws(websocket: WebSocket) -> None:
+    """Accept, choosing the `llm-runtime` subprotocol when the client offered it."""
+    offered = _subprotocols(websocket)
+    await websocket.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
+
+
+def _subprotocols(websocket: WebSocket) -> list[str]:
+    header = websocket.headers.get("sec-websocket-protocol", "")
+    return [item.strip() for item in header.split(",") if item.strip()]
+
+
+def _subprotocol_key(websocket: WebSocket) -> str | None:
+    for item in _subprotocols(websocket):
+        if item.startswith(KEY_PROTOCOL_PREFIX):
+            encoded = item[len(KEY_PROTOCOL_PREFIX) :]
+            with contextlib.suppress(ValueError):
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    return None
 
 
 def _check_key(expected: str | None, authorization: str | None, query_key: str | None) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from llm_runtime.errors import Overloaded, RuntimeServeError
+from llm_runtime.errors import Overloaded, RuntimeServeError, internal_error
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.loading import translate_oom
 from llm_runtime.values import FinishReason, SamplingParams, TextDelta, TextResult, Usage
@@ -119,7 +119,7 @@ class ThreadedTextStream(TextStream):
         except RuntimeServeError as exc:
             self._put(exc)
         except Exception as exc:
-            self._put(RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+            self._put(internal_error(exc, "Generation failed"))
         finally:
             slot.release()
             self._finish()
@@ -182,7 +182,14 @@ class _TokenCounter:
 
 
 def generate_stream(
-    *, model, tokenizer, slot: GenerationSlot, inputs: dict, request, default_max_tokens: int, skip_prompt: bool = False
+    *,
+    model,
+    tokenizer,
+    slot: GenerationSlot,
+    inputs: dict,
+    request,
+    default_max_tokens: int,
+    skip_prompt: bool = False,
 ) -> ThreadedTextStream:
     """A ThreadedTextStream running ``model.generate(**inputs)`` with the request's sampling."""
     max_tokens = request.sampling.max_tokens or default_max_tokens

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+GREEDY_BELOW = 1e-5  # as vLLM: smaller temperatures decode greedily
+DEFAULT_MAX_BODY_MB = 8
 Channel = Literal["thinking", "answer"]
 FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 
@@ -63,7 +65,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0.0
+        """Temperatures below GREEDY_BELOW would overflow the scaled logits: they mean greedy."""
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,6 @@ class ServeConfig:
     logs_dir: Path = Path("logs")
     log_level: str = "info"
     load: LoadSettings = LoadSettings()
+    max_body_bytes: int = DEFAULT_MAX_BODY_MB * 1024 * 1024
+    allowed_hosts: tuple[str, ...] = ()  # beyond the defaults (see guards.py); "*" allows any
+    cors_origins: tuple[str, ...] = ()  # empty: CORS off

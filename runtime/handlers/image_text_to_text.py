@@ -130,8 +130,13 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
         except ValueError as exc:  # e.g. more image tokens in the text than images sent
             raise InvalidRequest(f"The model's processor refused the request: {exc}") from exc
         return generate_stream(
-            model=self.model, tokenizer=self.tokenizer, slot=self.slot, inputs=inputs, request=request,
-            default_max_tokens=DEFAULT_MAX_TOKENS, skip_prompt=True,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            slot=self.slot,
+            inputs=inputs,
+            request=request,
+            default_max_tokens=DEFAULT_MAX_TOKENS,
+            skip_prompt=True,
         )
 
     def count_tokens(self, *, text: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from llm_runtime.admission import HEAD_CHARS_PER_TOKEN
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import model_kwargs, remote_code, resolve_placement, translate_oom
@@ -61,12 +62,17 @@ class Text2TextHandler(Handler, TextGeneration):
         return native_result(await self.start(request=request).result(), request)
 
     def start(self, *, request: TextRequest) -> TextStream:
-        text = self._input_text(request)
+        # Truncated to max_input tokens anyway: never tokenize megabytes on the event loop.
+        text = self._input_text(request)[: self.max_input * HEAD_CHARS_PER_TOKEN]
         inputs = self.tokenizer(
             text, return_tensors="pt", truncation=True, max_length=self.max_input
         ).to(self.placement.device)
         return generate_stream(
-            model=self.model, tokenizer=self.tokenizer, slot=self.slot, inputs=inputs, request=request,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            slot=self.slot,
+            inputs=inputs,
+            request=request,
             default_max_tokens=DEFAULT_MAX_TOKENS,
         )
 

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from llm_runtime.admission import HEAD_CHARS_PER_TOKEN
 from llm_runtime.batching import BatchEngine
 from llm_runtime.continuous import StepBatchEngine, supports_step_batching
 from llm_runtime.decoding import RowState
@@ -120,6 +121,10 @@ class TextGenerationHandler(Handler, TextGeneration):
         return native_result(await self.start(request=request).result(), request)
 
     def start(self, *, request: TextRequest) -> TextStream:
+        return self.submit([self.prepare(request=request)])[0]
+
+    def prepare(self, *, request: TextRequest) -> RowState:
+        """The request's CPU work (chat template, tokenizer, limits); fine off the event loop."""
         thinking = self._thinking_enabled(request)
         constraint = self._constraint(request.output)
         prompt_ids = self._prompt_ids(request, thinking)
@@ -143,8 +148,20 @@ class TextGenerationHandler(Handler, TextGeneration):
             top_logprobs=request.logprobs,
             token_bytes=self.grammars.token_bytes,
         )
-        stream = self.engine.submit(row)
-        return ToolCallStream(stream, request.output) if request.output.calls_tools else stream
+        row.output = request.output  # submit wraps tool-calling rows' streams
+        return row
+
+    def submit(self, rows: list[RowState]) -> list[TextStream]:
+        """Queue every row or none (InvalidRequest, Overloaded): must run on the event loop."""
+        streams = self.engine.submit_all(rows)
+        return [
+            ToolCallStream(stream, row.output) if row.output and row.output.calls_tools else stream
+            for stream, row in zip(streams, rows, strict=True)
+        ]
+
+    def check_room(self, count: int) -> None:
+        """Raise now if count more requests could not be queued (before any CPU work)."""
+        self.engine.check_room(count)
 
     def _constraint(self, output: OutputSpec) -> JsonConstraint | None:
         schema = output_schema(output)
@@ -165,14 +182,27 @@ class TextGenerationHandler(Handler, TextGeneration):
 
     def _prompt_ids(self, request: TextRequest, thinking: bool) -> list[int]:
         if request.messages is None:
-            ids = self.tokenizer.encode(request.prompt or "", add_special_tokens=True)
+            ids = self._encode(request.prompt or "", special=True)
         else:
-            ids = self.tokenizer.encode(
-                self._render_chat(request, thinking), add_special_tokens=False
-            )
+            ids = self._encode(self._render_chat(request, thinking), special=False)
         if not ids:
             raise InvalidRequest("The prompt encodes to no tokens.")
         return ids
+
+    def _encode(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of text; a text whose head alone fills the context is refused before
+        the whole of it is tokenized."""
+        head_chars = self.max_context * HEAD_CHARS_PER_TOKEN
+        if len(text) > head_chars:
+            head = self.tokenizer.encode(text[:head_chars], add_special_tokens=special)
+            if len(head) >= self.max_context:
+                raise InvalidRequest(
+                    f"The prompt is longer than this model's context of {self.max_context} "
+                    f"tokens (its first {head_chars} characters alone are {len(head)} tokens). "
+                    "Shorten the prompt.",
+                    code="context_length_exceeded",
+                )
+        return self.tokenizer.encode(text, add_special_tokens=special)
 
     def _render_chat(self, request: TextRequest, thinking: bool) -> str:
         output = request.output
