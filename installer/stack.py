@@ -162,9 +162,9 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
-        shutil.copyfile(COMPOSE_DIR / name, folder / name)
-        (folder / name).chmod(0o644)
+    for file in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
+        shutil.copyfile(COMPOSE_DIR / file, folder / file)
+        (folder / file).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     _remember(folder, settings)
     return folder, name
