@@ -39,7 +39,19 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
 
 
 def _run(json_mode: bool, config: str | None, body: Callable[[Settings, Output], None]) -> None:
-    _commands["run"](json_mode, config, body)
+    def guarded(settings: Settings, output: Output) -> None:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        from llm_installer.deploy.errors import DeployFailedError
+
+        try:
+            body(settings, output)
+        except (DockerException, RequestException) as exc:
+            explanation = getattr(exc, "explanation", None) or exc
+            raise DeployFailedError(f"The Docker engine refused: {explanation}") from exc
+
+    _commands["run"](json_mode, config, guarded)
 
 
 def lock(model: InstalledModelArg, config: ConfigOpt = None) -> None:

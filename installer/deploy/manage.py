@@ -36,7 +36,8 @@ def deployments(host: str | None) -> list[dict[str, Any]]:
 
 def _status(container) -> str:
     health = (container.attrs.get("State") or {}).get("Health") or {}
-    return f"{container.status} ({health['Status']})" if health.get("Status") else container.status
+    running = container.status == "running" and health.get("Status")
+    return f"{container.status} ({health['Status']})" if running else container.status
 
 
 def find_deployment(client, model: str, host: str | None):

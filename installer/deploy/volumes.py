@@ -4,7 +4,6 @@ the Docker API itself (a helper container of the model's image mounts it; no sec
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tarfile
 import threading
@@ -40,6 +39,9 @@ print(json.dumps({"files": files, "free": stat.f_bavail * stat.f_frsize}))
 """
 
 
+REMOVE_SCRIPT = "import os, sys; [os.remove(os.path.join(sys.argv[1], p)) for p in sys.argv[2:]]"
+
+
 @dataclass
 class WeightsTransfer:
     volume: str
@@ -51,10 +53,8 @@ def volume_name(lock: Mapping[str, Any]) -> str:
     return f"llm-weights-{lock['weights_digest'][:32]}"
 
 
-def ensure_volume(client, lock: Mapping[str, Any], *, fresh: bool = False) -> str:
+def ensure_volume(client, lock: Mapping[str, Any]) -> str:
     name = volume_name(lock)
-    if fresh:
-        _remove_volume(client, name)
     try:
         client.volumes.get(name)
     except NotFound:
@@ -66,16 +66,18 @@ def ensure_volume(client, lock: Mapping[str, Any], *, fresh: bool = False) -> st
     return name
 
 
-def _remove_volume(client, name: str) -> None:
-    with contextlib.suppress(NotFound):
-        client.volumes.get(name).remove(force=True)
-
-
 def volume_contents(client, image: str, volume: str) -> dict[str, Any]:
     """{files: {name: {sha256, size}}, free: bytes}, hashed on the target by a helper container."""
-    helper = _helper(
-        client, image, volume, ["python", "-c", HASH_SCRIPT, MOUNT_POINT], read_only=True
-    )
+    command = ["python", "-c", HASH_SCRIPT, MOUNT_POINT]
+    output = _run_helper(client, image, volume, command, read_only=True)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _run_helper(
+    client, image: str, volume: str, command: list[str], *, read_only: bool = False
+) -> str:
+    """Run COMMAND in a helper container with the volume at /model; its output."""
+    helper = _helper(client, image, volume, command, read_only=read_only)
     try:
         helper.start()
         status = helper.wait(timeout=3600)
@@ -83,13 +85,13 @@ def volume_contents(client, image: str, volume: str) -> dict[str, Any]:
     finally:
         helper.remove(force=True)
     if status.get("StatusCode") != 0:
-        raise TargetVerifyError(f"Hashing the weights on the target failed:\n{output[-2000:]}")
-    return json.loads(output.strip().splitlines()[-1])
+        raise TargetVerifyError(f"A helper container on the target failed:\n{output[-2000:]}")
+    return output
 
 
 def _helper(client, image: str, volume: str, command: list[str], *, read_only: bool):
     return client.containers.create(
-        image, command=command, name=f"llm-deploy-helper-{uuid.uuid4().hex[:10]}",
+        image, command=command, user="0" if not read_only else None, name=f"llm-deploy-helper-{uuid.uuid4().hex[:10]}",
         mounts=[Mount(MOUNT_POINT, volume, type="volume", read_only=read_only)],
         network_disabled=True, labels={f"{LABEL}.role": "deploy-helper"}, healthcheck={"test": ["NONE"]},
     )  # fmt: skip
@@ -99,13 +101,19 @@ def sync_weights(
     client, image: str, lock: Mapping[str, Any], weights: Path, *, fresh: bool = False
 ) -> WeightsTransfer:
     """Send the files the volume lacks, then hash it on the target: it must equal the lock."""
-    volume = ensure_volume(client, lock, fresh=fresh)
+    volume = ensure_volume(client, lock)
     result = WeightsTransfer(volume=volume)
     present = volume_contents(client, image, volume)
     expected = lock["files"]
     changed = [p for p in compare_files(expected, present["files"]) if not p.endswith(": missing")]
-    raise_if_different(f"The weights on the target (volume {volume})", changed, TargetVerifyError)
-    missing = sorted(set(expected) - set(present["files"]))
+    if not fresh:
+        raise_if_different(
+            f"The weights on the target (volume {volume})", changed, TargetVerifyError
+        )
+    extra = sorted(set(present["files"]) - set(expected))
+    if extra:  # only with --resend-weights: files the lock does not know go
+        _run_helper(client, image, volume, ["python", "-c", REMOVE_SCRIPT, MOUNT_POINT, *extra])
+    missing = sorted(n for n in expected if fresh or n not in present["files"])
     if missing:
         need = sum(expected[name]["size"] for name in missing)
         if need > present["free"]:
