@@ -6,6 +6,7 @@ function of this package and prints; ``run_command`` turns errors into messages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -27,12 +28,23 @@ TargetOpt = Annotated[
     ),
 ]
 RequiredTargetOpt = Annotated[str, TargetOpt.__metadata__[0]]
+log = logging.getLogger(__name__)
 _commands: dict[str, RunCommand] = {}
 
 
 def register(app: typer.Typer, run_command: RunCommand) -> None:
     """Add the deploy commands to ``app``."""
-    for command in (lock, verify, export, import_bundle, deploy, deployments, rollback, undeploy):
+    for command in (
+        lock,
+        verify,
+        export,
+        import_bundle,
+        deploy,
+        deployments,
+        rollback,
+        undeploy,
+        k8s,
+    ):
         name = command.__name__.removesuffix("_bundle")
         app.command(name=name)(command)
     _commands["run"] = run_command
@@ -50,6 +62,9 @@ def _run(json_mode: bool, config: str | None, body: Callable[[Settings, Output],
         except (DockerException, RequestException) as exc:
             explanation = getattr(exc, "explanation", None) or exc
             raise DeployFailedError(f"The Docker engine refused: {explanation}") from exc
+        except BrokenPipeError as exc:  # click would exit 1 without a word
+            log.debug("Connection to the Docker host lost", exc_info=True)
+            raise DeployFailedError(f"The connection to the Docker host broke: {exc}") from exc
 
     _commands["run"](json_mode, config, guarded)
 
@@ -236,5 +251,27 @@ def undeploy(
     def body(settings: Settings, output: Output) -> None:
         removed = run_undeploy(model, host, purge=purge)
         output.info(f"Removed from {host}: {', '.join(removed)}")
+
+    _run(False, config, body)
+
+
+def k8s(
+    models: Annotated[
+        list[str], typer.Argument(help="Installed models (id, folder name or path).")
+    ],
+    output_dir: Annotated[Path, typer.Option("--output", "-o", help="Folder for the manifests.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Stack name (labels, the gateway's name).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write Kubernetes manifests (Deployment + Service per model, weights PVC, gateway): kubectl apply -k DIR."""
+    from llm_installer.deploy.k8s import write_k8s
+
+    def body(settings: Settings, output: Output) -> None:
+        written = write_k8s(models, output_dir, settings, name)
+        output.info(
+            f"Wrote {len(written)} files to {output_dir}; apply with: kubectl apply -k {output_dir}"
+        )
 
     _run(False, config, body)

@@ -10,7 +10,6 @@ and the one it replaced, stopped, as ``<name>-previous`` — which is what ``rol
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, NotFound
+from docker.errors import NotFound
 from docker.types import DeviceRequest, Mount
 
 from llm_installer.config import Settings
@@ -39,6 +38,12 @@ PREVIOUS_SUFFIX = "-previous"
 READY_SCRIPT = (
     "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=3)"
 )
+# Docker itself probes readiness, so waiting needs only `inspect` (exec over ssh:// breaks
+# docker-py's connection), and `deployments` shows it as the container's health.
+READY_CHECK = {
+    "test": ["CMD", "python", "-c", READY_SCRIPT],
+    "interval": 5 * 10**9, "timeout": 4 * 10**9, "retries": 3, "start_period": 900 * 10**9,
+}  # fmt: skip
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 
 
@@ -238,21 +243,24 @@ def container_kwargs(
         "mounts": [Mount("/model", result.weights.volume, type="volume", read_only=True), Mount("/logs", f"llm-logs-{name}", type="volume")],
         "ports": {f"{serve['container_port']}/tcp": (options.bind, options.port)},
         "environment": {**serve.get("env", {}), **({"LLM_API_KEY": result.api_key} if result.api_key else {})},
-        "device_requests": devices, "shm_size": "2g" if gpus else "1g",
+        "device_requests": devices, "shm_size": "2g" if gpus else "1g", "healthcheck": READY_CHECK,
     }  # fmt: skip
 
 
 def wait_ready(container, timeout: float, output: Output) -> None:
-    """Poll /health/ready inside the container (through the Docker API: works for any host)."""
+    """Wait until Docker's health check (GET /health/ready inside the container) passes."""
     deadline = time.monotonic() + timeout
     with output.out.status("Waiting for /health/ready on the target…"):
         while time.monotonic() < deadline:
             container.reload()
-            if container.status not in ("created", "running", "restarting"):
+            health = ((container.attrs.get("State") or {}).get("Health") or {}).get("Status")
+            if (
+                container.status not in ("created", "running", "restarting")
+                or health == "unhealthy"
+            ):
                 break
-            with contextlib.suppress(APIError):
-                if container.exec_run(["python", "-c", READY_SCRIPT]).exit_code == 0:
-                    return
+            if health == "healthy":
+                return
             time.sleep(1)
     tail = container.logs(tail=30).decode(errors="replace").rstrip()
     output.info(tail)

@@ -16,9 +16,11 @@ class Reader:
         parts, wanted = [], size
         while wanted != 0:
             if self.offset >= len(self.current):
-                self.current, self.offset = next(self.chunks, b""), 0
-                if not self.current:
+                chunk = next(self.chunks, None)
+                if chunk is None:
                     break
+                self.current, self.offset = chunk, 0
+                continue
             end = len(self.current) if wanted < 0 else min(len(self.current), self.offset + wanted)
             parts.append(self.current[self.offset : end])
             wanted = wanted if wanted < 0 else wanted - (end - self.offset)

@@ -67,7 +67,9 @@ def start_server_b(timeout: float = 60) -> ServerB:
         "--bridge", BRIDGE, "--iptables=false", "--ip-masq=false", "--ip6tables=false",
     ]  # fmt: skip
     log = (root / "dockerd.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     server = ServerB(url=f"unix://{SOCKET}", root=root, process=process, made_bridge=made_bridge)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,7 +129,9 @@ def start_sshd(port: int, docker_host: str) -> Sshd:
     """sshd on 127.0.0.1:PORT (test keys only); its sessions see DOCKER_HOST=docker_host."""
     root = Path(tempfile.mkdtemp(prefix="llm-sshd-"))
     for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True
+        )
     (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
     (root / "authorized_keys").chmod(0o600)
     config = root / "sshd_config"
@@ -138,7 +142,9 @@ def start_sshd(port: int, docker_host: str) -> Sshd:
         f"SetEnv DOCKER_HOST={docker_host}\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)
-    process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=(root / "sshd.log").open("wb"))
+    process = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=(root / "sshd.log").open("wb")
+    )
     client_config = root / "ssh_config"
     client_config.write_text(
         f"Host 127.0.0.1\n  IdentityFile {root / 'client_key'}\n  IdentitiesOnly yes\n"
