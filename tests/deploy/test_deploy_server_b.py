@@ -138,6 +138,31 @@ def test_local_change_needs_a_new_lock_then_rollback_returns(deploy_home, instal
     )
 
 
+def test_k8s_manifests_of_the_installed_model_validate(deploy_home, installed_tiny, tmp_path):
+    import kubernetes_validate
+    import yaml
+
+    result = run_installer(deploy_home["env"], "k8s", "deploy-tiny", "-o", str(tmp_path / "k8s"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    documents = [
+        d
+        for f in sorted((tmp_path / "k8s").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+    ]
+    for document in documents:
+        if document["kind"] != "Kustomization":
+            kubernetes_validate.validate(document, "1.30", strict=True)
+    lock = json.loads((installed_tiny / "llm.lock.json").read_text())
+    deployment = next(
+        d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "deploy-tiny"
+    )
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == lock["images"]["model"]["tag"]
+    )
+    assert FAKE_TOKEN not in "".join(f.read_text() for f in (tmp_path / "k8s").glob("*.yaml"))
+
+
 def test_undeploy_removes_containers_and_volumes(deploy_home, server_b):
     result = run_installer(deploy_home["env"], "undeploy", NAME, "--host", server_b.url, "--purge")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -235,3 +235,20 @@ def test_k8s_gpu_model_gets_a_gpu_limit_and_probes(tmp_path):
         "http://test-org-tiny-cpu:8000",
         "http://test-org-tiny-gpu:8000",
     ]
+
+
+def test_an_unreachable_host_is_a_message_not_a_traceback(llm_home, tmp_path):
+    from deploy_helpers import run_installer
+
+    env = {**os.environ, "LLM_INSTALLER_CONFIG": str(llm_home / "config.yaml")}
+    for name in ("models", "cache", "logs"):
+        env[f"LLM_INSTALLER_{name.upper()}_DIR"] = str(llm_home / name)
+    result = run_installer(
+        env, "deployments", "--host", f"unix://{tmp_path}/nothing.sock", timeout=60
+    )
+    assert result.returncode == 63, result.stdout + result.stderr
+    assert "No Docker engine answers" in result.stderr and "Traceback" not in result.stderr
+    missing = run_installer(env, "verify", "not-installed-model", timeout=60)
+    assert missing.returncode == 33 and "Traceback" not in missing.stderr
+    bad = run_installer(env, "import", str(tmp_path / "nope.llmb"), timeout=60)
+    assert bad.returncode == 62 and "nope.llmb" in bad.stderr
