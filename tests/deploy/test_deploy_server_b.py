@@ -179,7 +179,8 @@ def test_export_import_into_b_then_start_sh_serves(deploy_home, installed_tiny, 
     result = run_installer(env, "export", "deploy-tiny", "-o", str(bundle), "--compress")
     assert result.returncode == 0, result.stdout + result.stderr
     truncated = tmp_path / "truncated.llmb"
-    truncated.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
+    with bundle.open("rb") as source, truncated.open("wb") as cut:
+        cut.write(source.read(bundle.stat().st_size // 2))
     models_b = tmp_path / "b-models"
     env_b = {**env, "LLM_INSTALLER_MODELS_DIR": str(models_b), "DOCKER_HOST": server_b.url}
     refused = run_installer(env_b, "import", str(truncated))
