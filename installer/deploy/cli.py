@@ -208,18 +208,22 @@ def deploy(
 
 
 def deployments(host: TargetOpt = None, json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """List what runs on a Docker host: model, lock hash, status, URL."""
+    """List what runs where: model, lock hash, status, URL (without --host: every host deployed to)."""
     from llm_installer.deploy.manage import deployments as list_deployments
 
     def body(settings: Settings, output: Output) -> None:
-        rows = list_deployments(host)
-        columns = ["Name", "Model", "Lock", "Status", "URL"]
-        table = simple_table(
-            f"Deployments on {host or 'the local engine'}",
-            columns,
-            [[r["name"], r["model"], r["lock_hash"][:12], r["status"], r["url"]] for r in rows],
-        )
-        output.result(rows, table if rows else f"Nothing deployed on {host or 'the local engine'}")
+        from llm_installer.deploy.deploy import local_records
+        from llm_installer.deploy.manage import deployments_everywhere
+
+        rows = list_deployments(host) if host else deployments_everywhere(local_records(settings))
+        where = host or "every host deployed to from here"
+        columns = ["Host", "Name", "Model", "Lock", "Status", "URL"]
+        cells = [
+            [r["host"], r["name"], r["model"], r["lock_hash"][:12], r["status"], r["url"]]
+            for r in rows
+        ]
+        table = simple_table(f"Deployments on {where}", columns, cells)
+        output.result(rows, table if rows else f"Nothing deployed on {where}")
 
     _run(json, config, body)
 

@@ -107,3 +107,26 @@ def undeploy(model: str, host: str | None, *, purge: bool = False) -> list[str]:
                 client.volumes.get(volume).remove(force=True)
                 removed.append(f"volume {volume}")
     return removed
+
+
+def deployments_everywhere(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without --host: every host this machine deployed to (deployments.jsonl), asked live."""
+    from llm_installer.deploy.errors import TargetUnavailableError
+
+    rows: list[dict[str, Any]] = []
+    for host in sorted({r["host"] for r in records}):
+        try:
+            rows += deployments(None if host == "local" else host)
+        except TargetUnavailableError:
+            rows.append(
+                {
+                    "name": "",
+                    "model": "",
+                    "lock_hash": "",
+                    "status": "unreachable",
+                    "url": "",
+                    "host": host,
+                    "previous": False,
+                }
+            )
+    return rows
