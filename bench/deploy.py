@@ -85,21 +85,18 @@ def main() -> None:
         client = server.client()
         client.images.remove(lock["images"]["model"]["id"], force=True)
         assert not client.images.list(), "server B must be empty again"
-        lines = [row("plain docker save|load + cp", baseline, baseline)]
-        lines.append(row("deploy, first", deploy(models[0], server.url, 18701), baseline))
-        lines.append(row("deploy, same lock again", deploy(models[0], server.url, 18701), baseline))
+        print(f"{'':<34} {'time':>10} {'sent':>15}")
+        print(row("plain docker save|load + cp", baseline, baseline), flush=True)
+        print(row("deploy, first", deploy(models[0], server.url, 18701), baseline), flush=True)
+        print(
+            row("deploy, same lock again", deploy(models[0], server.url, 18701), baseline),
+            flush=True,
+        )
         if len(models) > 1:
-            lines.append(
-                row(
-                    "deploy, second model (same family)",
-                    deploy(models[1], server.url, 18702),
-                    baseline,
-                )
-            )
+            figures = deploy(models[1], server.url, 18702)
+            print(row("deploy, second model (same family)", figures, baseline), flush=True)
     finally:
         stop_server_b(server)
-    print(f"{'':<34} {'time':>10} {'sent':>15}")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
