@@ -253,7 +253,7 @@ def lock_install(model_dir: Path, model_info: Mapping[str, Any], client=None) ->
     from llm_installer.runargs import model_paths
 
     weights = model_paths(Path(model_dir), model_info).weights
-    images = image_facts(client or connect(), model_info)
+    images = image_facts(client or connect(timeout=120), model_info)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return write_lock(model_dir, build_lock(model_info, weights, images, Path(model_dir), now))
 
