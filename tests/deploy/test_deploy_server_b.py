@@ -81,6 +81,29 @@ def test_second_deploy_of_the_same_lock_sends_nothing(deploy_home, installed_tin
     assert server_b.client().containers.get(NAME).id == before  # not restarted
 
 
+def test_an_image_sharing_layers_sends_only_its_own(installed_tiny, server_b, local_engine):
+    """Like a second model of the same family: every layer but the last is on B already."""
+    import io
+
+    from llm_installer.deploy.images import send_image
+
+    lock = json.loads((installed_tiny / "llm.lock.json").read_text())
+    dockerfile = f"FROM {lock['images']['model']['id']}\nRUN echo second-model > /tmp/marker\n"
+    tag = "deploytest/second-model:local"
+    image, _ = local_engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        sent = send_image(local_engine, server_b.client(), tag, image.id)
+        assert sent.layers_sent == 1 and sent.layers_skipped == len(
+            lock["images"]["model"]["layers"]
+        )
+        assert sent.bytes_sent < 1_000_000, sent
+        output = server_b.client().containers.run(tag, ["cat", "/tmp/marker"], remove=True)
+        assert output.strip() == b"second-model"
+    finally:
+        local_engine.images.remove(tag, force=True)
+        server_b.client().images.remove(tag, force=True)
+
+
 def test_a_changed_byte_on_b_is_refused_with_the_file_named(deploy_home, installed_tiny, server_b):
     client = server_b.client()
     volume = next(
