@@ -59,8 +59,8 @@ def plain_copy(image: str, weights: Path, host: str) -> dict:
         load.stdin.write(chunk)
         sent += len(chunk)
     load.stdin.close()
-    save.wait()
-    load.wait()
+    if save.wait() or load.wait():
+        sys.exit(f"docker save | docker load failed ({save.returncode}, {load.returncode})")
     with tempfile.TemporaryDirectory(dir="/var/tmp") as target:
         shutil.copytree(weights, Path(target) / "model")
     sent += sum(p.stat().st_size for p in weights.rglob("*") if p.is_file())
@@ -81,7 +81,7 @@ def main() -> None:
     lock = read_lock(model_dir)
     server = start_server_b()
     try:
-        baseline = plain_copy(lock["images"]["model"]["tag"], weights, server.url)
+        baseline = plain_copy(lock["images"]["model"]["id"], weights, server.url)
         client = server.client()
         client.images.remove(lock["images"]["model"]["id"], force=True)
         assert not client.images.list(), "server B must be empty again"
