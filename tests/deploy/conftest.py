@@ -50,7 +50,7 @@ def local_engine():
     from llm_installer.errors import DockerUnavailableError
 
     try:
-        client = connect()
+        client = connect(timeout=600)  # a whole image is streamed through one request
     except DockerUnavailableError as exc:
         _require(False, f"a Docker engine: {exc}")
     yield client
