@@ -204,6 +204,9 @@ def _register_more_commands() -> None:
     from llm_installer.stack import register as register_stack
 
     register_stack(app, run_command)
+    from llm_installer.deploy.cli import register as register_deploy  # lock … undeploy
+
+    register_deploy(app, run_command)
 
 
 _register_more_commands()

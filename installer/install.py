@@ -352,6 +352,9 @@ def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
         write_run_scripts = None
     if write_run_scripts:
         write_run_scripts(paths.root, info)
+    from llm_installer.deploy.lock import lock_install
+
+    lock_install(paths.root, info)  # llm.lock.json: what deploy, export and verify check against
     paths.complete_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
     log.info("Installation complete")
 

@@ -1,0 +1,1 @@
+"""Beyond one machine: the lock file, bundles, deploys to other Docker hosts, fleet files."""
