@@ -60,6 +60,7 @@ class InstallOptions:
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
     """Install ``model``; returns the written model_info."""
     profile = reuse_or_check(model, options.revision, settings, output)
+    refuse_unservable(profile)
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
     paths = ModelPaths.for_model(settings.models_path, profile["model_id"])
@@ -94,6 +95,18 @@ def _model_id_guess(model: str) -> str:
 
 def _source_kind(model: str) -> str:
     return "local" if Path(model).expanduser().is_dir() else "hub"
+
+
+def refuse_unservable(profile: dict[str, Any]) -> None:
+    """Refuse, before any download, a family no image can serve, saying why."""
+    from llm_installer.serving import refusal_reason
+
+    reason = refusal_reason(profile["family"])
+    if reason is not None:
+        raise IncompatibleModelError(
+            f"{profile['model_id']} is a {profile['family']} model, which install cannot serve yet: {reason}.",
+            hint="Nothing was downloaded. `llm-installer check` still reports its requirements and memory.",
+        )
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:

@@ -1,0 +1,33 @@
+"""Which detected families an image can serve: the runtime's handler registry, read as data.
+
+The host reads only ``llm_runtime.handlers.FAMILIES`` (names → module paths; no model code, no
+torch). A family check detects but no handler serves is refused by install before any download,
+with the reason below; tests/unit/test_parity.py keeps this table and both registries in step.
+"""
+
+from __future__ import annotations
+
+# Detected families with no runtime handler of their own, and why install refuses them.
+NOT_SERVED: dict[str, str] = {
+    "gguf": (
+        "GGUF files run on llama.cpp, and this version's images have no llama.cpp engine yet"
+    ),
+    "peft-adapter": (
+        "a PEFT adapter is served on its base model; install the base model, then put the "
+        "adapter in its lora/ folder (start.sh loads it)"
+    ),
+}
+
+
+def served_families() -> frozenset[str]:
+    """The family names the image's runtime has a handler for."""
+    from llm_runtime.handlers import FAMILIES
+
+    return frozenset(FAMILIES)
+
+
+def refusal_reason(family: str) -> str | None:
+    """Why install cannot serve ``family``, or None when an image can."""
+    if family in served_families():
+        return None
+    return NOT_SERVED.get(family, f"the runtime has no handler for the {family!r} family")
