@@ -50,10 +50,13 @@ class ImagePlan:
     packages: tuple[str, ...]
     deps_tag: str
     model_tag: str
+    kernels: tuple[str, ...] = ()  # optional CUDA kernels (requirement strings with their notes)
 
     @property
     def deps_dockerfile(self) -> str:
-        return render("deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages)
+        return render(
+            "deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages, kernels=self.kernels
+        )
 
 
 def render(template: str, **values: Any) -> str:
@@ -64,7 +67,10 @@ def render(template: str, **values: Any) -> str:
 def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str, ...]:
     """The runtime's packages (and the CUDA-only ones on a CUDA base) plus the model's base and
     architecture-specific ones, sorted."""
-    wanted = set(RUNTIME_PACKAGES) | {p for p in profile["requirements"]["packages"] if p not in NOT_PIP}
+    kernels = {item.split(" ")[0] for item in cuda_kernels(profile)}
+    wanted = set(RUNTIME_PACKAGES) | {
+        p for p in profile["requirements"]["packages"] if p not in NOT_PIP and p not in kernels
+    }
     wanted |= set(CUDA_PACKAGES) if cuda else set()
     return tuple(sorted(wanted))
 
@@ -72,6 +78,15 @@ def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str,
 def needs_compiler(profile: dict[str, Any]) -> bool:
     """True when an architecture-specific package compiles against CUDA (mamba-ssm, causal-conv1d…)."""
     return any(COMPILED_NOTE.search(item) for item in profile["requirements"]["architecture"])
+
+
+def cuda_kernels(profile: dict[str, Any]) -> tuple[str, ...]:
+    """Architecture packages that compile against CUDA (mamba-ssm, causal-conv1d), with their notes.
+
+    They only speed a model up (transformers has a pure-torch path), so CPU images leave them out
+    and CUDA images try them in a step of their own whose failure is a note, not a failed build.
+    """
+    return tuple(sorted(item for item in profile["requirements"]["architecture"] if COMPILED_NOTE.search(item)))
 
 
 def model_tag(model_id: str, revision: str | None) -> str:
@@ -82,10 +97,13 @@ def model_tag(model_id: str, revision: str | None) -> str:
 def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False) -> ImagePlan:
     """The two builds for this model on ``base_image`` (``cuda``: a CUDA base)."""
     packages = dependency_set(profile, cuda=cuda)
-    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}".encode()).hexdigest()[:12]
+    kernels = cuda_kernels(profile) if cuda else ()
+    wanted = " ".join((*packages, *kernels))
+    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{wanted}".encode()).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,
         packages=packages,
+        kernels=kernels,
         deps_tag=f"llm-installer/deps:{digest}",
         model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
     )

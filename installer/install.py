@@ -55,11 +55,16 @@ class InstallOptions:
     trust_remote_code: bool = False
     rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
     no_cache: bool = False  # rebuild the dependency layer from scratch
+    base: str | None = None  # a PEFT adapter's base model (default: its adapter_config.json)
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
     """Install ``model``; returns the written model_info."""
-    profile = reuse_or_check(model, options.revision, settings, output)
+    profile = reuse_or_check(model, options.revision, settings, output, base=options.base)
+    if "adapter" in profile:
+        from llm_installer.adapters import install_adapter
+
+        return install_adapter(profile, options, settings, output)
     refuse_unservable(profile)
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
@@ -73,16 +78,19 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
     return info
 
 
-def reuse_or_check(model: str, revision: str | None, settings: Settings, output: Output) -> dict[str, Any]:
-    """A saved check younger than 24 hours for the same model and revision, else a fresh check."""
+def reuse_or_check(
+    model: str, revision: str | None, settings: Settings, output: Output, base: str | None = None
+) -> dict[str, Any]:
+    """A saved check younger than 24 hours for the same model, revision (and base), else a fresh check."""
     saved = settings.logs_path / "checks" / f"{check_file_stem(_model_id_guess(model))}.json"
     if saved.is_file():
         profile = json.loads(saved.read_text())
         age = datetime.now(timezone.utc) - datetime.fromisoformat(profile.get("checked_at", "1970-01-01T00:00:00+00:00"))
-        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model):
+        same_base = base is None or (profile.get("base_model") or {}).get("reference") == base
+        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model) and same_base:
             output.info(f"Using the check from {saved} ({int(age.total_seconds() // 60)} min old).")
             return profile
-    return run_check(model, revision=revision, settings=settings, output=output).profile
+    return run_check(model, revision=revision, settings=settings, output=output, base=base).profile
 
 
 def _model_id_guess(model: str) -> str:

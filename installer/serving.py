@@ -2,20 +2,18 @@
 
 The host reads only ``llm_runtime.handlers.FAMILIES`` (names → module paths; no model code, no
 torch). A family check detects but no handler serves is refused by install before any download,
-with the reason below; tests/unit/test_parity.py keeps this table and both registries in step.
+with the reason below; tests/unit/test_parity.py keeps these tables and both registries in step.
 """
 
 from __future__ import annotations
 
 # Detected families with no runtime handler of their own, and why install refuses them.
 NOT_SERVED: dict[str, str] = {
-    "gguf": (
-        "GGUF files run on llama.cpp, and this version's images have no llama.cpp engine yet"
-    ),
-    "peft-adapter": (
-        "a PEFT adapter is served on its base model; install the base model, then put the "
-        "adapter in its lora/ folder (start.sh loads it)"
-    ),
+    "gguf": "GGUF files run on llama.cpp, and this version's images have no llama.cpp engine yet",
+}
+# Families check resolves to another family's model: served by that family's handler.
+SERVED_ON_BASE: dict[str, str] = {
+    "peft-adapter": "an adapter is checked, installed and served on its base model",
 }
 
 
@@ -28,6 +26,6 @@ def served_families() -> frozenset[str]:
 
 def refusal_reason(family: str) -> str | None:
     """Why install cannot serve ``family``, or None when an image can."""
-    if family in served_families():
+    if family in served_families() or family in SERVED_ON_BASE:
         return None
     return NOT_SERVED.get(family, f"the runtime has no handler for the {family!r} family")

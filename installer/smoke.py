@@ -23,6 +23,7 @@ from docker.errors import DockerException
 from llm_installer.errors import InstallerError
 
 READY_TIMEOUT_S = 600
+IMAGE_MODEL_INFO = "/opt/llm/model_info.json"  # LLM_MODEL_INFO in model.Dockerfile.j2
 # One tiny request per family: (method, path, body). Families without one are checked by /info.
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
@@ -68,11 +69,19 @@ def run_smoke_test(
     *,
     gpu: bool = False,
     timeout: float = READY_TIMEOUT_S,
+    lora: Path | None = None,
+    model_info: Path | None = None,
 ) -> SmokeResult:
-    """Start the image detached on a random local port, wait until ready, send one request."""
+    """Start the image detached on a random local port, wait until ready, send one request.
+
+    ``lora``: an adapter folder mounted at /lora; ``model_info``: a model_info.json mounted over the
+    image's own (an adapter installed on its base's image names itself and its base).
+    """
+    volumes = {str(weights): {"bind": "/model", "mode": "ro"}}
+    volumes.update({str(lora): {"bind": "/lora", "mode": "ro"}} if lora else {})
+    volumes.update({str(model_info): {"bind": IMAGE_MODEL_INFO, "mode": "ro"}} if model_info else {})
     container = client.containers.run(
-        image, detach=True, ports={"8000/tcp": ("127.0.0.1", None)},
-        volumes={str(weights): {"bind": "/model", "mode": "ro"}},
+        image, detach=True, ports={"8000/tcp": ("127.0.0.1", None)}, volumes=volumes,
         device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None,
         labels={"org.llm-installer.smoke-test": "1"},
     )  # fmt: skip

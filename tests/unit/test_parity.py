@@ -7,24 +7,27 @@ from __future__ import annotations
 import pytest
 
 from llm_installer.families import supported_families
-from llm_installer.serving import NOT_SERVED, refusal_reason, served_families
+from llm_installer.serving import NOT_SERVED, SERVED_ON_BASE, refusal_reason, served_families
 from llm_runtime.handlers import FAMILIES, handler_class
 
 
 @pytest.mark.parametrize("family", supported_families())
 def test_every_detected_family_is_served_or_refused_with_a_reason(family):
     served = family in served_families()
-    assert served != (family in NOT_SERVED), (
-        f"{family!r}: add a runtime handler (llm_runtime.handlers.FAMILIES) or a reason in "
-        "llm_installer.serving.NOT_SERVED — exactly one of them"
+    ways = [served, family in SERVED_ON_BASE, family in NOT_SERVED]
+    assert ways.count(True) == 1, (
+        f"{family!r}: add a runtime handler (llm_runtime.handlers.FAMILIES), or say in "
+        "llm_installer.serving how it is served on a base (SERVED_ON_BASE) or why install "
+        "refuses it (NOT_SERVED) — exactly one of them"
     )
     reason = refusal_reason(family)
-    assert (reason is None) == served
-    assert served or len(reason) > 30
+    assert (reason is None) == (family not in NOT_SERVED)
+    assert reason is None or len(reason) > 30
 
 
 def test_no_stale_refusals_and_no_orphan_handlers():
-    assert not set(NOT_SERVED) - set(supported_families()), "a refusal for an unknown family"
+    for table in (NOT_SERVED, SERVED_ON_BASE):
+        assert not set(table) - set(supported_families()), "an entry for an unknown family"
     assert set(FAMILIES) <= set(supported_families()), "a handler for a family check never writes"
 
 
