@@ -108,6 +108,23 @@ def test_adapter_installs_its_base_and_serves_both(env, adapters, hub_server, do
         assert answer["usage"]["completion_tokens"] == 4
     finally:
         installer(env, "stop", str(lora_dir), timeout=120)
+    trained = subprocess.run(
+        [str(lora_dir / "train.sh"), "--data", str(write_alpaca(lora_dir.parent / "a.jsonl")),
+         "--max-steps", "2", "--no-tensorboard"],
+        env=env["env"], capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "Continuing the adapter in /work/lora" in trained.stdout
+    config = json.loads((lora_dir / "lora" / "adapter_config.json").read_text())
+    assert config["r"] == 4  # the installed adapter's rank (a fresh adapter here would get 8)
+    assert (lora_dir / "logs" / "training" / "training_report.json").is_file()
+
+
+def write_alpaca(path: Path) -> Path:
+    rows = [("Name an animal that barks.", "A dog barks."), ("Say hello.", "Hello world.")] * 8
+    records = [{"instruction": i, "input": "", "output": o} for i, o in rows]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
 
 
 def test_second_adapter_shares_the_base_and_removing_it_keeps_the_image(
