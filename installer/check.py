@@ -62,6 +62,10 @@ def run_check(
     profile["installer_version"] = __version__
     if profile["family"] == "peft-adapter":
         profile = adapter_on_base(profile, base, settings=settings, output=output, hardware=hardware)
+    if profile["family"] == "gguf":
+        from llm_installer.gguf_quants import quantization_table
+
+        profile["quantizations"] = quantization_table(profile, hardware)
     saved_to = save_check(profile, settings.logs_path / "checks") if save else None
     return CheckResult(profile=profile, saved_to=saved_to)
 

@@ -100,6 +100,9 @@ def install(
     base: Annotated[
         str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder); default: its adapter_config.json.")
     ] = None,
+    quant: Annotated[
+        str | None, typer.Option(help="A GGUF repo's quantization, e.g. Q4_K_M; default: the largest that fits.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
@@ -111,7 +114,7 @@ def install(
     def body(settings: Settings, output: Output) -> None:
         options = InstallOptions(
             revision=revision, quantization=quantization, device=device, base_image=base_image,
-            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, base=base,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, base=base, quant=quant,
         )  # fmt: skip
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect

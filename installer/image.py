@@ -40,6 +40,17 @@ RUNTIME_PACKAGES = (
 CUDA_PACKAGES = ("bitsandbytes",)
 NOT_PIP = frozenset({"torch"})  # in the base image already
 COMPILED_NOTE = re.compile(r"CUDA compilation|requires CUDA", re.IGNORECASE)
+# Packages that compile native code, built once per dependency set in a wheel stage of the
+# dependency image, pinned here; CUDA images build on cuda-devel (nvcc). GGML_NATIVE=OFF: the
+# wheel runs on any x86-64 CPU, not only on the build machine's; GGML_OPENMP=OFF: llama.cpp's own
+# thread pool, as the image has no system libgomp.
+WHEEL_BUILDS = {
+    "llama-cpp-python": {
+        "version": "0.3.36",
+        "cpu": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF",
+        "cuda": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DGGML_CUDA=on",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,26 @@ class ImagePlan:
     deps_tag: str
     model_tag: str
     kernels: tuple[str, ...] = ()  # optional CUDA kernels (requirement strings with their notes)
+    cuda: bool = False
 
     @property
     def deps_dockerfile(self) -> str:
+        builds = wheel_builds(self.packages, cuda=self.cuda)
+        pinned = {build["package"]: build["spec"] for build in builds}
         return render(
-            "deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages, kernels=self.kernels
-        )
+            "deps.Dockerfile.j2", base_image=self.base_image, packages=[pinned.get(p, p) for p in self.packages],
+            kernels=self.kernels, wheel_builds=builds,
+        )  # fmt: skip
+
+
+def wheel_builds(packages: tuple[str, ...], *, cuda: bool) -> list[dict[str, str]]:
+    """The wheel stages ``packages`` need: package name and its CMAKE_ARGS for this flavour."""
+    flavour = "cuda" if cuda else "cpu"
+    return [
+        {"package": p, "spec": f"{p}=={WHEEL_BUILDS[p]['version']}", "cmake_args": WHEEL_BUILDS[p][flavour]}
+        for p in packages
+        if p in WHEEL_BUILDS
+    ]
 
 
 def render(template: str, **values: Any) -> str:
@@ -77,7 +102,8 @@ def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str,
 
 def needs_compiler(profile: dict[str, Any]) -> bool:
     """True when an architecture-specific package compiles against CUDA (mamba-ssm, causal-conv1d…)."""
-    return any(COMPILED_NOTE.search(item) for item in profile["requirements"]["architecture"])
+    compiled = any(COMPILED_NOTE.search(item) for item in profile["requirements"]["architecture"])
+    return compiled or any(p in WHEEL_BUILDS for p in profile["requirements"]["packages"])
 
 
 def cuda_kernels(profile: dict[str, Any]) -> tuple[str, ...]:
@@ -98,12 +124,14 @@ def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False) 
     """The two builds for this model on ``base_image`` (``cuda``: a CUDA base)."""
     packages = dependency_set(profile, cuda=cuda)
     kernels = cuda_kernels(profile) if cuda else ()
-    wanted = " ".join((*packages, *kernels))
+    builds = [f"{b['spec']} {b['cmake_args']}" for b in wheel_builds(packages, cuda=cuda)]
+    wanted = " ".join((*packages, *kernels, *builds))
     digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{wanted}".encode()).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,
         packages=packages,
         kernels=kernels,
+        cuda=cuda,
         deps_tag=f"llm-installer/deps:{digest}",
         model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
     )

@@ -56,6 +56,7 @@ class InstallOptions:
     rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
     no_cache: bool = False  # rebuild the dependency layer from scratch
     base: str | None = None  # a PEFT adapter's base model (default: its adapter_config.json)
+    quant: str | None = None  # a GGUF repo's quantization (default: the largest that fits)
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
 
         return install_adapter(profile, options, settings, output)
     refuse_unservable(profile)
+    profile = with_quantization(profile, options.quant, output)
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
     paths = ModelPaths.for_model(settings.models_path, profile["model_id"])
@@ -115,6 +117,21 @@ def refuse_unservable(profile: dict[str, Any]) -> None:
             f"{profile['model_id']} is a {profile['family']} model, which install cannot serve yet: {reason}.",
             hint="Nothing was downloaded. `llm-installer check` still reports its requirements and memory.",
         )
+
+
+def with_quantization(profile: dict[str, Any], quant: str | None, output: Output) -> dict[str, Any]:
+    """A GGUF repo with the one quantization to install: its files are the weights to fetch."""
+    if profile["family"] != "gguf":
+        if quant:
+            raise InstallerError(f"--quant picks a GGUF file; {profile['model_id']} is a {profile['family']} model.", hint="Drop --quant.")
+        return profile
+    from llm_installer.gguf_quants import choose_quantization
+
+    row = choose_quantization(profile, quant)
+    output.info(f"GGUF quantization {row['quantization']}: {', '.join(row['files'])}")
+    sizes = {f["path"]: f["size"] for f in profile["files"]["all"]}
+    files = {**profile["files"], "weight_files": [{"path": p, "size": sizes.get(p, 0)} for p in row["files"]]}
+    return {**profile, "files": files, "gguf_file": sorted(row["files"])[0], "gguf_quantization": row["quantization"]}
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:

@@ -8,9 +8,7 @@ with the reason below; tests/unit/test_parity.py keeps these tables and both reg
 from __future__ import annotations
 
 # Detected families with no runtime handler of their own, and why install refuses them.
-NOT_SERVED: dict[str, str] = {
-    "gguf": "GGUF files run on llama.cpp, and this version's images have no llama.cpp engine yet",
-}
+NOT_SERVED: dict[str, str] = {}
 # Families check resolves to another family's model: served by that family's handler.
 SERVED_ON_BASE: dict[str, str] = {
     "peft-adapter": "an adapter is checked, installed and served on its base model",
