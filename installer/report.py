@@ -43,6 +43,7 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
         f"Architecture: {p.get('architecture') or 'n/a'}"
         + (f" ({p['model_type']})" if p.get("model_type") else ""),
         f"Task: {p['task']}",
+        *_adapter_lines(p),
         "",
         "Storage Requirements:",
         f"  - Model files: {gb(p['storage']['model_files_bytes'])}"
@@ -69,6 +70,19 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
     if warnings:
         lines += ["", "Warnings:", *[f"  [yellow]! {w}[/]" for w in warnings]]
     return [Text.from_markup("\n".join(lines))]
+
+
+def _adapter_lines(p: dict[str, Any]) -> list[str]:
+    """PEFT adapter repos: the adapter and the base model whose figures the report shows."""
+    adapter, base = p.get("adapter"), p.get("base_model")
+    if not adapter or not base:
+        return []
+    rank = adapter["details"].get("r")
+    return [
+        f"Adapter: {adapter.get('peft_type') or 'PEFT'}" + (f" r={rank}" if rank else "")
+        + f" ({gb(adapter.get('bytes'))})",
+        f"Base model: {base['model_id']} ({base['source']}) — sizes, memory and requirements below are its own",
+    ]
 
 
 def _quantization_lines(rows: list[dict[str, Any]] | None) -> list[str]:

@@ -143,6 +143,8 @@ def test_adapter_check_from_the_hub_reports_its_base(hub_env, llm_home, tiny_ada
     )
     assert "peft" in adapter["requirements"]["packages"] and "Adapter" in adapter["capabilities"]
     assert any(f["path"] == "adapter_model.safetensors" for f in adapter["adapter"]["files"])
+    report = runner.invoke(app, ["check", LORA_REPO]).output
+    assert "Adapter: LORA r=4" in report and f"Base model: {BASE_REPO} (hub)" in report
     weights = (lora / "adapter_model.safetensors").stat().st_size
     assert hub_env.bytes_for(LORA_REPO, "adapter_model.safetensors") < weights  # headers only
 
