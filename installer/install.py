@@ -129,6 +129,8 @@ def with_quantization(profile: dict[str, Any], quant: str | None, output: Output
 
     row = choose_quantization(profile, quant)
     output.info(f"GGUF quantization {row['quantization']}: {', '.join(row['files'])}")
+    if not row["fits"]:
+        output.warning(f"{row['quantization']} needs more memory than this machine has free; a smaller --quant may fit.")
     sizes = {f["path"]: f["size"] for f in profile["files"]["all"]}
     files = {**profile["files"], "weight_files": [{"path": p, "size": sizes.get(p, 0)} for p in row["files"]]}
     return {**profile, "files": files, "gguf_file": sorted(row["files"])[0], "gguf_quantization": row["quantization"]}
