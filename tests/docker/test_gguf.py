@@ -20,7 +20,11 @@ import pytest
 from tiny_gguf import make_gguf_repo
 from tiny_models import make_tiny_llama
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+]  # the first builds llama.cpp
 REPO = "test-org/tiny-llama-gguf"
 API_KEY = "sk-gguf-test"
 
