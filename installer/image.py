@@ -43,12 +43,13 @@ COMPILED_NOTE = re.compile(r"CUDA compilation|requires CUDA", re.IGNORECASE)
 # Packages that compile native code, built once per dependency set in a wheel stage of the
 # dependency image, pinned here; CUDA images build on cuda-devel (nvcc). GGML_NATIVE=OFF: the
 # wheel runs on any x86-64 CPU, not only on the build machine's; GGML_OPENMP=OFF: llama.cpp's own
-# thread pool, as the image has no system libgomp.
+# thread pool, as the image has no system libgomp; LLAVA_BUILD=OFF: no multimodal projector
+# library (the engine serves text; it is a third of the compile).
 WHEEL_BUILDS = {
     "llama-cpp-python": {
         "version": "0.3.36",
-        "cpu": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF",
-        "cuda": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DGGML_CUDA=on",
+        "cpu": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF",
+        "cuda": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_CUDA=on",
     },
 }
 
