@@ -61,7 +61,9 @@ def run_check(
     profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     profile["installer_version"] = __version__
     if profile["family"] == "peft-adapter":
-        profile = adapter_on_base(profile, base, settings=settings, output=output, hardware=hardware)
+        profile = adapter_on_base(
+            profile, base, settings=settings, output=output, hardware=hardware
+        )
     if profile["family"] == "gguf":
         from llm_installer.gguf_quants import quantization_table
 
@@ -71,7 +73,12 @@ def run_check(
 
 
 def adapter_on_base(
-    adapter: dict[str, Any], base: str | None, *, settings: Settings, output: Output, hardware: Hardware
+    adapter: dict[str, Any],
+    base: str | None,
+    *,
+    settings: Settings,
+    output: Output,
+    hardware: Hardware,
 ) -> dict[str, Any]:
     """The adapter's profile merged with its base model's check (llm_installer.adapters)."""
     from llm_installer.adapters import base_reference, with_base
@@ -81,7 +88,9 @@ def adapter_on_base(
     if adapter["source"] == "local" and not Path(reference).is_absolute() and beside.is_dir():
         reference = str(beside.resolve())  # a base named relative to a local adapter folder
     output.info(f"{adapter['model_id']} is a PEFT adapter: checking its base model {reference}.")
-    base_profile = run_check(reference, revision=None, settings=settings, output=output, hardware=hardware).profile
+    base_profile = run_check(
+        reference, revision=None, settings=settings, output=output, hardware=hardware
+    ).profile
     return with_base(adapter, base_profile, reference)
 
 

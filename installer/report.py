@@ -79,7 +79,8 @@ def _adapter_lines(p: dict[str, Any]) -> list[str]:
         return []
     rank = adapter["details"].get("r")
     return [
-        f"Adapter: {adapter.get('peft_type') or 'PEFT'}" + (f" r={rank}" if rank else "")
+        f"Adapter: {adapter.get('peft_type') or 'PEFT'}"
+        + (f" r={rank}" if rank else "")
         + f" ({gb(adapter.get('bytes'))})",
         f"Base model: {base['model_id']} ({base['source']}) — sizes, memory and requirements below are its own",
     ]

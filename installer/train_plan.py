@@ -281,7 +281,9 @@ def continue_adapter(
         return ()
     args = " ".join(options.extra_args).replace("=", " ").split()
     method = args[args.index("--method") + 1] if "--method" in args[:-1] else "lora"
-    if method not in ("lora", "qlora") or {"--from-adapter", "--resume", "--resume-from"} & set(args):
+    if method not in ("lora", "qlora") or {"--from-adapter", "--resume", "--resume-from"} & set(
+        args
+    ):
         return ()
     return ("--from-adapter", f"{root}/lora")
 
