@@ -170,5 +170,5 @@ def test_unknown_quant_names_the_available_ones(env, gguf_repo):
     assert result.returncode == 2
     assert (
         "has no Q2_K quantization" in result.stdout + result.stderr
-        and "F16, Q8_0" in result.stdout + result.stderr
+        and "Q8_0, F16" in result.stdout + result.stderr
     )
