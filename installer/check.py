@@ -42,8 +42,12 @@ def run_check(
     output: Output | None = None,
     hardware: Hardware | None = None,
     save: bool = True,
+    base: str | None = None,
 ) -> CheckResult:
-    """Check ``model`` (a Hub id or a local folder) and build its profile."""
+    """Check ``model`` (a Hub id or a local folder) and build its profile.
+
+    A PEFT adapter is checked on its base model (``base``, else the adapter's config names it).
+    """
     output = output or Output()
     with output.err.status(f"Reading {model} (no weights)…"):
         source = load_source(model, revision=revision, settings=settings)
@@ -56,8 +60,38 @@ def run_check(
     profile = build_profile(source, detection, requirements, hardware, settings)
     profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     profile["installer_version"] = __version__
+    if profile["family"] == "peft-adapter":
+        profile = adapter_on_base(
+            profile, base, settings=settings, output=output, hardware=hardware
+        )
+    if profile["family"] == "gguf":
+        from llm_installer.gguf_quants import quantization_table
+
+        profile["quantizations"] = quantization_table(profile, hardware)
     saved_to = save_check(profile, settings.logs_path / "checks") if save else None
     return CheckResult(profile=profile, saved_to=saved_to)
+
+
+def adapter_on_base(
+    adapter: dict[str, Any],
+    base: str | None,
+    *,
+    settings: Settings,
+    output: Output,
+    hardware: Hardware,
+) -> dict[str, Any]:
+    """The adapter's profile merged with its base model's check (llm_installer.adapters)."""
+    from llm_installer.adapters import base_reference, with_base
+
+    reference = base_reference(adapter, base)
+    beside = Path(adapter.get("local_path") or "/nonexistent") / reference
+    if adapter["source"] == "local" and not Path(reference).is_absolute() and beside.is_dir():
+        reference = str(beside.resolve())  # a base named relative to a local adapter folder
+    output.info(f"{adapter['model_id']} is a PEFT adapter: checking its base model {reference}.")
+    base_profile = run_check(
+        reference, revision=None, settings=settings, output=output, hardware=hardware
+    ).profile
+    return with_base(adapter, base_profile, reference)
 
 
 def load_source(model: str, *, revision: str | None, settings: Settings) -> ModelSource:

@@ -85,14 +85,18 @@ def run_command(
 
 @app.command()
 def check(
-    model: ModelArg, revision: RevisionOpt = None, json: JsonOpt = False, config: ConfigOpt = None
+    model: ModelArg,
+    revision: RevisionOpt = None,
+    json: JsonOpt = False,
+    config: ConfigOpt = None,
+    base: Annotated[str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder).")] = None,
 ) -> None:
     """Check a model's family, requirements and whether this machine can run it (no weights)."""
     from llm_installer.check import run_check
     from llm_installer.report import render_report
 
     def body(settings: Settings, output: Output) -> None:
-        result = run_check(model, revision=revision, settings=settings, output=output)
+        result = run_check(model, revision=revision, settings=settings, output=output, base=base)
         output.result(result.profile, render_report(result.profile))
 
     run_command(json, config, body)
@@ -113,6 +117,12 @@ def install(
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
     ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dependency layer from scratch.")] = False,
+    base: Annotated[
+        str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder); default: its adapter_config.json.")
+    ] = None,
+    quant: Annotated[
+        str | None, typer.Option(help="A GGUF repo's quantization, e.g. Q4_K_M; default: the largest that fits.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
@@ -124,7 +134,7 @@ def install(
     def body(settings: Settings, output: Output) -> None:
         options = InstallOptions(
             revision=revision, quantization=quantization, device=device, base_image=base_image,
-            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, base=base, quant=quant,
         )  # fmt: skip
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect

@@ -43,9 +43,10 @@ class DownloadPlan:
         return sum(size for _, size in self.files)
 
 
-def plan_download(profile: dict[str, Any]) -> DownloadPlan:
-    """Every non-weight file, plus the ONE weight set check chose (no duplicate formats)."""
-    chosen = {f["path"] for f in profile["files"]["weight_files"]}
+def plan_download(profile: dict[str, Any], weights: list[str] | None = None) -> DownloadPlan:
+    """Every non-weight file, plus the ONE weight set check chose (no duplicate formats), or
+    ``weights``: the files of one GGUF quantization (and its split parts)."""
+    chosen = set(weights) if weights is not None else {f["path"] for f in profile["files"]["weight_files"]}
     files = tuple(
         (f["path"], f["size"])
         for f in profile["files"]["all"]

@@ -40,6 +40,18 @@ RUNTIME_PACKAGES = (
 CUDA_PACKAGES = ("bitsandbytes",)
 NOT_PIP = frozenset({"torch"})  # in the base image already
 COMPILED_NOTE = re.compile(r"CUDA compilation|requires CUDA", re.IGNORECASE)
+# Packages that compile native code, built once per dependency set in a wheel stage of the
+# dependency image, pinned here; CUDA images build on cuda-devel (nvcc). GGML_NATIVE=OFF: the
+# wheel runs on any x86-64 CPU, not only on the build machine's; GGML_OPENMP=OFF: llama.cpp's own
+# thread pool, as the image has no system libgomp; LLAVA_BUILD=OFF: no multimodal projector
+# library (the engine serves text; it is a third of the compile).
+WHEEL_BUILDS = {
+    "llama-cpp-python": {
+        "version": "0.3.36",
+        "cpu": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF",
+        "cuda": "-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_CUDA=on",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -51,12 +63,30 @@ class ImagePlan:
     deps_tag: str
     model_tag: str
     compiled: CompileSettings | None = None  # CUDA extensions built in steps of their own
+    kernels: tuple[str, ...] = ()  # optional CUDA kernels (requirement strings with their notes)
+    cuda: bool = False
 
     @property
     def deps_dockerfile(self) -> str:
         compiled = self.compiled.packages if self.compiled else ()
-        packages = [p for p in self.packages if p not in compiled]
-        return render("deps.Dockerfile.j2", base_image=self.base_image, packages=packages, compiled=self.compiled)
+        builds = wheel_builds(self.packages, cuda=self.cuda)
+        pinned = {build["package"]: build["spec"] for build in builds}
+        packages = [pinned.get(p, p) for p in self.packages if p not in compiled]
+        kernels = [k for k in self.kernels if k.split(" ")[0] not in compiled]
+        return render(
+            "deps.Dockerfile.j2", base_image=self.base_image, packages=packages,
+            compiled=self.compiled, kernels=kernels, wheel_builds=builds,
+        )  # fmt: skip
+
+
+def wheel_builds(packages: tuple[str, ...], *, cuda: bool) -> list[dict[str, str]]:
+    """The wheel stages ``packages`` need: package name and its CMAKE_ARGS for this flavour."""
+    flavour = "cuda" if cuda else "cpu"
+    return [
+        {"package": p, "spec": f"{p}=={WHEEL_BUILDS[p]['version']}", "cmake_args": WHEEL_BUILDS[p][flavour]}
+        for p in packages
+        if p in WHEEL_BUILDS
+    ]
 
 
 def render(template: str, **values: Any) -> str:
@@ -67,14 +97,27 @@ def render(template: str, **values: Any) -> str:
 def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str, ...]:
     """The runtime's packages (and the CUDA-only ones on a CUDA base) plus the model's base and
     architecture-specific ones, sorted."""
-    wanted = set(RUNTIME_PACKAGES) | {p for p in profile["requirements"]["packages"] if p not in NOT_PIP}
+    kernels = {item.split(" ")[0] for item in cuda_kernels(profile)}
+    wanted = set(RUNTIME_PACKAGES) | {
+        p for p in profile["requirements"]["packages"] if p not in NOT_PIP and p not in kernels
+    }
     wanted |= set(CUDA_PACKAGES) if cuda else set()
     return tuple(sorted(wanted))
 
 
 def needs_compiler(profile: dict[str, Any]) -> bool:
     """True when an architecture-specific package compiles against CUDA (mamba-ssm, causal-conv1d…)."""
-    return any(COMPILED_NOTE.search(item) for item in profile["requirements"]["architecture"])
+    compiled = any(COMPILED_NOTE.search(item) for item in profile["requirements"]["architecture"])
+    return compiled or any(p in WHEEL_BUILDS for p in profile["requirements"]["packages"])
+
+
+def cuda_kernels(profile: dict[str, Any]) -> tuple[str, ...]:
+    """Architecture packages that compile against CUDA (mamba-ssm, causal-conv1d), with their notes.
+
+    They only speed a model up (transformers has a pure-torch path), so CPU images leave them out
+    and CUDA images try them in a step of their own whose failure is a note, not a failed build.
+    """
+    return tuple(sorted(item for item in profile["requirements"].get("architecture", ()) if COMPILED_NOTE.search(item)))
 
 
 def model_tag(model_id: str, revision: str | None) -> str:
@@ -89,10 +132,15 @@ def plan_image(
     its CUDA extensions compile, which the tag depends on through the GPU architectures)."""
     packages = dependency_set(profile, cuda=cuda)
     archs = f"\n{compiled.arch_list}" if compiled else ""
-    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}{archs}".encode()).hexdigest()[:12]
+    kernels = cuda_kernels(profile) if cuda else ()
+    builds = [f"{b['spec']} {b['cmake_args']}" for b in wheel_builds(packages, cuda=cuda)]
+    wanted = " ".join((*packages, *kernels, *builds))
+    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{wanted}{archs}".encode()).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,
         packages=packages,
+        kernels=kernels,
+        cuda=cuda,
         deps_tag=f"llm-installer/deps:{digest}",
         model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
         compiled=compiled,

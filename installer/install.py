@@ -61,11 +61,19 @@ class InstallOptions:
     trust_remote_code: bool = False
     rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
     no_cache: bool = False  # rebuild the dependency layer from scratch
+    base: str | None = None  # a PEFT adapter's base model (default: its adapter_config.json)
+    quant: str | None = None  # a GGUF repo's quantization (default: the largest that fits)
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
     """Install ``model``; returns the written model_info."""
-    profile = reuse_or_check(model, options.revision, settings, output)
+    profile = reuse_or_check(model, options.revision, settings, output, base=options.base)
+    if "adapter" in profile:
+        from llm_installer.adapters import install_adapter
+
+        return install_adapter(profile, options, settings, output)
+    refuse_unservable(profile)
+    profile = with_quantization(profile, options.quant, output)
     profile = {**profile, "hardware": hardware_profile(settings.models_path)}  # now, not the saved check's
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
@@ -81,16 +89,19 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
     return info
 
 
-def reuse_or_check(model: str, revision: str | None, settings: Settings, output: Output) -> dict[str, Any]:
-    """A saved check younger than 24 hours for the same model and revision, else a fresh check."""
+def reuse_or_check(
+    model: str, revision: str | None, settings: Settings, output: Output, base: str | None = None
+) -> dict[str, Any]:
+    """A saved check younger than 24 hours for the same model, revision (and base), else a fresh check."""
     saved = settings.logs_path / "checks" / f"{check_file_stem(_model_id_guess(model))}.json"
     profile = _saved_check(saved)
     if profile:
         age = datetime.now(timezone.utc) - datetime.fromisoformat(profile.get("checked_at", "1970-01-01T00:00:00+00:00"))
-        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model):
+        same_base = base is None or (profile.get("base_model") or {}).get("reference") == base
+        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model) and same_base:
             output.info(f"Using the check from {saved} ({int(age.total_seconds() // 60)} min old).")
             return profile
-    return run_check(model, revision=revision, settings=settings, output=output).profile
+    return run_check(model, revision=revision, settings=settings, output=output, base=base).profile
 
 
 def _saved_check(path: Path) -> dict[str, Any] | None:
@@ -111,6 +122,35 @@ def _model_id_guess(model: str) -> str:
 
 def _source_kind(model: str) -> str:
     return "local" if is_local_folder(model) else "hub"
+
+
+def refuse_unservable(profile: dict[str, Any]) -> None:
+    """Refuse, before any download, a family no image can serve, saying why."""
+    from llm_installer.serving import refusal_reason
+
+    reason = refusal_reason(profile["family"])
+    if reason is not None:
+        raise IncompatibleModelError(
+            f"{profile['model_id']} is a {profile['family']} model, which install cannot serve yet: {reason}.",
+            hint="Nothing was downloaded. `llm-installer check` still reports its requirements and memory.",
+        )
+
+
+def with_quantization(profile: dict[str, Any], quant: str | None, output: Output) -> dict[str, Any]:
+    """A GGUF repo with the one quantization to install: its files are the weights to fetch."""
+    if profile["family"] != "gguf":
+        if quant:
+            raise InstallerError(f"--quant picks a GGUF file; {profile['model_id']} is a {profile['family']} model.", hint="Drop --quant.")
+        return profile
+    from llm_installer.gguf_quants import choose_quantization
+
+    row = choose_quantization(profile, quant)
+    output.info(f"GGUF quantization {row['quantization']}: {', '.join(row['files'])}")
+    if not row["fits"]:
+        output.warning(f"{row['quantization']} needs more memory than this machine has free; a smaller --quant may fit.")
+    sizes = {f["path"]: f["size"] for f in profile["files"]["all"]}
+    files = {**profile["files"], "weight_files": [{"path": p, "size": sizes.get(p, 0)} for p in row["files"]]}
+    return {**profile, "files": files, "gguf_file": sorted(row["files"])[0], "gguf_quantization": row["quantization"]}
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:

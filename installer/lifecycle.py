@@ -81,7 +81,8 @@ def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = 
             f"{model_dir.name} is running ({running.name})",
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
-    tag = (read_model_info(model_dir).get("image") or {}).get("tag")
+    info = read_model_info(model_dir)
+    tag = None if info.get("adapter") else (info.get("image") or {}).get("tag")  # the base's image
     _warn_about_stacks(model_dir, settings, output)
     if not yes and not _confirm(model_dir, tag, output):
         output.info("Nothing removed.")

@@ -43,6 +43,7 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
         f"Architecture: {p.get('architecture') or 'n/a'}"
         + (f" ({p['model_type']})" if p.get("model_type") else ""),
         f"Task: {p['task']}",
+        *_adapter_lines(p),
         "",
         "Storage Requirements:",
         f"  - Model files: {gb(p['storage']['model_files_bytes'])}"
@@ -57,6 +58,7 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
         f"Memory Requirements (RAM/VRAM, context {p['memory']['context_length']} tokens):",
         f"  - Parameters: {_params(p['parameters'])}",
         *_memory_lines(p["memory"]),
+        *_quantization_lines(p.get("quantizations")),
         "",
         "Model Capabilities:",
         *[f"  - {c}" for c in p["capabilities"] or ["(none declared)"]],
@@ -68,6 +70,35 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
     if warnings:
         lines += ["", "Warnings:", *[f"  [yellow]! {w}[/]" for w in warnings]]
     return [Text.from_markup("\n".join(lines))]
+
+
+def _adapter_lines(p: dict[str, Any]) -> list[str]:
+    """PEFT adapter repos: the adapter and the base model whose figures the report shows."""
+    adapter, base = p.get("adapter"), p.get("base_model")
+    if not adapter or not base:
+        return []
+    rank = adapter["details"].get("r")
+    return [
+        f"Adapter: {adapter.get('peft_type') or 'PEFT'}"
+        + (f" r={rank}" if rank else "")
+        + f" ({gb(adapter.get('bytes'))})",
+        f"Base model: {base['model_id']} ({base['source']}) — sizes, memory and requirements below are its own",
+    ]
+
+
+def _quantization_lines(rows: list[dict[str, Any]] | None) -> list[str]:
+    """GGUF repos: one line per quantization (install --quant picks one; default: recommended)."""
+    if not rows:
+        return []
+    lines = ["", "GGUF quantizations (install --quant NAME downloads only that one):"]
+    for row in rows:
+        where = f"fits on {', '.join(row['fits'])}" if row["fits"] else "does not fit here"
+        mark = " [green]← recommended (largest that fits)[/]" if row["recommended"] else ""
+        lines.append(
+            f"  - {row['quantization']}: {gb(row['size_bytes'])}, memory {gb(row['memory_cpu_bytes'])} CPU / "
+            f"{gb(row['memory_cuda_bytes'])} GPU — {where}{mark}"
+        )
+    return lines
 
 
 def _flags(p: dict[str, Any]) -> str:

@@ -254,6 +254,7 @@ def plan_start(
     )  # fmt: skip
     mounts = [Mount(str(paths.weights), "/model", True), Mount(str(paths.logs), "/logs")]
     mounts += [Mount(str(paths.lora), "/lora", True)] if paths.has_lora else []
+    mounts += adapter_info_mount(paths, model_info)
     spec = ContainerSpec(
         image=image_tag(model_info),
         name=options.name or container_name(paths.model_dir),
@@ -271,6 +272,14 @@ def plan_start(
         warnings=warnings, secrets=secrets_for(options.api_key),
         writable_dirs=(paths.logs,), chown_to=chown,
     )  # fmt: skip
+
+
+def adapter_info_mount(paths: ModelPaths, model_info: Mapping[str, Any]) -> list[Mount]:
+    """An adapter installed on its base's image: its own model_info.json over the image's, so
+    the server names the adapter and its base (llm_installer.adapters)."""
+    if not model_info.get("adapter"):
+        return []
+    return [Mount(str(paths.model_dir / "model_info.json"), "/opt/llm/model_info.json", True)]
 
 
 def served_weights(paths: ModelPaths, choice: str) -> tuple[ModelPaths, tuple[str, ...]]:

@@ -26,10 +26,13 @@ from llm_installer.container import ContainerSpec, docker_py_kwargs
 from llm_installer.errors import InstallerError
 
 READY_TIMEOUT_S = 600
+IMAGE_MODEL_INFO = "/opt/llm/model_info.json"  # LLM_MODEL_INFO in model.Dockerfile.j2
 # One tiny request per family: (method, path, body). Families without one are checked by /info.
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
     "text2text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
+    "state-space": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
+    "gguf": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
     "embedding": ("/v1/embeddings", {"input": ["hello world"], "encoding_format": "float"}),
     "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
     "diffusion": ("/generate", {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0}),

@@ -246,7 +246,7 @@ def plan_train(
     command = RUNTIME + train_args(
         model="/model", data=data, output_dir=WORK, device=device,
         tensorboard_host="0.0.0.0", tensorboard_port=options.tensorboard_port, options=options,
-        extra_args=pass_through(options.extra_args, paths, WORK),
+        extra_args=pass_through(options.extra_args, paths, WORK) + continue_adapter(model_info, paths, options, WORK),
     )  # fmt: skip
     board = options.tensorboard or options.tensorboard_only
     role = "tensorboard" if options.tensorboard_only else "train"
@@ -286,6 +286,21 @@ def host_paths_json(mounts: list[Mount]) -> str:
     return json.dumps({k: v for k, v in shown.items() if not follows(k)}, sort_keys=True)
 
 
+def continue_adapter(
+    model_info: Mapping[str, Any], paths: ModelPaths, options: TrainOptions, root: str
+) -> tuple[str, ...]:
+    """An installed adapter repo (llm_installer.adapters) trains on from its adapter in lora/."""
+    if options.tensorboard_only or not model_info.get("adapter") or not paths.has_lora:
+        return ()
+    args = " ".join(options.extra_args).replace("=", " ").split()
+    method = args[args.index("--method") + 1] if "--method" in args[:-1] else "lora"
+    if method not in ("lora", "qlora") or {"--from-adapter", "--resume", "--resume-from"} & set(
+        args
+    ):
+        return ()
+    return ("--from-adapter", f"{root}/lora")
+
+
 def _work_mounts(paths: ModelPaths) -> list[Mount]:
     """/work writable for the trainer's outputs; the weights and install's files read-only."""
     mounts = [Mount(str(paths.model_dir), WORK)]
@@ -310,6 +325,7 @@ def _native_train(
         model=str(paths.weights), data=options.data, output_dir=str(paths.model_dir),
         device=device, tensorboard_host=options.host, tensorboard_port=options.tensorboard_port,
         options=options,
+        extra_args=options.extra_args + continue_adapter(model_info, paths, options, str(paths.model_dir)),
     )  # fmt: skip
     board = options.tensorboard or options.tensorboard_only
     hub_env, secrets = hub_access(options, paths.model_dir / HF_CACHE)

@@ -96,6 +96,8 @@ def _load_profile(model_dir: Path) -> ModelProfile:
             source=str(path),
             info=info,
         )
+    if not (model_dir / "config.json").is_file() and any(model_dir.glob("*.gguf")):
+        return ModelProfile(model_dir=model_dir, family="gguf", model_id=model_dir.resolve().name)
     diffusers_only = (model_dir / "model_index.json").is_file() and not (
         model_dir / "config.json"
     ).is_file()

@@ -30,6 +30,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     ),
     "image-text-to-text": ("llm_runtime.handlers.image_text_to_text", "ImageTextToTextHandler"),
     "feature-extraction": ("llm_runtime.handlers.feature_extraction", "FeatureExtractionHandler"),
+    "state-space": ("llm_runtime.handlers.state_space", "StateSpaceHandler"),
+    "gguf": ("llm_runtime.handlers.gguf", "GgufHandler"),
 }
 # Any other transformers pipeline task (text-classification, depth-estimation, ...).
 PIPELINE_FALLBACK = ("llm_runtime.handlers.pipeline_task", "PipelineTaskHandler")

@@ -118,6 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     out.add_argument("--resume-from", type=Path, help="continue from this checkpoint folder")
+    out.add_argument(
+        "--from-adapter",
+        type=Path,
+        help="start from this LoRA adapter's weights (continue training it)",
+    )
     board = parser.add_argument_group("TensorBoard")
     board.add_argument("--no-tensorboard", action="store_true")
     board.add_argument("--tensorboard-port", type=int, default=6006)
@@ -170,6 +175,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         "eval_steps",
         "resume",
         "resume_from",
+        "from_adapter",
         "tensorboard_port",
         "tensorboard_host",
         "seed",

@@ -264,8 +264,39 @@ class Wrapped:
     predicted_adapter_parameters: int | None
 
 
+def plan_from_adapter(plan: TrainPlan, folder: Path) -> TrainPlan:
+    """The plan with the continued adapter's rank, alpha and targets (so --resume rebuilds it)."""
+    import dataclasses
+
+    config = _json(folder / "adapter_config.json")
+    targets = config.get("target_modules")
+    return dataclasses.replace(
+        plan,
+        lora_r=int(config.get("r") or plan.lora_r),
+        lora_alpha=int(config.get("lora_alpha") or plan.lora_alpha),
+        target_modules=tuple(targets) if isinstance(targets, list) else plan.target_modules,
+    )
+
+
+def continued_adapter(model, folder: Path, method: str):
+    """The model with ``folder``'s LoRA loaded trainable: training continues from its weights."""
+    from peft import PeftModel
+
+    if method not in ("lora", "qlora"):
+        raise TrainingError(f"--from-adapter continues a LoRA adapter; --method {method} cannot.")
+    if not (folder / "adapter_config.json").is_file():
+        raise TrainingError(f"--from-adapter {folder}: no adapter_config.json there.")
+    print(f"🔁 Continuing the adapter in {folder} (its rank and targets are kept)", flush=True)
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+
+
 def wrap(
-    model, plan: TrainPlan, *, train_router: bool, router_aux_loss_coef: float | None
+    model,
+    plan: TrainPlan,
+    *,
+    train_router: bool,
+    router_aux_loss_coef: float | None,
+    from_adapter: Path | None = None,
 ) -> Wrapped:
     """Apply the method: nothing (full), LoRA on linear layers, or LoRA on the experts."""
     if plan.method == "full":
@@ -275,6 +306,8 @@ def wrap(
 
     if plan.method == "qlora" or getattr(model, "is_loaded_in_8bit", False):
         model = prepare_model_for_kbit_training(model, plan.gradient_checkpointing)
+    if from_adapter is not None:
+        return Wrapped(continued_adapter(model, from_adapter, plan.method), None, None)
     targets, predicted = None, None
     if plan.method == "moe-lora":
         targets = moe.find_targets(model)

@@ -101,6 +101,7 @@ class TrainOptions:
     eval_steps: int | None = None
     resume: bool = False
     resume_from: Path | None = None
+    from_adapter: Path | None = None  # continue training this adapter (an installed adapter repo)
     tensorboard: bool = True
     tensorboard_port: int = 6006
     tensorboard_host: str = "127.0.0.1"

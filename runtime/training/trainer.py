@@ -70,7 +70,7 @@ def _plan(
 ) -> TrainPlan:
     if saved is not None:
         return saved
-    return params.make_plan(
+    plan = params.make_plan(
         options,
         facts,
         method=method,
@@ -80,6 +80,7 @@ def _plan(
         max_seq_length=seq,
         family_targets=spec_targets,
     )
+    return models.plan_from_adapter(plan, options.from_adapter) if options.from_adapter else plan
 
 
 def describe_plan(plan: TrainPlan, facts: params.ModelFacts) -> str:
@@ -271,6 +272,7 @@ class Run:
             plan,
             train_router=options.train_router,
             router_aux_loss_coef=options.router_aux_loss_coef,
+            from_adapter=options.from_adapter,
         )
         self.wrapped = wrapped
         self.state = callbacks.load_autolearn_state(self.resume_from)

@@ -1,0 +1,317 @@
+"""GGUF models on llama.cpp through llama-cpp-python: our whole text API over one llama context.
+
+Why llama-cpp-python: it is llama.cpp's maintained Python binding (one wheel per dependency set,
+CPU or CUDA), it reads the chat template from the GGUF file and it runs in our own FastAPI
+process, so the API, UI, metrics and API key are the same as on every other engine.
+One generation runs at a time (a llama context is not thread-safe); more wait in a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from llm_runtime.errors import InvalidRequest, ModelLoadError, RuntimeServeError
+from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
+from llm_runtime.profile import ModelProfile
+from llm_runtime.schemas import GenerateBody
+from llm_runtime.text_formats import native_result
+from llm_runtime.threaded_stream import GenerationSlot
+from llm_runtime.values import (
+    Capabilities,
+    FinishReason,
+    LoadSettings,
+    ModelDescription,
+    TextDelta,
+    TextRequest,
+    TextResult,
+    Usage,
+)
+
+log = logging.getLogger("llm_runtime")
+
+DEFAULT_MAX_TOKENS = 512
+MAX_DEFAULT_CONTEXT = 4096  # the context check's memory estimate assumes
+PROJECTOR_MARKER = "mmproj"
+_END = object()
+
+
+def model_file(profile: ModelProfile) -> Path:
+    """The GGUF file to load: model_info's ``gguf_file``, else the folder's only model file
+    (the first part of a split one)."""
+    named = profile.info.get("gguf_file")
+    if named:
+        path = profile.model_dir / named
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model_info.json names {named}, which is not in {profile.model_dir}."
+            )
+        return path
+    found = sorted(
+        p for p in profile.model_dir.glob("*.gguf") if PROJECTOR_MARKER not in p.name.lower()
+    )
+    firsts = [p for p in found if "-of-" not in p.name or "-00001-of-" in p.name]
+    if len(firsts) != 1:
+        names = ", ".join(p.name for p in firsts) or "none"
+        raise ModelLoadError(
+            f"{profile.model_dir} holds {len(firsts)} GGUF models ({names}); name one as "
+            "'gguf_file' in model_info.json (install --quant does)."
+        )
+    return firsts[0]
+
+
+class GgufHandler(Handler, TextGeneration):
+    """A GGUF model on llama.cpp: chat and completions, streamed token by token."""
+
+    family = "gguf"
+
+    def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        import llama_cpp
+
+        self.profile, self.path = profile, model_file(profile)
+        _refuse_unsupported(settings)
+        self.device = _device(settings.device, llama_cpp.llama_supports_gpu_offload())
+        log.info("Loading %s with llama.cpp on %s", self.path, self.device)
+        probe = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+        self.trained_context = _trained_context(probe.metadata)
+        context = min(self.trained_context or MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT)
+        del probe
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=context, n_threads=settings.threads,
+                n_gpu_layers=-1 if self.device == "cuda" else 0, verbose=False,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ModelLoadError(f"llama.cpp could not load {self.path.name}: {exc}") from exc
+        self.template = self.llm.metadata.get("tokenizer.chat_template") or ""
+        self.slot = GenerationSlot(settings.max_queue)
+
+    def describe(self) -> ModelDescription:
+        metadata = self.llm.metadata
+        return ModelDescription(
+            family=self.family,
+            device=self.device,
+            dtype=_file_type(metadata),
+            capabilities=Capabilities(
+                supports_streaming=True,
+                supports_system_prompt=True,
+                max_context_length=self.llm.n_ctx(),
+            ),
+            details={
+                "engine": "llama.cpp",
+                "gguf_file": self.path.name,
+                "architecture": metadata.get("general.architecture"),
+                "chat_template": bool(self.template),
+                "context_length_trained": self.trained_context,
+                "parameters": self._parameters(),
+            },
+        )
+
+    async def generate(self, *, body: dict[str, Any]) -> dict[str, Any]:
+        request = GenerateBody.model_validate(body).to_text_request()
+        return native_result(await self.start(request=request).result(), request)
+
+    def start(self, *, request: TextRequest) -> TextStream:
+        prompt = self._prompt_tokens(request)
+        room = self.llm.n_ctx() - len(prompt)
+        wanted = request.sampling.max_tokens
+        if room <= 0 or (wanted is not None and wanted > room):
+            raise InvalidRequest(
+                f"This model's context is {self.llm.n_ctx()} tokens; the prompt uses {len(prompt)} "
+                f"and max_tokens asks for {wanted or 1} more. Shorten the prompt or lower max_tokens.",
+                code="context_length_exceeded",
+            )
+        max_tokens = wanted if wanted is not None else min(DEFAULT_MAX_TOKENS, room)
+        return LlamaStream(self, request, prompt, max_tokens)
+
+    def count_tokens(self, *, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def _parameters(self) -> int:
+        import llama_cpp
+
+        return int(llama_cpp.llama_model_n_params(self.llm.model))
+
+    def _prompt_tokens(self, request: TextRequest) -> list[int]:
+        if request.messages is None:
+            tokens = self.llm.tokenize((request.prompt or "").encode(), add_bos=True)
+        else:
+            text = self._render_chat(request)
+            bos = self.llm.detokenize([self.llm.token_bos()]).decode(errors="ignore")
+            starts_with_bos = bool(bos) and text.startswith(bos)
+            tokens = self.llm.tokenize(text.encode(), add_bos=not starts_with_bos, special=True)
+        if not tokens:
+            raise InvalidRequest("The prompt encodes to no tokens.")
+        return tokens
+
+    def _render_chat(self, request: TextRequest) -> str:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        if not self.template:  # no chat template: a plain transcript the model can continue
+            lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+            return "\n".join(lines) + "\nAssistant:"
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        decode = self.llm.detokenize
+        formatter = Jinja2ChatFormatter(
+            template=self.template,
+            eos_token=decode([self.llm.token_eos()]).decode(errors="ignore"),
+            bos_token=decode([self.llm.token_bos()]).decode(errors="ignore"),
+        )
+        try:
+            return formatter(messages=messages).prompt
+        except Exception as exc:  # a template that rejects these messages (e.g. no system role)
+            raise InvalidRequest(
+                f"The model's chat template refused these messages: {exc}"
+            ) from exc
+
+
+class LlamaStream(TextStream):
+    """One llama.cpp completion on a worker thread, its text handed to the event loop."""
+
+    def __init__(
+        self, handler: GgufHandler, request: TextRequest, prompt: list[int], max_tokens: int
+    ):
+        self._handler, self._request, self._prompt, self._max_tokens = (
+            handler,
+            request,
+            prompt,
+            max_tokens,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._text, self._sampled, self._finish = "", 0, "stop"
+        self._started, self._first_token_s = time.perf_counter(), None
+        self._result: TextResult | None = None
+        handler.slot.reserve()
+        threading.Thread(target=self._work, daemon=True).start()
+
+    @property
+    def reasoning(self) -> bool:
+        return False
+
+    async def __aiter__(self) -> AsyncIterator[TextDelta]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # result() may wait too
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield TextDelta(item)
+
+    async def result(self) -> TextResult:
+        async for _ in self:
+            pass
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def _work(self) -> None:
+        slot = self._handler.slot
+        try:
+            with slot.lock:
+                self._run()
+        except RuntimeServeError as exc:
+            self._put(exc)
+        except Exception as exc:
+            self._put(RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+        finally:
+            slot.release()
+            self._done()
+
+    def _run(self) -> None:
+        sampling = self._request.sampling
+        chunks = self._handler.llm.create_completion(
+            prompt=self._prompt, max_tokens=self._max_tokens, stream=True,
+            temperature=max(sampling.temperature, 0.0), top_p=sampling.top_p, top_k=sampling.top_k, min_p=0.0,
+            repeat_penalty=sampling.repetition_penalty, seed=sampling.seed,
+            stop=list(self._request.stop), logits_processor=[self._count],
+        )  # fmt: skip
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            if choice.get("text"):
+                self._text += choice["text"]
+                self._put(choice["text"])
+            self._finish = choice.get("finish_reason") or self._finish
+            if self._cancelled.is_set():
+                chunks.close()  # stops llama.cpp at the next token
+                self._finish = "cancelled"
+                return
+
+    def _count(self, input_ids, scores):
+        """A logits processor: called once per sampled token, it counts them and times the first."""
+        self._sampled += 1
+        if self._first_token_s is None:
+            self._first_token_s = time.perf_counter() - self._started
+        return scores
+
+    def _done(self) -> None:
+        finish: FinishReason = (
+            self._finish if self._finish in ("stop", "length", "cancelled") else "stop"
+        )
+        tokens = self._max_tokens if finish == "length" else max(self._sampled - 1, 0)
+        metrics = self._handler.metrics
+        metrics.inc("prompt_tokens_total", len(self._prompt), "Prefill tokens processed")
+        metrics.inc("generation_tokens_total", tokens, "Tokens generated")
+        self._result = TextResult(
+            text=self._text,
+            thinking="",
+            finish_reason=finish,
+            usage=Usage(len(self._prompt), tokens, answer_tokens=tokens),
+            time_to_first_token_s=self._first_token_s,
+        )
+        self._put(_END)
+
+    def _put(self, item: Any) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+
+def _trained_context(metadata: dict[str, str]) -> int:
+    """``<architecture>.context_length`` from the GGUF header (0 when absent)."""
+    architecture = metadata.get("general.architecture", "")
+    try:
+        return int(metadata.get(f"{architecture}.context_length", 0))
+    except ValueError:
+        return 0
+
+
+def _device(requested: str, gpu_build: bool) -> str:
+    if requested in ("auto", "cuda") and gpu_build:
+        return "cuda"
+    if requested == "cuda":
+        raise ModelLoadError(
+            "--device cuda: this llama.cpp build has no GPU support (a CPU image)."
+        )
+    return "cpu"
+
+
+def _refuse_unsupported(settings: LoadSettings) -> None:
+    if settings.quantization:
+        raise ModelLoadError(
+            f"--load-in-{settings.quantization} is a bitsandbytes option; a GGUF file is quantized "
+            "already. Install another quantization instead: llm-installer install MODEL --quant Q4_K_M."
+        )
+    if settings.lora_dir is not None:
+        raise ModelLoadError(
+            "--lora loads PEFT adapters on transformers models, not on GGUF files."
+        )
+
+
+def _file_type(metadata: dict[str, str]) -> str:
+    """general.file_type as llama.cpp names it (``MOSTLY_Q4_K_M`` → ``Q4_K_M``)."""
+    value = metadata.get("general.file_type")
+    try:
+        from llama_cpp import llama_cpp as raw
+
+        names = {getattr(raw, n): n for n in dir(raw) if n.startswith("LLAMA_FTYPE_MOSTLY_")}
+        return names[int(value)].removeprefix("LLAMA_FTYPE_MOSTLY_")
+    except (KeyError, TypeError, ValueError, ImportError):
+        return str(value or "unknown")
