@@ -69,10 +69,13 @@ def flavour(name: str) -> Flavour:
     return table[name]
 
 
-def choose_flavour(device: str, needs_compiler: bool = False) -> Flavour:
-    """cpu for CPU hosts; cuda for NVIDIA GPUs; cuda-devel for packages that compile."""
+def choose_flavour(device: str, needs_compiler: bool = False, *, engine: str = "transformers") -> Flavour:
+    """cpu for CPU hosts; cuda for NVIDIA GPUs; cuda-devel for packages that compile; cuda-vllm
+    (the torch vLLM's CUDA build pins) for vLLM on GPUs."""
     if device != "cuda":
         return flavour("cpu")
+    if engine == "vllm":
+        return flavour("cuda-vllm")
     return flavour("cuda-devel" if needs_compiler else "cuda")
 
 

@@ -93,6 +93,9 @@ def install(
         bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
     ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dependency layer from scratch.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="auto, vllm or transformers: what generates (auto: vLLM where it serves the model).")
+    ] = "auto",
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
@@ -100,11 +103,13 @@ def install(
 
     if quantization not in (None, "4bit", "8bit"):
         raise typer.BadParameter("--quantization must be 4bit or 8bit")
+    if engine not in ("auto", "vllm", "transformers"):
+        raise typer.BadParameter("--engine must be auto, vllm or transformers")
 
     def body(settings: Settings, output: Output) -> None:
         options = InstallOptions(
             revision=revision, quantization=quantization, device=device, base_image=base_image,
-            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, engine=engine,
         )  # fmt: skip
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect

@@ -50,9 +50,18 @@ class ImagePlan:
     packages: tuple[str, ...]
     deps_tag: str
     model_tag: str
+    engine: str = "transformers"
+    constraints: str = "constraints.txt"  # under dockerfiles/
+    remove: tuple[str, ...] = ()  # uninstalled after the install (vLLM CPU: torchvision…)
 
     @property
     def deps_dockerfile(self) -> str:
+        if self.engine == "vllm":
+            return render(
+                "vllm-deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages,
+                vllm=next(p for p in self.packages if p.startswith("vllm")),
+                constraints=f"dockerfiles/{self.constraints}", remove=self.remove,
+            )  # fmt: skip
         return render("deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages)
 
 
@@ -79,20 +88,30 @@ def model_tag(model_id: str, revision: str | None) -> str:
     return f"llm-installer/model-{name}:{(revision or 'local')[:12].lower()}"
 
 
-def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False) -> ImagePlan:
-    """The two builds for this model on ``base_image`` (``cuda``: a CUDA base)."""
-    packages = dependency_set(profile, cuda=cuda)
-    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{' '.join(packages)}".encode()).hexdigest()[:12]
+def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False, engine: str = "transformers") -> ImagePlan:
+    """The two builds for this model on ``base_image`` (``cuda``: a CUDA base; ``engine``: vllm
+    adds the pinned vLLM build with its own constraints file)."""
+    packages, constraints, remove = dependency_set(profile, cuda=cuda), "constraints.txt", ()
+    if engine == "vllm":
+        from llm_installer.engines import vllm_build
+
+        build = vllm_build("cuda" if cuda else "cpu")
+        packages = tuple(sorted({*packages, build.requirement} - {"bitsandbytes"}))
+        constraints, remove = build.constraints, build.without
+    text = f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}" + "".join(f"\n-{p}" for p in remove)
     return ImagePlan(
         base_image=base_image,
         packages=packages,
-        deps_tag=f"llm-installer/deps:{digest}",
+        deps_tag=f"llm-installer/deps:{hashlib.sha256(text.encode()).hexdigest()[:12]}",
         model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
+        engine=engine,
+        constraints=constraints,
+        remove=remove,
     )
 
 
-def constraints_text() -> str:
-    return (TEMPLATES / "constraints.txt").read_text()
+def constraints_text(name: str = "constraints.txt") -> str:
+    return (TEMPLATES / name).read_text()
 
 
 def ensure_deps_image(
@@ -105,7 +124,7 @@ def ensure_deps_image(
     with tempfile.TemporaryDirectory(prefix="llm-deps-") as workdir:
         context = Path(workdir)
         (context / "Dockerfile").write_text(plan.deps_dockerfile)
-        (context / "constraints.txt").write_text(constraints_text())
+        (context / "constraints.txt").write_text(constraints_text(plan.constraints))
         build_image(
             client, context, plan.deps_tag, log_path=log_path, console=console,
             buildargs=proxy_build_args(), title="Dependencies", nocache=nocache,

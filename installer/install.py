@@ -55,6 +55,7 @@ class InstallOptions:
     trust_remote_code: bool = False
     rootfs: bool = False  # make a missing base image from a debootstrap root filesystem
     no_cache: bool = False  # rebuild the dependency layer from scratch
+    engine: str = "auto"  # auto | vllm | transformers (llm_installer.engines)
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
@@ -244,6 +245,35 @@ def build_and_test(
     profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
     settings: Settings, output: Output, state: _State,
 ) -> dict[str, Any]:  # fmt: skip
+    """Image + smoke test on the chosen engine; vLLM that cannot serve the model falls back to
+    transformers under --engine auto (the reason is printed and recorded) and fails under vllm."""
+    from llm_installer.engines import EngineUnavailableError, choose_engine
+    from llm_installer.builder import ImageBuildError
+    from llm_installer.smoke import SmokeTestError
+
+    choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
+    output.info(f"Engine: {choice.engine} ({choice.reason}).")
+    log.info("Engine: %s (%s)", choice.engine, choice.reason)
+    if choice.engine != "vllm":
+        return _build_and_test(profile, paths, weights, device, options, output, state, "transformers", choice.reason)
+    try:
+        return _build_and_test(profile, paths, weights, device, options, output, state, "vllm", choice.reason)
+    except (SmokeTestError, ImageBuildError) as exc:
+        reason = f"vLLM could not serve it: {exc.message}"
+        if options.engine == "vllm":
+            raise EngineUnavailableError(f"--engine vllm: {reason}", hint=f"{getattr(exc, 'hint', '') or ''} "
+                                         "Or install with --engine transformers.".strip()) from exc
+    output.warning(f"{reason}. Falling back to the transformers engine.")
+    log.warning("Falling back to transformers: %s", reason)
+    info = _build_and_test(profile, paths, weights, device, options, output, state, "transformers", reason)
+    info["engine_fallback_reason"] = reason
+    return info
+
+
+def _build_and_test(
+    profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
+    output: Output, state: _State, engine: str, engine_reason: str,
+) -> dict[str, Any]:  # fmt: skip
     from llm_installer.base_images import choose_flavour, ensure_base_image, flavours
     from llm_installer.docker_engine import connect, image_exists
     from llm_installer.image import (
@@ -258,19 +288,20 @@ def build_and_test(
 
     client = connect()
     state.stage = "base image"
-    flavour = flavours().get(options.base_image or "") or choose_flavour(device, needs_compiler(profile))
+    flavour = flavours().get(options.base_image or "") or choose_flavour(device, needs_compiler(profile), engine=engine)
     if options.base_image and options.base_image not in flavours():
         base = options.base_image
     else:
         built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
         base = built if isinstance(built, str) else built.tag
-    plan = plan_image(profile, base, cuda=flavour.cuda is not None)
+    plan = plan_image(profile, base, cuda=flavour.cuda is not None, engine=engine)
     state.stage = "dependencies"
     ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)
     dockerfile = render_model_dockerfile(profile, plan, freeze)
     paths.dockerfile.write_text(dockerfile)
     info = model_info(profile, paths, weights, device, plan, flavour.name, options)
+    info.update(engine=engine, engine_reason=engine_reason)
     state.stage = "model image"
     if not image_exists(client, plan.model_tag):
         state.created_tag = plan.model_tag

@@ -74,7 +74,9 @@ class ModelHost:
         log.info("Loading model from %s", self.config.model_dir)
         try:
             self.profile = load_profile(self.config.model_dir)
-            handler = handler_class(self.profile.family)(metrics=self.metrics)
+            handler = handler_class(self.profile.family, self.config.load.engine)(
+                metrics=self.metrics
+            )
             handler.load(profile=self.profile, settings=self.config.load)
         except RuntimeServeError as exc:
             self._failed(exc.message)

@@ -23,6 +23,9 @@ class LoadSettings:
     batch_window_ms: float = 20.0
     threads: int | None = None
     batching: Literal["auto", "step", "generate"] = "auto"
+    engine: Literal["transformers", "vllm"] = "transformers"
+    engine_args: tuple[str, ...] = ()  # passed through to the engine (vLLM's own flags)
+    logs_dir: Path | None = None  # where an engine's own log goes (vllm.log)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,91 @@
+"""OpenAI routes on the vLLM engine: forwarded to vLLM nearly as they are.
+
+What changes on the way: our API key and admission (429) come first, ``model`` names what
+start.sh serves (the base model or the LoRA adapter in lora/), vLLM's errors take our error shape,
+and reasoning deltas carry both ``reasoning_content`` and ``reasoning``, as on the other engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llm_runtime.engines.vllm_handler import VllmTextHandler
+from llm_runtime.engines.vllm_stream import vllm_error
+from llm_runtime.errors import InvalidRequest
+from llm_runtime.serving import check_api_key, host_of
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
+REASONING_MARK = b'"reasoning'
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request):
+    return await forward(request, "/v1/chat/completions")
+
+
+@router.post("/completions")
+async def completions(request: Request):
+    return await forward(request, "/v1/completions")
+
+
+async def forward(request: Request, path: str):
+    handler = host_of(request).require_capability(VllmTextHandler, f"POST {path}")
+    body = await _json_body(request)
+    release = handler.admit()
+    try:
+        body["model"] = handler.served_name
+        outbound = handler.client.build_request("POST", path, json=body)
+        response = await handler.client.send(outbound, stream=True)
+    except BaseException:
+        release()
+        raise
+    if response.status_code != 200:
+        raw = await response.aread()
+        await response.aclose()
+        release()
+        raise vllm_error(response.status_code, raw)
+    if body.get("stream"):
+        return StreamingResponse(_events(response, release), media_type="text/event-stream")
+    try:
+        answer = json.loads(await response.aread())
+    finally:
+        await response.aclose()
+        release()
+    return JSONResponse(_with_both_reasoning_keys(answer))
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+async def _events(response, release) -> AsyncIterator[bytes]:
+    """vLLM's SSE lines, reasoning deltas given both names; closing stops vLLM's generation."""
+    try:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {") and REASONING_MARK in line.encode():
+                line = "data: " + json.dumps(_with_both_reasoning_keys(json.loads(line[6:])))
+            yield (line + "\n").encode()
+    finally:
+        await response.aclose()
+        release()
+
+
+def _with_both_reasoning_keys(body: dict[str, Any]) -> dict[str, Any]:
+    for choice in body.get("choices") or ():
+        for part in (choice.get("message"), choice.get("delta")):
+            if isinstance(part, dict):
+                thought = part.get("reasoning") or part.get("reasoning_content")
+                if thought is not None:
+                    part["reasoning"] = part["reasoning_content"] = thought
+    return body
