@@ -56,6 +56,9 @@ def run_check(
     profile = build_profile(source, detection, requirements, hardware, settings)
     profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     profile["installer_version"] = __version__
+    from llm_installer.engines import engine_summary
+
+    profile["engine"] = engine_summary(profile)
     saved_to = save_check(profile, settings.logs_path / "checks") if save else None
     return CheckResult(profile=profile, saved_to=saved_to)
 

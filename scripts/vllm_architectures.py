@@ -39,7 +39,15 @@ def table() -> dict:
     }
     for kind, attribute in KINDS.items():
         out[kind] = sorted(getattr(registry, attribute, {}))
+    out["cpu_head_sizes"] = cpu_head_sizes()
     return out
+
+
+def cpu_head_sizes() -> list[int]:
+    """Attention head sizes vLLM's CPU attention backend serves (others fail at load)."""
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    return sorted(CPUAttentionBackend.get_supported_head_sizes())
 
 
 def main() -> None:

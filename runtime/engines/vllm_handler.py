@@ -25,7 +25,7 @@ from llm_runtime.engines.vllm_process import (
     max_model_len,
 )
 from llm_runtime.engines.vllm_stream import VllmStream
-from llm_runtime.errors import InvalidRequest, Overloaded
+from llm_runtime.errors import InvalidRequest, ModelLoadError, Overloaded
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import adapter_dir, resolve_device
 from llm_runtime.profile import ModelProfile
@@ -36,7 +36,7 @@ from llm_runtime.values import Capabilities, LoadSettings, ModelDescription, Tex
 
 log = logging.getLogger("llm_runtime")
 DEFAULT_MAX_TOKENS = 512
-BASE_NAME = "base-model"
+BASE_SUFFIX = "-base"  # vLLM's name for the base model when the adapter takes the model's name
 
 
 class VllmTextHandler(Handler, TextGeneration):
@@ -57,11 +57,18 @@ class VllmTextHandler(Handler, TextGeneration):
         self.limit = settings.max_batch_size + settings.max_queue
         self.in_flight = 0
         self._client: httpx.AsyncClient | None = None
+        if settings.quantization:
+            raise ModelLoadError(
+                f"--load-in-{settings.quantization} is a transformers-engine option; on vLLM pass "
+                "its own flag after `--` (e.g. -- --quantization fp8), or reinstall with "
+                "--engine transformers."
+            )
+        # Answers name the model as start.sh serves it: the adapter when lora/ has one.
+        self.served_name = profile.model_id
         self.process = VllmProcess(
             self._launch(profile, settings), (settings.logs_dir or Path("logs")) / "vllm.log"
         )
         self.process.start()
-        self.served_name = profile.model_id if self.adapter else BASE_NAME
         self.max_context = self._served_context()
 
     def _launch(self, profile: ModelProfile, settings: LoadSettings) -> VllmLaunch:
@@ -73,7 +80,7 @@ class VllmTextHandler(Handler, TextGeneration):
             )
         return VllmLaunch(
             model_dir=profile.model_dir,
-            served_name=BASE_NAME,
+            served_name=f"{profile.model_id}{BASE_SUFFIX}" if self.adapter else profile.model_id,
             max_num_seqs=settings.max_batch_size,
             device=self.device,
             dtype=settings.dtype,
@@ -149,7 +156,8 @@ class VllmTextHandler(Handler, TextGeneration):
     def start(self, *, request: TextRequest) -> TextStream:
         thinking = self.think is not None and request.reasoning.enabled is not False
         path, body = self._request_body(request, thinking)
-        return VllmStream(self.client, path, body, reasoning=thinking, release=self.admit())
+        split = thinking and request.messages is not None  # vLLM splits chat answers only
+        return VllmStream(self.client, path, body, reasoning=split, release=self.admit())
 
     def admit(self):
         """Take a slot or raise Overloaded (429); returns the function that frees it."""
