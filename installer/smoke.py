@@ -75,6 +75,7 @@ def run_smoke_test(
         volumes={str(weights): {"bind": "/model", "mode": "ro"}},
         device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None,
         labels={"org.llm-installer.smoke-test": "1"},
+        shm_size="1g",  # as start.sh gives it: vLLM's engine needs more than Docker's 64 MiB
     )  # fmt: skip
     started = time.monotonic()
     try:

@@ -7,6 +7,7 @@ lines of that log become the load error.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ TOOL_PARSERS = {
     "internlm2": "internlm", "phi3": "phi4_mini_json", "olmo3": "olmo3", "gpt_oss": "openai",
     "deepseek_v3": "deepseek_v3", "glm4_moe": "glm45", "hunyuan_v1_moe": "hunyuan_a13b",
 }  # fmt: skip
+FATAL_MARK = b"Engine core initialization failed"
 LOAD_TIMEOUT_S = float(os.environ.get("LLM_VLLM_LOAD_TIMEOUT", "1800"))
 
 
@@ -133,12 +135,14 @@ class VllmProcess:
                 args, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, **self.launch.environment},
             )  # fmt: skip
+        atexit.register(self.stop)  # also when the server stops while vLLM is still loading
         self._wait_ready()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if self._died():
+                self.stop()
                 raise ModelLoadError(f"vLLM could not load the model: {self.last_error()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
@@ -150,6 +154,17 @@ class VllmProcess:
         raise ModelLoadError(
             f"vLLM did not become ready in {LOAD_TIMEOUT_S:.0f} s: {self.last_error()}"
         )
+
+    def _died(self) -> bool:
+        """The process exited, or its engine failed (the API server lingers for minutes then)."""
+        if self.process is not None and self.process.poll() is not None:
+            return True
+        try:
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(max(0, self.log_path.stat().st_size - 4096))
+                return FATAL_MARK in log_file.read()
+        except OSError:
+            return False
 
     def last_error(self, lines: int = 12) -> str:
         """The end of vLLM's log: the error line when there is one, else the last lines."""

@@ -16,6 +16,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llm_runtime.engines.vllm_handler import VllmTextHandler
 from llm_runtime.engines.vllm_stream import vllm_error
+from llm_runtime.engines.vllm_tools import (
+    StreamedCalls,
+    answer_with_calls,
+    constrained,
+    forced_tools,
+)
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.serving import check_api_key, host_of
 
@@ -36,6 +42,9 @@ async def completions(request: Request):
 async def forward(request: Request, path: str):
     handler = host_of(request).require_capability(VllmTextHandler, f"POST {path}")
     body = await _json_body(request)
+    tools = forced_tools(body) if path == "/v1/chat/completions" else None
+    if tools:
+        body = constrained(body, tools)
     release = handler.admit()
     try:
         body["model"] = handler.served_name
@@ -50,12 +59,14 @@ async def forward(request: Request, path: str):
         release()
         raise vllm_error(response.status_code, raw)
     if body.get("stream"):
-        return StreamingResponse(_events(response, release), media_type="text/event-stream")
+        calls = StreamedCalls(tools) if tools else None
+        return StreamingResponse(_events(response, release, calls), media_type="text/event-stream")
     try:
         answer = json.loads(await response.aread())
     finally:
         await response.aclose()
         release()
+    answer = answer_with_calls(answer, tools) if tools else answer
     return JSONResponse(_with_both_reasoning_keys(answer))
 
 
@@ -69,12 +80,17 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _events(response, release) -> AsyncIterator[bytes]:
-    """vLLM's SSE lines, reasoning deltas given both names; closing stops vLLM's generation."""
+async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterator[bytes]:
+    """vLLM's SSE lines, reasoning deltas given both names (forced tool calls rebuilt);
+    closing the response stops vLLM's generation."""
     try:
         async for line in response.aiter_lines():
-            if line.startswith("data: {") and REASONING_MARK in line.encode():
-                line = "data: " + json.dumps(_with_both_reasoning_keys(json.loads(line[6:])))
+            if line.startswith("data: {") and (calls or REASONING_MARK in line.encode()):
+                chunk = _with_both_reasoning_keys(json.loads(line[6:]))
+                chunk = calls.rewrite(chunk) if calls else chunk
+                if chunk is None:
+                    continue
+                line = "data: " + json.dumps(chunk)
             yield (line + "\n").encode()
     finally:
         await response.aclose()

@@ -199,3 +199,88 @@ def test_handler_registry_knows_the_vllm_engine():
     assert ENGINE_HANDLERS[("text-generation", "vllm")][1] == "VllmTextHandler"
     with pytest.raises(UnsupportedFamily, match="text-generation on vllm"):
         handler_class("embedding", "vllm")
+
+
+# ── forced tool calls on vLLM: the request it gets and the answer we give ───────────────
+
+LIGHT = {
+    "type": "function",
+    "function": {
+        "name": "set_light",
+        "parameters": {
+            "type": "object",
+            "properties": {"room": {"enum": ["kitchen", "hall"]}, "on": {"type": "boolean"}},
+            "required": ["room", "on"],
+        },
+    },
+}
+FAN = {"type": "function", "function": {"name": "fan", "parameters": {"type": "object"}}}
+
+
+def test_a_named_tool_choice_becomes_a_schema_constraint():
+    from llm_runtime.engines.vllm_tools import constrained, forced_tools
+
+    body = {
+        "tools": [FAN, LIGHT],
+        "tool_choice": {"type": "function", "function": {"name": "set_light"}},
+    }
+    tools = forced_tools(body)
+    assert tools == [LIGHT]
+    sent = constrained(body, tools)
+    schema = sent["structured_outputs"]["json"]
+    assert sent["tool_choice"] == "none" and sent["tools"] == [FAN, LIGHT]  # the template sees them
+    assert schema["properties"]["name"] == {"const": "set_light"}
+    assert schema["properties"]["arguments"] == LIGHT["function"]["parameters"]
+    required = constrained({"tools": [FAN, LIGHT], "tool_choice": "required"}, [FAN, LIGHT])
+    assert len(required["structured_outputs"]["json"]["anyOf"]) == 2
+    assert forced_tools({"tools": [LIGHT], "tool_choice": "auto"}) is None
+    assert forced_tools({"tool_choice": "none"}) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"tools": [LIGHT], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "'nope'",
+        ),
+        ({"tool_choice": "required"}, "non-empty"),
+    ],
+)
+def test_bad_tool_choices_get_a_clear_400(body, message):
+    from llm_runtime.engines.vllm_tools import forced_tools
+    from llm_runtime.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match=message):
+        forced_tools(body)
+
+
+def test_forced_calls_and_response_format_do_not_mix():
+    from llm_runtime.engines.vllm_tools import constrained
+    from llm_runtime.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="response_format"):
+        constrained({"response_format": {"type": "json_object"}}, [LIGHT])
+
+
+def test_constrained_json_becomes_tool_calls_whole_and_streamed():
+    from llm_runtime.engines.vllm_tools import StreamedCalls, answer_with_calls
+
+    content = '{"name":"set_light","arguments":{"room":"hall","on":false}}'
+    answer = {"choices": [{"index": 0, "message": {"content": content}, "finish_reason": "stop"}]}
+    choice = answer_with_calls(answer, [LIGHT])["choices"][0]
+    call = choice["message"]["tool_calls"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert call["function"] == {"name": "set_light", "arguments": '{"room":"hall","on":false}'}
+    assert call["id"].startswith("call_") and call["type"] == "function"
+    stream = StreamedCalls([LIGHT])
+    pieces = [content[:20], content[20:]]
+    held = [stream.rewrite({"choices": [{"index": 0, "delta": {"content": p}}]}) for p in pieces]
+    assert held == [None, None]  # the JSON is held back until the choice ends
+    last = stream.rewrite({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    delta = last["choices"][0]["delta"]["tool_calls"][0]
+    assert delta["index"] == 0 and json.loads(delta["function"]["arguments"]) == {
+        "room": "hall",
+        "on": False,
+    }
+    assert last["choices"][0]["finish_reason"] == "tool_calls"

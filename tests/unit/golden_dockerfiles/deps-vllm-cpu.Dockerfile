@@ -7,5 +7,8 @@ RUN pip install --constraint /etc/llm-installer/constraints.txt accelerate datas
     && pip uninstall --yes torchvision torchaudio torchcodec \
     && pip freeze > /etc/llm-installer/pip-freeze.txt
 # torchvision, torchaudio, torchcodec: PyPI's builds break vLLM's import beside this torch; vLLM runs without them.
+# libnuma1: loaded by vLLM's native code.
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnuma1 \
+    && rm -rf /var/lib/apt/lists/*
 ENV VLLM_NO_USAGE_STATS=1 \
     DO_NOT_TRACK=1
