@@ -83,12 +83,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
 async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterator[bytes]:
     """vLLM's SSE lines, reasoning deltas given both names (forced tool calls rebuilt);
     closing the response stops vLLM's generation."""
+    dropped = False
     try:
         async for line in response.aiter_lines():
+            if dropped and not line:  # the blank line that ended a held-back event
+                dropped = False
+                continue
             if line.startswith("data: {") and (calls or REASONING_MARK in line.encode()):
                 chunk = _with_both_reasoning_keys(json.loads(line[6:]))
                 chunk = calls.rewrite(chunk) if calls else chunk
-                if chunk is None:
+                if dropped := chunk is None:
                     continue
                 line = "data: " + json.dumps(chunk)
             yield (line + "\n").encode()

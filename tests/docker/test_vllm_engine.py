@@ -60,7 +60,9 @@ def random_lora(model: Path, target: Path) -> Path:
 @pytest.fixture(scope="module")
 def install_env(hub_server, docker_client, rootfs_image, tmp_path_factory):
     """A user whose ~/LLM is a temp folder (test_install's set-up, its own folder)."""
-    return test_install.install_env.__wrapped__(hub_server, docker_client, rootfs_image, tmp_path_factory)
+    return test_install.install_env.__wrapped__(
+        hub_server, docker_client, rootfs_image, tmp_path_factory
+    )
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +192,71 @@ def test_native_routes_info_metrics_and_ui_on_vllm(plain_server):
     metrics = httpx.get(plain_server + "/metrics", timeout=30).text
     assert "vllm:num_requests_running" in metrics and "http_requests_total" in metrics
     assert "<html" in httpx.get(plain_server + "/", timeout=30).text.lower()
+
+
+LIGHT = {
+    "type": "function",
+    "function": {
+        "name": "set_light",
+        "description": "switch a light",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "room": {"type": "string", "enum": ["kitchen", "hall"]},
+                "on": {"type": "boolean"},
+            },
+            "required": ["room", "on"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def _valid_light(arguments: str) -> bool:
+    value = json.loads(arguments)
+    return (
+        set(value) == {"room", "on"}
+        and value["room"] in ("kitchen", "hall")
+        and isinstance(value["on"], bool)
+    )
+
+
+def test_tools_json_schema_and_logprobs_on_vllm(plain_server):
+    """What the openai client relies on, through vLLM: forced calls whose arguments validate
+    (whole and streamed), strict json_schema output, logprobs."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=plain_server + "/v1", api_key="unused")
+    ask = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "light"}],
+        "max_tokens": 40,
+        "extra_body": NO_THINKING,
+    }
+    named = {"type": "function", "function": {"name": "set_light"}}
+    for choice in (named, "required"):
+        reply = client.chat.completions.create(**ask, tools=[LIGHT], tool_choice=choice).choices[0]
+        call = reply.message.tool_calls[0]
+        assert reply.finish_reason == "tool_calls" and call.function.name == "set_light"
+        assert _valid_light(call.function.arguments)
+    chunks = list(
+        client.chat.completions.create(**ask, tools=[LIGHT], tool_choice=named, stream=True)
+    )
+    calls = [
+        c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert calls and _valid_light("".join(c[0].function.arguments or "" for c in calls))
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "light", "strict": True, "schema": LIGHT["function"]["parameters"]},
+    }
+    answer = client.chat.completions.create(**ask, response_format=schema)
+    assert _valid_light(answer.choices[0].message.content)
+    scored = client.chat.completions.create(
+        **{**ask, "max_tokens": 3}, logprobs=True, top_logprobs=2
+    )
+    tokens = scored.choices[0].logprobs.content
+    assert len(tokens) == 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in tokens)
 
 
 @pytest.fixture(scope="module")
