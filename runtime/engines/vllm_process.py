@@ -37,6 +37,10 @@ TOOL_PARSERS = {
     "internlm2": "internlm", "phi3": "phi4_mini_json", "olmo3": "olmo3", "gpt_oss": "openai",
     "deepseek_v3": "deepseek_v3", "glm4_moe": "glm45", "hunyuan_v1_moe": "hunyuan_a13b",
 }  # fmt: skip
+COMPILE_FLAGS = frozenset(
+    {"--enforce-eager", "--no-enforce-eager", "-O", "-O0", "-O1", "-O2", "-O3",
+     "--compilation-config", "--optimization-level"}
+)  # fmt: skip
 FATAL_MARK = b"Engine core initialization failed"
 LOAD_TIMEOUT_S = float(os.environ.get("LLM_VLLM_LOAD_TIMEOUT", "1800"))
 
@@ -78,10 +82,15 @@ class VllmLaunch:
         return args + self._defaults() + list(self.extra_args)
 
     def _defaults(self) -> list[str]:
-        """--max-model-len from the model's context (capped), unless the user passed one."""
-        if any(a.split("=")[0] == "--max-model-len" for a in self.extra_args):
-            return []
-        return ["--max-model-len", str(max_model_len(self.model_dir))]
+        """--max-model-len from the model's context (capped), and on CPU --enforce-eager (the
+        image has no C++ compiler for torch.compile), unless the user passed their own."""
+        given = {a.split("=")[0] for a in self.extra_args}
+        defaults = []
+        if "--max-model-len" not in given:
+            defaults += ["--max-model-len", str(max_model_len(self.model_dir))]
+        if self.device == "cpu" and not given & COMPILE_FLAGS:
+            defaults.append("--enforce-eager")
+        return defaults
 
 
 def max_model_len(model_dir: Path, cap: int = DEFAULT_MAX_MODEL_LEN) -> int:

@@ -270,7 +270,7 @@ def lora_server(install_env, vllm_install, plain_server):
     result = subprocess.run(
         [str(vllm_install["dir"] / "start.sh"), "--no-browser", "--detach", "--port", str(port),
          "--api-key", "sk-vllm-test", "--", "--max-concurrency", "1", "--max-queue", "1",
-         "--enforce-eager"],
+         "--max-model-len", "1024"],
         env=install_env["env"], capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -291,6 +291,7 @@ def test_lora_api_key_and_429_on_vllm(lora_server):
     assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
     info = httpx.get(url + "/info", headers=key, timeout=30).json()
     assert info["adapter"] == "/lora" and info["engine"] == "vllm"
+    assert info["capabilities"]["max_context_length"] == 1024  # start.sh -- flags reach vLLM
     assert _greedy(url, key) != lora_server["base_greedy"]  # the adapter is applied
     statuses = asyncio.run(_crowd(url, key, 4))
     assert 429 in [s for s, _ in statuses] and 200 in [s for s, _ in statuses]

@@ -153,6 +153,7 @@ def test_vllm_arguments(tmp_path):
     text = " ".join(args)
     assert "--host 127.0.0.1 --port 5555" in text and "--max-num-seqs 16" in text
     assert "--max-model-len 8192" in text  # the model's 131072, capped
+    assert "--enforce-eager" in args  # CPU images have no compiler for torch.compile
     assert json.loads(args[args.index("--structured-outputs-config") + 1]) == {
         "backend": "xgrammar", "disable_any_whitespace": True,
     }  # fmt: skip
@@ -162,8 +163,9 @@ def test_vllm_arguments(tmp_path):
     assert "--reasoning-parser qwen3" in text
     assert "--enable-auto-tool-choice --tool-call-parser llama3_json" in text
     user = VllmLaunch(model_dir=model, served_name="m", max_num_seqs=4, device="cpu",
-                      extra_args=("--max-model-len", "4096", "--enforce-eager"))  # fmt: skip
-    assert user.arguments(1)[-3:] == ["--max-model-len", "4096", "--enforce-eager"]
+                      extra_args=("--max-model-len", "4096", "-O", "3"))  # fmt: skip
+    assert user.arguments(1)[-4:] == ["--max-model-len", "4096", "-O", "3"]
+    assert "--enforce-eager" not in user.arguments(1)  # the user's compilation choice wins
     assert " ".join(user.arguments(1)).count("--max-model-len") == 1  # the user's wins
 
 
