@@ -10,10 +10,13 @@ template) and turn the answer into ``tool_calls``, so arguments always validate.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 from llm_runtime.errors import InvalidRequest
+
+CUT_CALL = re.compile(r'^\{"name":"([^"]*)","arguments":(.*)$', re.DOTALL)
 
 
 def forced_tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -59,8 +62,10 @@ def tool_calls(content: str | None, tools: list[dict[str, Any]]) -> list[dict[st
     try:
         call = json.loads(content or "")
         name, arguments = call["name"], json.dumps(call["arguments"], separators=(",", ":"))
-    except (ValueError, KeyError, TypeError):
-        name, arguments = (tools[0].get("function") or {}).get("name"), content or ""
+    except (ValueError, KeyError, TypeError):  # cut off by max_tokens: the arguments so far
+        cut = CUT_CALL.match(content or "")
+        name = cut.group(1) if cut else (tools[0].get("function") or {}).get("name")
+        arguments = cut.group(2) if cut else content or ""
     function = {"name": name, "arguments": arguments}
     return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}]
 

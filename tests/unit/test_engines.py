@@ -286,3 +286,11 @@ def test_constrained_json_becomes_tool_calls_whole_and_streamed():
         "on": False,
     }
     assert last["choices"][0]["finish_reason"] == "tool_calls"
+    cut = answer_with_calls(
+        {"choices": [{"message": {"content": content[:46]}, "finish_reason": "length"}]}, [LIGHT]
+    )["choices"][0]
+    assert cut["finish_reason"] == "length"  # max_tokens cut it: the arguments so far
+    assert cut["message"]["tool_calls"][0]["function"] == {
+        "name": "set_light",
+        "arguments": '{"room":"hall"',
+    }
