@@ -6,7 +6,9 @@ token at each concurrency. Needs a Python with vLLM (``--vllm-python``, e.g. a v
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -68,18 +70,15 @@ def one_request(url: str, model: str, max_tokens: int) -> tuple[int, float, floa
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if (
-                first is None
-                and line.startswith("data: {")
-                and '"delta"' in line
-                and '"content":""' not in line.replace(" ", "")
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
+            if first is None and any(
+                delta.get(k) for k in ("content", "reasoning", "reasoning_content")
             ):
                 first = time.perf_counter()
-            if '"usage"' in line and '"completion_tokens"' in line:
-                import json
-
-                usage = json.loads(line[6:]).get("usage") or {}
-                tokens = usage.get("completion_tokens", tokens)
+            tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
     end = time.perf_counter()
     return tokens, end - start, (first or end) - start
 
@@ -137,6 +136,9 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
 
     import sys
 
+    def count(clients: int) -> int:
+        return max(requests, clients) if clients > 1 else requests // 4 or 1
+
     for label, starter in (
         ("vLLM standalone", standalone),
         ("ours on vLLM", ours("vllm", vllm_python)),
@@ -144,31 +146,51 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
     ):
         process = starter(free_port())
         try:
-            servers[label] = {
-                c: load(
-                    process.url,
-                    name,
-                    c,
-                    max(requests, c) if c > 1 else requests // 4 or 1,
-                    max_tokens,
-                )
-                for c in levels
-            }
+            servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
+            if label == "ours on vLLM":  # the front against its own vLLM, turn by turn
+                child = child_url(work / "logs-vllm")
+                servers.update(interleaved(process.url, child, name, levels, count, max_tokens))
         finally:
             process.stop()
     return servers
 
 
+def child_url(logs: Path) -> str:
+    """The private URL of the vLLM server our front started (from its log)."""
+    text = (logs / "vllm.log").read_text(errors="replace")
+    return re.findall(r"Starting vLLM server on (http://127\.0\.0\.1:\d+)", text)[-1]
+
+
+def interleaved(front, child, name, levels, count, max_tokens, rounds: int = 3) -> dict:
+    """Same instance, same moment: the front and the vLLM behind it alternate, best of rounds
+    (on a shared machine, background load swamps a front's few milliseconds otherwise)."""
+    labels = ("front (interleaved)", "its vLLM (interleaved)")
+    out: dict[str, dict] = {label: {} for label in labels}
+    for clients in levels:
+        runs: dict[str, list] = {label: [] for label in labels}
+        for _ in range(rounds):
+            for label, url in zip(labels, (front, child), strict=True):
+                runs[label].append(load(url, name, clients, count(clients), max_tokens))
+        for label, figures in runs.items():
+            out[label][clients] = {
+                "tokens_per_s": max(f["tokens_per_s"] for f in figures),
+                "latency_s": min(f["latency_s"] for f in figures),
+                "ttft_s": min(f["ttft_s"] for f in figures),
+            }
+    return out
+
+
 def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str, str, str]]:
     """Table rows: each engine against the standalone vLLM server, per concurrency."""
-    base = figures["vLLM standalone"]
     out = []
-    for clients, ref in base.items():
-        for label in ("ours on vLLM", "ours on transformers"):
+    pairs = [("vLLM standalone", "ours on vLLM"), ("vLLM standalone", "ours on transformers"),
+             ("its vLLM (interleaved)", "front (interleaved)")]  # fmt: skip
+    for base_label, label in pairs:
+        for clients, ref in figures[base_label].items():
             mine = figures[label][clients]
             out.append((
                 f"{label}, {clients} client(s): tokens/s | median latency | TTFT",
-                f"{ref['tokens_per_s']:.0f} | {ref['latency_s'] * 1000:.0f} ms | {ref['ttft_s'] * 1000:.1f} ms (vLLM)",
+                f"{ref['tokens_per_s']:.0f} | {ref['latency_s'] * 1000:.0f} ms | {ref['ttft_s'] * 1000:.1f} ms ({base_label})",
                 f"{mine['tokens_per_s']:.0f} | {mine['latency_s'] * 1000:.0f} ms | {mine['ttft_s'] * 1000:.1f} ms",
                 f"{mine['tokens_per_s'] / ref['tokens_per_s']:.2f}x tokens/s, TTFT {(mine['ttft_s'] - ref['ttft_s']) * 1000:+.1f} ms",
             ))  # fmt: skip
