@@ -25,7 +25,7 @@ from llm_runtime.engines.vllm_process import (
     max_model_len,
 )
 from llm_runtime.engines.vllm_stream import VllmStream
-from llm_runtime.errors import InvalidRequest, ModelLoadError, Overloaded
+from llm_runtime.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import adapter_dir, resolve_device
 from llm_runtime.profile import ModelProfile
@@ -157,7 +157,9 @@ class VllmTextHandler(Handler, TextGeneration):
         thinking = self.think is not None and request.reasoning.enabled is not False
         path, body = self._request_body(request, thinking)
         split = thinking and request.messages is not None  # vLLM splits chat answers only
-        return VllmStream(self.client, path, body, reasoning=split, release=self.admit())
+        return VllmStream(
+            self.client, path, body, reasoning=split, release=self.admit(), gone=self.engine_gone
+        )
 
     def admit(self):
         """Take a slot or raise Overloaded (429); returns the function that frees it."""
@@ -198,6 +200,17 @@ class VllmTextHandler(Handler, TextGeneration):
         if self.think is not None and self.think.template_toggle:
             body["chat_template_kwargs"] = {"enable_thinking": thinking}
         return "/v1/chat/completions", body
+
+    def engine_gone(self) -> NotReady | None:
+        """A clear 503 when the vLLM process has died (it answers no connection then)."""
+        if self.process.alive():
+            return None
+        code = self.process.process.returncode if self.process.process else None
+        return NotReady(
+            f"The vLLM engine stopped (exit code {code}): {self.process.last_error()} "
+            "Restart the server (start.sh); logs/vllm.log has the details.",
+            code="engine_stopped",
+        )
 
     def count_tokens(self, *, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

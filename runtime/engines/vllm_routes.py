@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -22,7 +23,7 @@ from llm_runtime.engines.vllm_tools import (
     constrained,
     forced_tools,
 )
-from llm_runtime.errors import InvalidRequest
+from llm_runtime.errors import InvalidRequest, RuntimeServeError
 from llm_runtime.serving import check_api_key, host_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
@@ -50,6 +51,9 @@ async def forward(request: Request, path: str):
         body["model"] = handler.served_name
         outbound = handler.client.build_request("POST", path, json=body)
         response = await handler.client.send(outbound, stream=True)
+    except httpx.TransportError:
+        release()
+        raise handler.engine_gone() or RuntimeServeError("vLLM did not answer; retry.") from None
     except BaseException:
         release()
         raise
@@ -81,24 +85,34 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterator[bytes]:
-    """vLLM's SSE lines, reasoning deltas given both names (forced tool calls rebuilt);
-    closing the response stops vLLM's generation."""
-    dropped = False
+    """vLLM's SSE bytes as they come, one write per read; only events that name reasoning (or
+    every event of a forced tool call) are parsed and rewritten. Closing the response stops
+    vLLM's generation."""
+    pending = b""
     try:
-        async for line in response.aiter_lines():
-            if dropped and not line:  # the blank line that ended a held-back event
-                dropped = False
+        async for data in response.aiter_raw():
+            plain = calls is None and not pending and REASONING_MARK not in data
+            if plain and data.endswith(b"\n\n"):
+                yield data  # the common case: whole events, nothing to change
                 continue
-            if line.startswith("data: {") and (calls or REASONING_MARK in line.encode()):
-                chunk = _with_both_reasoning_keys(json.loads(line[6:]))
-                chunk = calls.rewrite(chunk) if calls else chunk
-                if dropped := chunk is None:
-                    continue
-                line = "data: " + json.dumps(chunk)
-            yield (line + "\n").encode()
+            pending += data
+            complete, _, pending = pending.rpartition(b"\n\n")
+            if complete:
+                yield b"".join(_rewrite(event, calls) for event in complete.split(b"\n\n"))
+        if pending:
+            yield _rewrite(pending, calls)
     finally:
         await response.aclose()
         release()
+
+
+def _rewrite(event: bytes, calls: StreamedCalls | None) -> bytes:
+    """One SSE event, reasoning deltas given both names and forced calls rebuilt ("" drops it)."""
+    if not event.startswith(b"data: {") or (calls is None and REASONING_MARK not in event):
+        return event + b"\n\n"
+    chunk = _with_both_reasoning_keys(json.loads(event[6:]))
+    chunk = calls.rewrite(chunk) if calls else chunk
+    return b"" if chunk is None else b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
 def _with_both_reasoning_keys(body: dict[str, Any]) -> dict[str, Any]:

@@ -22,9 +22,9 @@ class VllmStream(TextStream):
 
     def __init__(
         self, client: httpx.AsyncClient, path: str, body: dict[str, Any], *, reasoning: bool,
-        release: Callable[[], None],
+        release: Callable[[], None], gone: Callable[[], RuntimeServeError | None] = lambda: None,
     ) -> None:  # fmt: skip
-        self._reasoning, self._release = reasoning, release
+        self._reasoning, self._release, self._gone = reasoning, release, gone
         self._queue: asyncio.Queue[TextDelta | None] = asyncio.Queue()
         self._text: list[str] = []
         self._thinking: list[str] = []
@@ -74,6 +74,8 @@ class VllmStream(TextStream):
                 async for line in response.aiter_lines():
                     if line.startswith("data: ") and line != "data: [DONE]":
                         self._chunk(json.loads(line[6:]))
+        except httpx.TransportError:
+            raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
         finally:
             self._queue.put_nowait(None)
 
