@@ -88,9 +88,19 @@ class VllmLaunch:
         defaults = []
         if "--max-model-len" not in given:
             defaults += ["--max-model-len", str(max_model_len(self.model_dir))]
-        if self.device == "cpu" and not given & COMPILE_FLAGS:
+        if self.eager_cpu:
             defaults.append("--enforce-eager")
         return defaults
+
+    @property
+    def eager_cpu(self) -> bool:
+        """CPU without a compilation choice of the user's: no torch.compile anywhere (the image
+        has no C++ compiler; vLLM compiles its logprobs kernel even with --enforce-eager)."""
+        given = {a.split("=")[0] for a in self.extra_args}
+        return self.device == "cpu" and not given & COMPILE_FLAGS
+
+    def child_environment(self) -> dict[str, str]:
+        return {**self.environment, **({"TORCHDYNAMO_DISABLE": "1"} if self.eager_cpu else {})}
 
 
 def max_model_len(model_dir: Path, cap: int = DEFAULT_MAX_MODEL_LEN) -> int:
@@ -142,7 +152,7 @@ class VllmProcess:
         with self.log_path.open("ab") as sink:
             self.process = subprocess.Popen(
                 args, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, **self.launch.environment},
+                env={**os.environ, **self.launch.child_environment()},
             )  # fmt: skip
         atexit.register(self.stop)  # also when the server stops while vLLM is still loading
         self._wait_ready()

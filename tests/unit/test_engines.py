@@ -154,6 +154,7 @@ def test_vllm_arguments(tmp_path):
     assert "--host 127.0.0.1 --port 5555" in text and "--max-num-seqs 16" in text
     assert "--max-model-len 8192" in text  # the model's 131072, capped
     assert "--enforce-eager" in args  # CPU images have no compiler for torch.compile
+    assert launch.child_environment()["TORCHDYNAMO_DISABLE"] == "1"  # nor for vLLM's logprobs
     assert json.loads(args[args.index("--structured-outputs-config") + 1]) == {
         "backend": "xgrammar", "disable_any_whitespace": True,
     }  # fmt: skip
@@ -166,6 +167,7 @@ def test_vllm_arguments(tmp_path):
                       extra_args=("--max-model-len", "4096", "-O", "3"))  # fmt: skip
     assert user.arguments(1)[-4:] == ["--max-model-len", "4096", "-O", "3"]
     assert "--enforce-eager" not in user.arguments(1)  # the user's compilation choice wins
+    assert "TORCHDYNAMO_DISABLE" not in user.child_environment()
     assert " ".join(user.arguments(1)).count("--max-model-len") == 1  # the user's wins
 
 
