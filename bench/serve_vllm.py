@@ -120,7 +120,10 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
     def standalone(port: int) -> Process:
         launch = VllmLaunch(model_dir=model, served_name=name, max_num_seqs=max_seqs, device="cpu")
         command = [vllm_python, *launch.arguments(port)[1:]]  # the flags our engine passes
-        return Process(command, f"http://127.0.0.1:{port}", "/health", env, work / "standalone.log")
+        same_env = {**env, **launch.child_environment()}  # as our engine starts it
+        return Process(
+            command, f"http://127.0.0.1:{port}", "/health", same_env, work / "standalone.log"
+        )
 
     def ours(engine: str, python: str) -> callable:
         def start(port: int) -> Process:
