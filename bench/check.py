@@ -99,7 +99,9 @@ def measure(folder: str, model_class: str, context: int) -> dict[str, int]:
     ids = torch.randint(0, model.config.vocab_size, (1, context))
     with torch.inference_mode():
         if model_class == "WhisperForConditionalGeneration":
-            features = torch.randn(1, model.config.num_mel_bins, 2 * model.config.max_source_positions)
+            features = torch.randn(
+                1, model.config.num_mel_bins, 2 * model.config.max_source_positions
+            )
             out = model.model(input_features=features, decoder_input_ids=ids, use_cache=True)
             model.proj_out(out.last_hidden_state[:, -1:])
         elif model_class.endswith("ForCausalLM"):
@@ -111,7 +113,13 @@ def measure(folder: str, model_class: str, context: int) -> dict[str, int]:
 
 def measure_in_subprocess(folder: Path, model_class: str, context: int) -> dict[str, int]:
     command = [sys.executable, __file__, "--measure", str(folder), model_class, str(context)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -124,7 +132,11 @@ def make_fixture(name: str, folder: Path) -> None:
         f"config = T.{config_class}(**json.loads(sys.argv[1]))\n"
         f"T.{model_class}(config).save_pretrained(sys.argv[2], safe_serialization=True)\n"
     )
-    subprocess.run([sys.executable, "-c", code, json.dumps(kwargs), str(folder)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs), str(folder)],
+        check=True,
+        capture_output=True,
+    )
 
 
 # ---------------------------------------------------------------------------- memory: comparing
@@ -159,7 +171,10 @@ def memory_row(name: str, folder: Path, repeat: int) -> MemoryRow:
     source = with_local_tensor_params(load_local_source(folder))
     found = estimate(source)
     fp32 = found.inference_for("fp32")
-    runs = [measure_in_subprocess(folder, MEMORY_FIXTURES[name][1], found.context_length) for _ in range(repeat)]
+    runs = [
+        measure_in_subprocess(folder, MEMORY_FIXTURES[name][1], found.context_length)
+        for _ in range(repeat)
+    ]
     breakdown = (
         f"w {fp32.weights / MiB:.0f} + kv {fp32.kv_cache / MiB:.0f} + act {fp32.activations / MiB:.0f}"
         f" + ovh {fp32.overhead_for('cpu') / MiB:.0f}"
@@ -188,7 +203,9 @@ def run_memory(work: Path, repeat: int) -> list[MemoryRow]:
 
 
 def print_memory(rows: list[MemoryRow]) -> None:
-    print("\nInference memory, fp32 on CPU: estimate vs peak RSS above baseline (MiB; median of runs)")
+    print(
+        "\nInference memory, fp32 on CPU: estimate vs peak RSS above baseline (MiB; median of runs)"
+    )
     header = (
         f"{'fixture':14} {'params':>7} {'file':>6} {'ctx':>5} {'ours':>6} {'measured':>8} {'ours/meas':>9}"
         f" {'seed×2.0':>8} {'seed/meas':>9}   our breakdown (torch+transformers import measured)"
@@ -215,6 +232,7 @@ def realconfigs_source(folder: Path):
 
     listing = json.loads((folder / "files.json").read_text())
     files = tuple(RepoFile(f["path"], f["size"] or 0) for f in listing)
+
     def read_text(path: str) -> str:  # a few listed side files were not mirrored: read as absent
         on_disk = folder / path
         return on_disk.read_text(errors="replace") if on_disk.is_file() else "null"
@@ -229,7 +247,9 @@ def print_rules() -> None:
 
     from llm_installer.estimate import estimate, seed_weight_bytes
 
-    print("\nOur estimate vs the seed's rule on real repos (GB; ours on CUDA, context min(max_pos, 4096))")
+    print(
+        "\nOur estimate vs the seed's rule on real repos (GB; ours on CUDA, context min(max_pos, 4096))"
+    )
     header = (
         f"{'repo':44} {'all weights':>11} {'one set':>8} {'params':>8} {'source':>9}"
         f" {'fp16 ours':>9} {'seed':>7} {'int4 ours':>9} {'seed':>7}"
@@ -364,7 +384,9 @@ def run_hub(work: Path) -> list[HubRow]:
 
 
 def print_hub(rows: list[HubRow]) -> None:
-    print("\nllm-installer check --json against the local test Hub (fresh process and cache per repo)")
+    print(
+        "\nllm-installer check --json against the local test Hub (fresh process and cache per repo)"
+    )
     header = (
         f"{'repo':42} {'files':>5} {'repo size':>10} {'time s':>6} {'exit':>4} {'reqs':>4} {'fetched':>10}"
         f" {'weights':>8} {'beyond hdr':>10} {'params':>8}"
@@ -395,7 +417,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", choices=("all", "memory", "rules", "hub"), default="all")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per memory fixture")
     parser.add_argument("--work", type=Path, help="folder for fixtures (default: a temporary one)")
-    parser.add_argument("--measure", nargs=3, metavar=("FOLDER", "CLASS", "CONTEXT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure", nargs=3, metavar=("FOLDER", "CLASS", "CONTEXT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.measure:
         folder, model_class, context = args.measure

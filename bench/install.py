@@ -31,9 +31,13 @@ from tiny_models import make_tiny_llama  # noqa: E402
 
 def run(env: dict[str, str], *args: str) -> float:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "llm_installer", *args], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_installer", *args], env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
-        raise SystemExit(f"llm-installer {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(
+            f"llm-installer {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
     return time.monotonic() - started
 
 
@@ -62,7 +66,11 @@ def container_ready_seconds(env: dict[str, str], model_dir: Path) -> float:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     wait_ready(f"http://127.0.0.1:{port}")
     seconds = time.monotonic() - started
-    subprocess.run([sys.executable, "-m", "llm_installer", "stop", str(model_dir)], env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "llm_installer", "stop", str(model_dir)],
+        env=env,
+        capture_output=True,
+    )
     return seconds
 
 
@@ -82,8 +90,12 @@ def native_ready_seconds(weights: Path, logs: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", action="store_true", help="keep the dependency image (no cold build)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the dependency image (no cold build)"
+    )
     args = parser.parse_args()
     client = docker.from_env()
     with tempfile.TemporaryDirectory(prefix="bench-install-") as workdir:
@@ -92,9 +104,14 @@ def main() -> None:
         env = {**os.environ, "LLM_INSTALLER_MODELS_DIR": str(home / "models"), "LLM_INSTALLER_LOGS_DIR": str(home / "logs"),
                "LLM_INSTALLER_CACHE_DIR": str(home / "cache"), "LLM_INSTALLER_CONFIG": str(home / "config.yaml"),
                "LLM_INSTALLER_ROOTFS": "1"}  # fmt: skip
-        first, second = (make_tiny_llama(home / "src" / name, seed=i) for i, name in enumerate(("bench-one", "bench-two")))
+        first, second = (
+            make_tiny_llama(home / "src" / name, seed=i)
+            for i, name in enumerate(("bench-one", "bench-two"))
+        )
         for weights in (home / "src").rglob("*"):
-            weights.chmod(weights.stat().st_mode | 0o444)  # the container's non-root user reads them
+            weights.chmod(
+                weights.stat().st_mode | 0o444
+            )  # the container's non-root user reads them
         run(env, "base", "build", "cpu", "--rootfs")
         rows = []
         for folder in (first, second):
@@ -103,13 +120,24 @@ def main() -> None:
             info = json.loads((home / "models" / folder.name / "model_info.json").read_text())
             image = client.images.get(info["image"]["tag"])
             deps = client.images.get(info["image"]["deps_image"])
-            rows.append((folder.name, seconds, image.attrs["Size"] - deps.attrs["Size"], image.attrs["Size"]))
-        container = min(container_ready_seconds(env, home / "models" / second.name) for _ in range(3))
+            rows.append(
+                (
+                    folder.name,
+                    seconds,
+                    image.attrs["Size"] - deps.attrs["Size"],
+                    image.attrs["Size"],
+                )
+            )
+        container = min(
+            container_ready_seconds(env, home / "models" / second.name) for _ in range(3)
+        )
         native = min(native_ready_seconds(second, home / "native-logs") for _ in range(3))
     print(f"{'install':<12}{'seconds':>9}{'own layers':>14}{'image size':>14}")
     for name, seconds, own, size in rows:
         print(f"{name:<12}{seconds:>9.1f}{own / 1024:>11.0f} KB{size / 1024**3:>11.2f} GB")
-    print(f"\nsecond model: {rows[1][1]:.1f} s (target < 10 s), adds {rows[1][2] / 1024:.0f} KB (target < 1024 KB)")
+    print(
+        f"\nsecond model: {rows[1][1]:.1f} s (target < 10 s), adds {rows[1][2] / 1024:.0f} KB (target < 1024 KB)"
+    )
     print(f"start to ready: container {container:.2f} s, native {native:.2f} s, overhead {container - native:.2f} s "
           f"(target < 1.5 s); ratio {container / native:.2f}x")  # fmt: skip
 

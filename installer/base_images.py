@@ -39,7 +39,7 @@ from llm_installer.rootfs import RootfsSpec, build_rootfs_image
 
 BASE_DIR = PROJECT_DIR / "base-images"
 IMAGE_REPOSITORY = "llm-installer/base"
-KINDS = ("cpu", "cuda", "cuda-devel")
+KINDS = ("cpu", "cuda", "cuda-devel", "cuda-vllm")
 DRIVER_URL = "https://www.nvidia.com/en-us/drivers/"
 
 
@@ -221,11 +221,14 @@ def _coverage(rows: list[Flavour]) -> str:
 
 def choose_flavour(
     device: str, needs_compiler: bool = False, *, driver: str | None = None,
-    capabilities: Sequence[Sequence[int]] = (),
+    capabilities: Sequence[Sequence[int]] = (), engine: str = "transformers",
 ) -> Flavour:  # fmt: skip
-    """cpu for CPU hosts; the CUDA line for these GPUs (cuda-devel for packages that compile)."""
+    """cpu for CPU hosts; the CUDA line for these GPUs (cuda-devel for packages that compile;
+    cuda-vllm, the torch vLLM's CUDA build pins, for the vLLM engine)."""
     if device != "cuda":
         return flavours()["cpu"]
+    if engine == "vllm":
+        return _for_kind("cuda-vllm", driver, capabilities)
     return _for_kind("cuda-devel" if needs_compiler else "cuda", driver, capabilities)
 
 
@@ -250,8 +253,9 @@ def require_cuda_flavour(hardware: Mapping[str, Any]) -> Flavour:
 
 
 def install_flavour(
-    base_image: str | None, device: str, needs_compiler: bool, hardware: Mapping[str, Any]
-) -> tuple[Flavour, bool]:
+    base_image: str | None, device: str, needs_compiler: bool, hardware: Mapping[str, Any],
+    engine: str = "transformers",
+) -> tuple[Flavour, bool]:  # fmt: skip
     """(the flavour, whether ``base_image`` is an image tag of the user's own) for an install:
     ``--base-image`` names a row or a kind, or an image (then the flavour only says cpu or CUDA)."""
     table = flavours()
@@ -265,9 +269,10 @@ def install_flavour(
     ]
     if base_image in KINDS:
         return flavour(base_image, driver=driver, capabilities=capabilities), False
-    return choose_flavour(device, needs_compiler, driver=driver, capabilities=capabilities), bool(
-        base_image
+    chosen = choose_flavour(
+        device, needs_compiler, driver=driver, capabilities=capabilities, engine=engine
     )
+    return chosen, bool(base_image)
 
 
 def render_base_dockerfile(row: Flavour, *, os_image: str, torch_index: str | None) -> str:

@@ -68,6 +68,9 @@ def run_check(
         from llm_installer.gguf_quants import quantization_table
 
         profile["quantizations"] = quantization_table(profile, hardware)
+    from llm_installer.engines import engine_summary
+
+    profile["engine"] = engine_summary(profile)
     saved_to = save_check(profile, settings.logs_path / "checks") if save else None
     return CheckResult(profile=profile, saved_to=saved_to)
 

@@ -123,6 +123,9 @@ def install(
     quant: Annotated[
         str | None, typer.Option(help="A GGUF repo's quantization, e.g. Q4_K_M; default: the largest that fits.")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="auto, vllm or transformers: what generates (auto: vLLM where it serves the model).")
+    ] = "auto",
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
@@ -130,11 +133,13 @@ def install(
 
     if quantization not in (None, "4bit", "8bit"):
         raise typer.BadParameter("--quantization must be 4bit or 8bit")
+    if engine not in ("auto", "vllm", "transformers"):
+        raise typer.BadParameter("--engine must be auto, vllm or transformers")
 
     def body(settings: Settings, output: Output) -> None:
         options = InstallOptions(
             revision=revision, quantization=quantization, device=device, base_image=base_image,
-            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, base=base, quant=quant,
+            yes=yes, trust_remote_code=trust_remote_code, rootfs=rootfs, no_cache=no_cache, base=base, quant=quant, engine=engine,
         )  # fmt: skip
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect

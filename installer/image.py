@@ -65,9 +65,19 @@ class ImagePlan:
     compiled: CompileSettings | None = None  # CUDA extensions built in steps of their own
     kernels: tuple[str, ...] = ()  # optional CUDA kernels (requirement strings with their notes)
     cuda: bool = False
+    engine: str = "transformers"
+    constraints: str = "constraints.txt"  # under dockerfiles/
+    remove: tuple[str, ...] = ()  # uninstalled after the install (vLLM CPU: torchvision…)
+    apt: tuple[str, ...] = ()  # Debian packages installed first (vLLM CPU: libnuma1)
 
     @property
     def deps_dockerfile(self) -> str:
+        if self.engine == "vllm":
+            return render(
+                "vllm-deps.Dockerfile.j2", base_image=self.base_image, packages=self.packages,
+                vllm=next(p for p in self.packages if p.startswith("vllm")),
+                constraints=f"dockerfiles/{self.constraints}", remove=self.remove, apt=self.apt,
+            )  # fmt: skip
         compiled = self.compiled.packages if self.compiled else ()
         builds = wheel_builds(self.packages, cuda=self.cuda)
         pinned = {build["package"]: build["spec"] for build in builds}
@@ -126,10 +136,14 @@ def model_tag(model_id: str, revision: str | None) -> str:
 
 
 def plan_image(
-    profile: dict[str, Any], base_image: str, *, cuda: bool = False, compiled: CompileSettings | None = None
-) -> ImagePlan:
+    profile: dict[str, Any], base_image: str, *, cuda: bool = False,
+    compiled: CompileSettings | None = None, engine: str = "transformers",
+) -> ImagePlan:  # fmt: skip
     """The two builds for this model on ``base_image`` (``cuda``: a CUDA base; ``compiled``: how
-    its CUDA extensions compile, which the tag depends on through the GPU architectures)."""
+    its CUDA extensions compile, which the tag depends on through the GPU architectures;
+    ``engine``: vllm adds the pinned vLLM build with its own constraints file)."""
+    if engine == "vllm":
+        return _vllm_plan(profile, base_image, cuda=cuda)
     packages = dependency_set(profile, cuda=cuda)
     archs = f"\n{compiled.arch_list}" if compiled else ""
     kernels = cuda_kernels(profile) if cuda else ()
@@ -147,8 +161,28 @@ def plan_image(
     )
 
 
-def constraints_text() -> str:
-    return (TEMPLATES / "constraints.txt").read_text()
+def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool) -> ImagePlan:
+    from llm_installer.engines import vllm_build
+
+    build = vllm_build("cuda" if cuda else "cpu")
+    packages = tuple(sorted({*dependency_set(profile, cuda=cuda), build.requirement} - {"bitsandbytes"}))
+    constraints, remove, apt = build.constraints, build.without, build.apt
+    text = f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}" + "".join(f"\n-{p}" for p in remove) + "".join(f"\napt:{p}" for p in apt)
+    return ImagePlan(
+        base_image=base_image,
+        packages=packages,
+        cuda=cuda,
+        deps_tag=f"llm-installer/deps:{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+        model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
+        engine="vllm",
+        constraints=constraints,
+        remove=remove,
+        apt=apt,
+    )
+
+
+def constraints_text(name: str = "constraints.txt") -> str:
+    return (TEMPLATES / name).read_text()
 
 
 def ensure_deps_image(
@@ -161,7 +195,7 @@ def ensure_deps_image(
     with tempfile.TemporaryDirectory(prefix="llm-deps-") as workdir:
         context = Path(workdir)
         (context / "Dockerfile").write_text(plan.deps_dockerfile)
-        (context / "constraints.txt").write_text(constraints_text())
+        (context / "constraints.txt").write_text(constraints_text(plan.constraints))
         build_image(
             client, context, plan.deps_tag, log_path=log_path, console=console,
             buildargs=proxy_build_args(), title="Dependencies", nocache=nocache,

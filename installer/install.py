@@ -63,6 +63,7 @@ class InstallOptions:
     no_cache: bool = False  # rebuild the dependency layer from scratch
     base: str | None = None  # a PEFT adapter's base model (default: its adapter_config.json)
     quant: str | None = None  # a GGUF repo's quantization (default: the largest that fits)
+    engine: str = "auto"  # auto | vllm | transformers (llm_installer.engines)
 
 
 def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
@@ -317,6 +318,34 @@ def build_and_test(
     profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
     settings: Settings, output: Output, state: _State,
 ) -> dict[str, Any]:  # fmt: skip
+    """Image + smoke test on the chosen engine; vLLM that cannot serve the model falls back to
+    transformers under --engine auto (the reason is printed and recorded) and fails under vllm."""
+    from llm_installer.builder import ImageBuildError
+    from llm_installer.engines import EngineUnavailableError, choose_engine
+    from llm_installer.smoke import SmokeTestError
+
+    choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
+    output.info(f"Engine: {choice.engine} ({choice.reason}).")
+    log.info("Engine: %s (%s)", choice.engine, choice.reason)
+    if choice.engine != "vllm":
+        return _build_and_test(profile, paths, weights, device, options, output, state, "transformers", choice.reason)
+    try:
+        return _build_and_test(profile, paths, weights, device, options, output, state, "vllm", choice.reason)
+    except (SmokeTestError, ImageBuildError) as exc:
+        reason = f"vLLM could not serve it: {exc.message}"
+        if options.engine == "vllm":
+            raise EngineUnavailableError(f"--engine vllm: {reason}") from exc
+    output.warning(f"{reason}. Falling back to the transformers engine.")
+    log.warning("Falling back to transformers: %s", reason)
+    info = _build_and_test(profile, paths, weights, device, options, output, state, "transformers", reason)
+    info["engine_fallback_reason"] = reason
+    return info
+
+
+def _build_and_test(
+    profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
+    output: Output, state: _State, engine: str, engine_reason: str,
+) -> dict[str, Any]:  # fmt: skip
     from llm_installer.base_images import ensure_base_image, install_flavour
     from llm_installer.buildenv import compile_settings
     from llm_installer.docker_engine import connect, image_exists
@@ -332,20 +361,23 @@ def build_and_test(
 
     client = connect()
     state.stage = "base image"
-    flavour, is_tag = install_flavour(options.base_image, device, needs_compiler(profile), profile["hardware"])
+    flavour, is_tag = install_flavour(
+        options.base_image, device, needs_compiler(profile), profile["hardware"], engine=engine
+    )
     if is_tag:
         base = options.base_image
     else:
         built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
         base = built if isinstance(built, str) else built.tag
     compiled = compile_settings(tuple(profile["requirements"]["packages"]), profile["hardware"], flavour.cuda or "")
-    plan = plan_image(profile, base, cuda=flavour.cuda is not None, compiled=compiled if flavour.kind == "cuda-devel" else None)
+    plan = plan_image(profile, base, cuda=flavour.cuda is not None, compiled=compiled if flavour.kind == "cuda-devel" else None, engine=engine)
     state.stage = "dependencies"
     ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
     freeze = pip_freeze(client, plan.deps_tag)
     dockerfile = render_model_dockerfile(profile, plan, freeze)
     paths.dockerfile.write_text(dockerfile)
     info = model_info(profile, paths, weights, device, plan, flavour.name, options)
+    info.update(engine=engine, engine_reason=engine_reason)
     state.stage = "model image"
     if not image_exists(client, plan.model_tag):
         state.created_tag = plan.model_tag

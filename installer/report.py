@@ -7,6 +7,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -44,6 +45,7 @@ def model_section(p: dict[str, Any]) -> list[RenderableType]:
         + (f" ({p['model_type']})" if p.get("model_type") else ""),
         f"Task: {p['task']}",
         *_adapter_lines(p),
+        *_engine_line(p.get("engine")),
         "",
         "Storage Requirements:",
         f"  - Model files: {gb(p['storage']['model_files_bytes'])}"
@@ -99,6 +101,13 @@ def _quantization_lines(rows: list[dict[str, Any]] | None) -> list[str]:
             f"{gb(row['memory_cuda_bytes'])} GPU — {where}{mark}"
         )
     return lines
+
+
+def _engine_line(engine: Any) -> list[str]:
+    """The engine install would pick (a dict in checks; installs record only its name)."""
+    if isinstance(engine, dict):
+        return [f"Engine: {engine['engine']} on {engine['device']} ({escape(engine['reason'])})"]
+    return [f"Engine: {engine}"] if engine else []
 
 
 def _flags(p: dict[str, Any]) -> str:

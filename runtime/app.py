@@ -61,6 +61,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(RequestCounter, metrics=metrics)
     docs_page.install(app)
     _public_routes(app)
+    if config.load.engine == "vllm":  # first: /v1 text routes go to vLLM nearly as they are
+        from llm_runtime.engines import vllm_routes
+
+        app.include_router(vllm_routes.router)
     # Before the core routers: media-aware fronts of /generate, /ws and chat, media routes, UI.
     app.include_router(routes_media.router)
     app.include_router(routes_media.ws_router)
@@ -94,6 +98,9 @@ def _public_routes(app: FastAPI) -> None:
     @app.get("/metrics")
     async def metrics(request: Request) -> PlainTextResponse:
         text = request.app.state.metrics.render()
+        engine_metrics = getattr(host_of(request).handler, "engine_metrics", None)
+        if engine_metrics is not None:  # the engine's own metrics (vLLM: `vllm:` names)
+            text = text.rstrip("\n") + "\n" + await engine_metrics()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

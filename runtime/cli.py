@@ -67,12 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated origins allowed to call the API from a browser (or ${CORS_ENV}); "
         "default: none (CORS off)",
     )
+    serve.add_argument(
+        "--engine",
+        choices=["auto", "transformers", "vllm"],
+        default="auto",
+        help="what generates: auto takes model_info.json's engine (transformers without one)",
+    )
     serve.add_argument("--logs-dir", type=Path, default=Path("logs"))
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> ServeConfig:
+def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = None) -> ServeConfig:
     quantization = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
     return ServeConfig(
         model_dir=args.model,
@@ -94,8 +100,22 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             batch_window_ms=args.batch_window_ms,
             threads=args.threads,
             batching=args.batching,
+            engine=resolve_engine(args.model, args.engine),
+            engine_args=tuple(engine_args or ()),
+            logs_dir=args.logs_dir,
         ),
     )
+
+
+def resolve_engine(model_dir: Path, requested: str) -> str:
+    """--engine, else model_info.json's ``engine``, else transformers."""
+    if requested != "auto":
+        return requested
+    from llm_runtime.profile import read_model_info
+
+    found = read_model_info(model_dir) if model_dir.is_dir() else None
+    engine = (found[0].get("engine") if found else None) or "transformers"
+    return engine if engine in ("transformers", "vllm") else "transformers"
 
 
 def serve(config: ServeConfig) -> None:
@@ -128,9 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         from llm_runtime.training.cli import main as train
 
         raise SystemExit(train(argv[1:]))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if args.command == "serve":
-        serve(config_from_args(args))
+        config = config_from_args(args, [a for a in extra if a != "--"])
+        if extra and config.load.engine != "vllm":
+            parser.error(
+                f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)"
+            )
+        serve(config)
 
 
 def _positive(value: str) -> int:

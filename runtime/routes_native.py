@@ -52,6 +52,7 @@ async def info(request: Request) -> dict[str, Any]:
     return {
         "model_id": host.model_id,
         "family": description.family,
+        "engine": request.app.state.config.load.engine,
         "runtime_version": __version__,
         "device": description.device,
         "dtype": description.dtype,

@@ -79,7 +79,9 @@ class ModelHost:
         log.info("Loading model from %s", self.config.model_dir)
         try:
             self.profile = load_profile(self.config.model_dir)
-            handler = handler_class(self.profile.family)(metrics=self.metrics)
+            handler = handler_class(self.profile.family, self.config.load.engine)(
+                metrics=self.metrics
+            )
             settings = replace(self.config.load, trust_remote_code=self.profile.trust_remote_code)
             handler.load(profile=self.profile, settings=settings)
         except RuntimeServeError as exc:

@@ -26,6 +26,9 @@ class LoadSettings:
     threads: int | None = None
     batching: Literal["auto", "step", "generate"] = "auto"
     trust_remote_code: bool = False  # the model's own code (auto_map): only as install recorded
+    engine: Literal["transformers", "vllm"] = "transformers"
+    engine_args: tuple[str, ...] = ()  # passed through to the engine (vLLM's own flags)
+    logs_dir: Path | None = None  # where an engine's own log goes (vllm.log)
 
 
 @dataclass(frozen=True)

