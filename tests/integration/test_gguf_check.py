@@ -79,7 +79,7 @@ def test_unknown_quant_lists_the_available_ones(profile):
 def test_llama_cpp_is_built_in_a_wheel_stage_cpu_and_cuda(profile):
     assert (
         needs_compiler(profile)
-        and choose_flavour("cuda", needs_compiler(profile)).name == "cuda-devel"
+        and choose_flavour("cuda", needs_compiler(profile)).kind == "cuda-devel"
     )
     cpu, cuda = plan_image(profile, "base:cpu"), plan_image(profile, "base:cuda-devel", cuda=True)
     assert (
