@@ -143,7 +143,7 @@ class Gateway(BaseHTTPRequestHandler):
             return
         remote.settimeout(None)
         head = [f"{self.command} {path} HTTP/1.1", f"Host: {upstream.netloc}"]
-        head += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() != "host"]
+        head += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in self.replaced_headers()]
         remote.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         pump = threading.Thread(target=relay, args=(remote, self.connection), daemon=True)
         pump.start()
@@ -151,6 +151,14 @@ class Gateway(BaseHTTPRequestHandler):
         pump.join()
         remote.close()
         self.close_connection = True
+
+    def replaced_headers(self) -> set[str]:
+        """Headers the tunnel does not copy: Host (the model's own), and Origin when it is this
+        gateway's page (the model checks Origin against its Host; another origin is passed on
+        and refused there)."""
+        origin = self.headers.get("Origin")
+        own = origin and urlsplit(origin).netloc.lower() == (self.headers.get("Host") or "").lower()
+        return {"host", "origin"} if own else {"host"}
 
     def send_page(self) -> None:
         payload = UI_FILE.read_bytes() if UI_FILE.is_file() else b"<p>gateway_ui.html is missing beside gateway.py</p>"
