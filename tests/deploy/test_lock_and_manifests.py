@@ -42,7 +42,7 @@ def model_info(device: str, model_id: str = "test-org/tiny") -> dict:
         "model_id": model_id, "source": "hub", "revision": None, "sha": "c0ffee" * 6 + "abcd",
         "family": "text-generation", "installer_version": "0.1.0", "runtime_version": "0.1.0",
         "pip_freeze": ["transformers==4.56.0", "torch==2.13.0"], "device": device, "requires_gpu": device == "cuda",
-        "image": {"flavour": "cuda" if device == "cuda" else "cpu"}, "quantization": None,
+        "image": {"flavour": "cuda-cu130" if device == "cuda" else "cpu"}, "quantization": None,
         "memory": {"inference": [{"dtype": "bfloat16", "total_cpu_bytes": 3 * 2**30, "total_cuda_bytes": 2 * 2**30}]},
     }  # fmt: skip
 
