@@ -51,36 +51,16 @@ def generate_kwargs(sampling: SamplingParams, max_tokens: int) -> dict[str, Any]
     return kwargs
 
 
-class ThreadedTextStream(TextStream):
-    """Runs `run(streamer, stopping_criteria)` on a thread and streams what it decodes."""
+class WorkerTextStream(TextStream):
+    """A TextStream fed by a worker thread: text pieces, an error, then _END, through a queue
+    on the event loop. Subclasses start the thread and set ``_result`` before ``_put(_END)``."""
 
-    def __init__(
-        self,
-        *,
-        tokenizer,
-        slot: GenerationSlot,
-        run: Callable[[Any, Any], Any],
-        prompt_tokens: int,
-        stop: tuple[str, ...] = (),
-        max_tokens: int,
-        skip_prompt: bool = False,
-    ) -> None:
-        from transformers import TextIteratorStreamer
-
+    def _open_queue(self) -> None:
+        """Call on the event loop, before the worker starts."""
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
-        self._stop, self._text, self._tokens = stop, "", 0
-        self._max_tokens, self._stop_hit = max_tokens, False
-        self._prompt_tokens, self._started = prompt_tokens, time.perf_counter()
-        self._first_token_s: float | None = None
         self._result: TextResult | None = None
-        self._streamer = TextIteratorStreamer(
-            tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True
-        )
-        self._counter = _TokenCounter(self)
-        slot.reserve()
-        threading.Thread(target=self._work, args=(slot, run), daemon=True).start()
 
     @property
     def reasoning(self) -> bool:
@@ -104,6 +84,42 @@ class ThreadedTextStream(TextStream):
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def _put(self, item: Any) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def _end(self) -> None:
+        """The stream is over: after ``_result`` is set."""
+        self._put(_END)
+
+
+class ThreadedTextStream(WorkerTextStream):
+    """Runs `run(streamer, stopping_criteria)` on a thread and streams what it decodes."""
+
+    def __init__(
+        self,
+        *,
+        tokenizer,
+        slot: GenerationSlot,
+        run: Callable[[Any, Any], Any],
+        prompt_tokens: int,
+        stop: tuple[str, ...] = (),
+        max_tokens: int,
+        skip_prompt: bool = False,
+    ) -> None:
+        from transformers import TextIteratorStreamer
+
+        self._open_queue()
+        self._stop, self._text, self._tokens = stop, "", 0
+        self._max_tokens, self._stop_hit = max_tokens, False
+        self._prompt_tokens, self._started = prompt_tokens, time.perf_counter()
+        self._first_token_s: float | None = None
+        self._streamer = TextIteratorStreamer(
+            tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True
+        )
+        self._counter = _TokenCounter(self)
+        slot.reserve()
+        threading.Thread(target=self._work, args=(slot, run), daemon=True).start()
 
     def _work(self, slot: GenerationSlot, run) -> None:
         try:
@@ -159,9 +175,6 @@ class ThreadedTextStream(TextStream):
         if self._cancelled.is_set():
             return "cancelled"
         return "length" if self._tokens >= self._max_tokens else "stop"
-
-    def _put(self, item: Any) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
 
 class _TokenCounter:

@@ -8,26 +8,23 @@ One generation runs at a time (a llama context is not thread-safe); more wait in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from llm_runtime.errors import InvalidRequest, ModelLoadError, RuntimeServeError
+from llm_runtime.errors import InvalidRequest, ModelLoadError, RuntimeServeError, internal_error
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import GenerateBody
 from llm_runtime.text_formats import native_result
-from llm_runtime.threaded_stream import GenerationSlot
+from llm_runtime.threaded_stream import GenerationSlot, WorkerTextStream
 from llm_runtime.values import (
     Capabilities,
     FinishReason,
     LoadSettings,
     ModelDescription,
-    TextDelta,
     TextRequest,
     TextResult,
     Usage,
@@ -38,7 +35,6 @@ log = logging.getLogger("llm_runtime")
 DEFAULT_MAX_TOKENS = 512
 MAX_DEFAULT_CONTEXT = 4096  # the context check's memory estimate assumes
 PROJECTOR_MARKER = "mmproj"
-_END = object()
 
 
 def model_file(profile: ModelProfile) -> Path:
@@ -170,7 +166,7 @@ class GgufHandler(Handler, TextGeneration):
             ) from exc
 
 
-class LlamaStream(TextStream):
+class LlamaStream(WorkerTextStream):
     """One llama.cpp completion on a worker thread, its text handed to the event loop."""
 
     def __init__(
@@ -182,37 +178,11 @@ class LlamaStream(TextStream):
             prompt,
             max_tokens,
         )
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._cancelled = threading.Event()
+        self._open_queue()
         self._text, self._sampled, self._finish = "", 0, "stop"
         self._started, self._first_token_s = time.perf_counter(), None
-        self._result: TextResult | None = None
         handler.slot.reserve()
         threading.Thread(target=self._work, daemon=True).start()
-
-    @property
-    def reasoning(self) -> bool:
-        return False
-
-    async def __aiter__(self) -> AsyncIterator[TextDelta]:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                self._queue.put_nowait(_END)  # result() may wait too
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield TextDelta(item)
-
-    async def result(self) -> TextResult:
-        async for _ in self:
-            pass
-        assert self._result is not None
-        return self._result
-
-    def cancel(self) -> None:
-        self._cancelled.set()
 
     def _work(self) -> None:
         slot = self._handler.slot
@@ -222,7 +192,7 @@ class LlamaStream(TextStream):
         except RuntimeServeError as exc:
             self._put(exc)
         except Exception as exc:
-            self._put(RuntimeServeError(f"Generation failed: {type(exc).__name__}: {exc}"))
+            self._put(internal_error(exc, "Generation failed"))
         finally:
             slot.release()
             self._done()
@@ -268,10 +238,7 @@ class LlamaStream(TextStream):
             usage=Usage(len(self._prompt), tokens, answer_tokens=tokens),
             time_to_first_token_s=self._first_token_s,
         )
-        self._put(_END)
-
-    def _put(self, item: Any) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        self._end()
 
 
 def _trained_context(metadata: dict[str, str]) -> int:
