@@ -53,7 +53,9 @@ def find_route(model: str) -> dict | None:
 
 def route_path(route: dict) -> str:
     """Where a model's own UI and endpoints are on the gateway: /m/<its first alias>/."""
-    return f"{MODEL_PREFIX}{quote(route['aliases'][0] if route['aliases'] else route['id'], safe='')}/"
+    return (
+        f"{MODEL_PREFIX}{quote(route['aliases'][0] if route['aliases'] else route['id'], safe='')}/"
+    )
 
 
 def split_model_path(path: str) -> tuple[str, str] | None:
@@ -80,12 +82,23 @@ class Gateway(BaseHTTPRequestHandler):
             self.send_page()
         elif path == "/health":
             routes = [{"id": r["id"], "path": route_path(r)} for r in ROUTES]
-            self.send_json(200, {"status": "ok", "models": [r["id"] for r in ROUTES], "routes": routes})
+            self.send_json(
+                200, {"status": "ok", "models": [r["id"] for r in ROUTES], "routes": routes}
+            )
         elif path == "/v1/models":
             if self.authorized():
-                self.send_json(200, {"object": "list", "data": [self.model_card(r) for r in ROUTES]})
+                self.send_json(
+                    200, {"object": "list", "data": [self.model_card(r) for r in ROUTES]}
+                )
         else:
-            self.send_json(404, error_body(f"No route {path} on the gateway. {self.usage()}", "invalid_request_error", "not_found"))
+            self.send_json(
+                404,
+                error_body(
+                    f"No route {path} on the gateway. {self.usage()}",
+                    "invalid_request_error",
+                    "not_found",
+                ),
+            )
 
     def do_POST(self) -> None:
         if self.to_model():
@@ -100,7 +113,9 @@ class Gateway(BaseHTTPRequestHandler):
         if route is None:
             available = ", ".join(r["id"] for r in ROUTES)
             message = f"The model {model!r} is not in this stack. Available models: {available}."
-            self.send_json(404, error_body(message, "invalid_request_error", "model_not_found", "model"))
+            self.send_json(
+                404, error_body(message, "invalid_request_error", "model_not_found", "model")
+            )
             return
         self.forward(route, body)
 
@@ -112,7 +127,7 @@ class Gateway(BaseHTTPRequestHandler):
             model = None
         if isinstance(model, str) and model:
             return model
-        message = f"The gateway needs a JSON body with a \"model\" field. {self.usage()}"
+        message = f'The gateway needs a JSON body with a "model" field. {self.usage()}'
         self.send_json(400, error_body(message, "invalid_request_error", "model_required", "model"))
         return None
 
@@ -125,11 +140,22 @@ class Gateway(BaseHTTPRequestHandler):
         route = find_route(name)
         if route is None:
             available = ", ".join(route_path(r) for r in ROUTES)
-            self.send_json(404, error_body(f"No model {name!r} in this stack: {available}.", "invalid_request_error", "model_not_found"))
+            self.send_json(
+                404,
+                error_body(
+                    f"No model {name!r} in this stack: {available}.",
+                    "invalid_request_error",
+                    "model_not_found",
+                ),
+            )
         elif self.headers.get("Upgrade", "").lower() == "websocket":
             self.tunnel(route, path)
         else:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else None
+            body = (
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST"
+                else None
+            )
             self.forward(route, body, path=path)
         return True
 
@@ -139,11 +165,20 @@ class Gateway(BaseHTTPRequestHandler):
         try:
             remote = socket.create_connection((upstream.hostname, upstream.port), timeout=10)
         except OSError as exc:
-            self.send_json(503, error_body(f"The model {route['id']} does not answer yet ({exc}).", "server_error", "model_unavailable"))
+            self.send_json(
+                503,
+                error_body(
+                    f"The model {route['id']} does not answer yet ({exc}).",
+                    "server_error",
+                    "model_unavailable",
+                ),
+            )
             return
         remote.settimeout(None)
         head = [f"{self.command} {path} HTTP/1.1", f"Host: {upstream.netloc}"]
-        head += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in self.replaced_headers()]
+        head += [
+            f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in self.replaced_headers()
+        ]
         remote.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         pump = threading.Thread(target=relay, args=(remote, self.connection), daemon=True)
         pump.start()
@@ -161,7 +196,11 @@ class Gateway(BaseHTTPRequestHandler):
         return {"host", "origin"} if own else {"host"}
 
     def send_page(self) -> None:
-        payload = UI_FILE.read_bytes() if UI_FILE.is_file() else b"<p>gateway_ui.html is missing beside gateway.py</p>"
+        payload = (
+            UI_FILE.read_bytes()
+            if UI_FILE.is_file()
+            else b"<p>gateway_ui.html is missing beside gateway.py</p>"
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -172,7 +211,9 @@ class Gateway(BaseHTTPRequestHandler):
     def forward(self, route: dict, body: bytes | None, *, path: str | None = None) -> None:
         """Send the request to the model's service; copy the answer back, streamed as it comes."""
         upstream = urlsplit(route["url"])
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=UPSTREAM_TIMEOUT_S)
+        connection = http.client.HTTPConnection(
+            upstream.hostname, upstream.port, timeout=UPSTREAM_TIMEOUT_S
+        )
         headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
             connection.request(self.command, path or self.path, body=body, headers=headers)
@@ -201,12 +242,18 @@ class Gateway(BaseHTTPRequestHandler):
 
     @staticmethod
     def model_card(route: dict) -> dict:
-        return {"id": route["id"], "object": "model", "created": STARTED_AT, "owned_by": "llm-installer"}
+        return {
+            "id": route["id"],
+            "object": "model",
+            "created": STARTED_AT,
+            "owned_by": "llm-installer",
+        }
 
     @staticmethod
     def usage() -> str:
-        return "It serves GET /v1/models and POST /v1/... with a JSON body naming one of: " + ", ".join(
-            r["id"] for r in ROUTES
+        return (
+            "It serves GET /v1/models and POST /v1/... with a JSON body naming one of: "
+            + ", ".join(r["id"] for r in ROUTES)
         )
 
     def send_json(self, status: int, data: dict) -> None:
@@ -231,7 +278,9 @@ def relay(source: socket.socket, target: socket.socket) -> None:
 
 
 def main() -> None:
-    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("LLM_GATEWAY_PORT", PORT))), Gateway)
+    server = ThreadingHTTPServer(
+        ("0.0.0.0", int(os.environ.get("LLM_GATEWAY_PORT", PORT))), Gateway
+    )
     print(f"gateway on :{server.server_port} for {', '.join(r['id'] for r in ROUTES)}", flush=True)
     server.serve_forever()
 

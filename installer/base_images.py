@@ -120,7 +120,9 @@ class CudaChoice:
 @cache
 def base_table() -> dict:
     """base-images/table.json, or the table LLM_INSTALLER_BASE_TABLE names (your own OS images)."""
-    return json.loads(Path(os.environ.get("LLM_INSTALLER_BASE_TABLE") or BASE_DIR / "table.json").read_text())
+    return json.loads(
+        Path(os.environ.get("LLM_INSTALLER_BASE_TABLE") or BASE_DIR / "table.json").read_text()
+    )
 
 
 def flavours() -> dict[str, Flavour]:

@@ -24,7 +24,15 @@ log = logging.getLogger(__name__)
 CONTAINER_DIR = "/etc/llm-installer"
 CA_CANDIDATES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 DEFAULT_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-CARRIED_KEYS = ("index-url", "extra-index-url", "find-links", "trusted-host", "timeout", "default-timeout", "retries")
+CARRIED_KEYS = (
+    "index-url",
+    "extra-index-url",
+    "find-links",
+    "trusted-host",
+    "timeout",
+    "default-timeout",
+    "retries",
+)
 PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 CONFIG_LINE = re.compile(r"^(?:[\w:-]*)\.([\w-]+)='(.*)'$")
 
@@ -48,7 +56,11 @@ def host_pip_settings() -> PipSettings:
     values = _pip_config_values()
     notes: list[str] = []
     index = _carryable_url(values.get("index-url", ""), notes)
-    extras = tuple(u for u in (_carryable_url(x, notes) for x in values.get("extra-index-url", "").split()) if u)
+    extras = tuple(
+        u
+        for u in (_carryable_url(x, notes) for x in values.get("extra-index-url", "").split())
+        if u
+    )
     return PipSettings(
         index_url=index,
         extra_index_urls=extras,
@@ -65,7 +77,11 @@ def _pip_config_values() -> dict[str, str]:
     """Effective pip settings; later sources (env) win, as in pip itself."""
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60, check=False
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
@@ -86,7 +102,9 @@ def _carryable_url(url: str, notes: list[str]) -> str | None:
         notes.append(f"index {url} is local to this host and is not carried into builds")
         return None
     if parts.username or parts.password:
-        notes.append(f"credentials were stripped from index {parts.hostname}: images must not hold secrets")
+        notes.append(
+            f"credentials were stripped from index {parts.hostname}: images must not hold secrets"
+        )
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
@@ -103,7 +121,11 @@ def proxy_build_args() -> dict[str, str]:
 
 
 def write_buildenv(
-    settings: PipSettings, context: Path, *, wheels: tuple[str, ...] = (), wheel_files: tuple[Path, ...] = ()
+    settings: PipSettings,
+    context: Path,
+    *,
+    wheels: tuple[str, ...] = (),
+    wheel_files: tuple[Path, ...] = (),
 ) -> Path:
     """Write ``buildenv/`` into a build context: pip.conf, the CA bundle, and matching wheels.
 
@@ -140,7 +162,9 @@ def local_wheels(settings: PipSettings, packages: tuple[str, ...]) -> list[Path]
     for link in settings.find_links:
         folder = Path(link.removeprefix("file://"))
         if folder.is_dir():
-            found += [f for f in sorted(folder.iterdir()) if _normalise(f.name.split("-")[0]) in wanted]
+            found += [
+                f for f in sorted(folder.iterdir()) if _normalise(f.name.split("-")[0]) in wanted
+            ]
     return found
 
 
@@ -195,7 +219,13 @@ def compile_settings(
 
 def arch_list(hardware: dict) -> str:
     """The host GPUs' compute capabilities, newest with +PTX (so a newer GPU can still JIT)."""
-    found = sorted({tuple(g["compute_capability"]) for g in hardware.get("gpus") or () if g.get("compute_capability")})
+    found = sorted(
+        {
+            tuple(g["compute_capability"])
+            for g in hardware.get("gpus") or ()
+            if g.get("compute_capability")
+        }
+    )
     if not found:
         return "8.0;8.6;9.0+PTX"  # no GPU seen: Ampere and Hopper, PTX for newer
     names = [f"{major}.{minor}" for major, minor in found]

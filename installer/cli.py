@@ -28,9 +28,7 @@ app = typer.Typer(
 )
 log = logging.getLogger("llm_installer")
 UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: a bug of ours
-UNEXPECTED_HINT = (
-    "This is a bug: the traceback is in installer.log (logs_dir); LLM_INSTALLER_DEBUG=1 prints it here."
-)
+UNEXPECTED_HINT = "This is a bug: the traceback is in installer.log (logs_dir); LLM_INSTALLER_DEBUG=1 prints it here."
 
 
 def _version(value: bool) -> None:
@@ -89,7 +87,9 @@ def check(
     revision: RevisionOpt = None,
     json: JsonOpt = False,
     config: ConfigOpt = None,
-    base: Annotated[str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder).")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder).")
+    ] = None,
 ) -> None:
     """Check a model's family, requirements and whether this machine can run it (no weights)."""
     from llm_installer.check import run_check
@@ -106,25 +106,53 @@ def check(
 def install(
     model: ModelArg,
     revision: RevisionOpt = None,
-    quantization: Annotated[str | None, typer.Option(help="4bit or 8bit (bitsandbytes, CUDA only).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")] = None,
-    base_image: Annotated[str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes: reinstall, make local weights readable, build the base offline.")] = False,
+    quantization: Annotated[
+        str | None, typer.Option(help="4bit or 8bit (bitsandbytes, CUDA only).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cuda or cpu (default: config default_device).")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda-devel, or an image tag.")
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Answer yes: reinstall, make local weights readable, build the base offline.",
+        ),
+    ] = False,
     trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow the repo's own Python code (auto_map).")
+        bool,
+        typer.Option("--trust-remote-code", help="Allow the repo's own Python code (auto_map)."),
     ] = False,
     rootfs: Annotated[
-        bool, typer.Option("--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline.")
+        bool,
+        typer.Option(
+            "--rootfs", envvar="LLM_INSTALLER_ROOTFS", help="Make a missing base image offline."
+        ),
     ] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dependency layer from scratch.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Rebuild the dependency layer from scratch.")
+    ] = False,
     base: Annotated[
-        str | None, typer.Option(help="A PEFT adapter's base model (Hub id or folder); default: its adapter_config.json.")
+        str | None,
+        typer.Option(
+            help="A PEFT adapter's base model (Hub id or folder); default: its adapter_config.json."
+        ),
     ] = None,
     quant: Annotated[
-        str | None, typer.Option(help="A GGUF repo's quantization, e.g. Q4_K_M; default: the largest that fits.")
+        str | None,
+        typer.Option(
+            help="A GGUF repo's quantization, e.g. Q4_K_M; default: the largest that fits."
+        ),
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="auto, vllm or transformers: what generates (auto: vLLM where it serves the model).")
+        str,
+        typer.Option(
+            help="auto, vllm or transformers: what generates (auto: vLLM where it serves the model)."
+        ),
     ] = "auto",
     config: ConfigOpt = None,
 ) -> None:
@@ -156,9 +184,18 @@ app.add_typer(base_app, name="base")
 
 @base_app.command("build")
 def base_build(
-    flavour: Annotated[str, typer.Argument(help="cpu, cuda or cuda-devel (the CUDA line for this host's driver and GPUs), or a row of base-images/table.json.")] = "cpu",
-    rootfs: Annotated[bool, typer.Option("--rootfs", help="Make the OS layer with debootstrap: no registry.")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even when the image exists.")] = False,
+    flavour: Annotated[
+        str,
+        typer.Argument(
+            help="cpu, cuda or cuda-devel (the CUDA line for this host's driver and GPUs), or a row of base-images/table.json."
+        ),
+    ] = "cpu",
+    rootfs: Annotated[
+        bool, typer.Option("--rootfs", help="Make the OS layer with debootstrap: no registry.")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Build even when the image exists.")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Build a base image from the table: cpu, cuda or cuda-devel."""
@@ -170,7 +207,9 @@ def base_build(
         row = find_flavour(flavour)
         client = connect()
         log_path = settings.logs_path / "base-images.log"
-        built = ensure_base_image(client, row, rootfs=rootfs, console=output.out, log_path=log_path, rebuild=rebuild)
+        built = ensure_base_image(
+            client, row, rootfs=rootfs, console=output.out, log_path=log_path, rebuild=rebuild
+        )
         tag = built if isinstance(built, str) else built.tag
         output.info(f"Base image ready: [bold]{tag}[/] (build log: {log_path})")
 
@@ -185,7 +224,13 @@ def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
         rows = [
-            [m["name"], m["family"], m["image"], m["status"] + (f"\n{m['url']}" if m.get("url") else ""), m["size"]]
+            [
+                m["name"],
+                m["family"],
+                m["image"],
+                m["status"] + (f"\n{m['url']}" if m.get("url") else ""),
+                m["size"],
+            ]
             for m in models
         ]
         columns = ["Folder", "Family", "Image", "Status", "Size"]

@@ -34,7 +34,11 @@ DTYPE_PREFERENCE = {
     "cpu": ("fp32", "bf16", "fp16"),
 }
 DEVICE_PREFERENCE = ("cuda", "mps", "cpu")
-TRAINING_DEVICES = {"lora": ("cuda", "mps", "cpu"), "qlora": ("cuda",), "full": ("cuda", "mps", "cpu")}
+TRAINING_DEVICES = {
+    "lora": ("cuda", "mps", "cpu"),
+    "qlora": ("cuda",),
+    "full": ("cuda", "mps", "cpu"),
+}
 TRAINING_LABELS = {"lora": "LoRA", "qlora": "QLoRA", "full": "Full"}
 
 REQUIRES_QUANTIZATION = "Requires quantization"
@@ -167,7 +171,9 @@ def supports(hardware: Hardware, device: str, dtype: str) -> bool:
     needed = MIN_CAPABILITY.get(dtype)
     if device != "cuda" or needed is None:
         return True
-    return all(g.compute_capability is None or g.compute_capability >= needed for g in hardware.gpus)
+    return all(
+        g.compute_capability is None or g.compute_capability >= needed for g in hardware.gpus
+    )
 
 
 def fits_on(hardware: Hardware, device: str, memory: int) -> Fit:
@@ -196,16 +202,26 @@ def _fallback_device(hardware: Hardware, dtype: str) -> str:
 # ---------------------------------------------------------------------------- inference
 
 
-def inference_rows(estimates: Sequence[InferenceEstimate], hardware: Hardware) -> tuple[CompatRow, ...]:
+def inference_rows(
+    estimates: Sequence[InferenceEstimate], hardware: Hardware
+) -> tuple[CompatRow, ...]:
     fits = {e.dtype: best_fit(hardware, e.dtype, e.total_for) for e in estimates}
     unquantized_fits = any(fit for dtype, fit in fits.items() if dtype not in QUANTIZED)
     return tuple(_row(e, fits[e.dtype], hardware, unquantized_fits) for e in estimates)
 
 
-def _row(estimate: InferenceEstimate, fit: Fit | None, hardware: Hardware, unquantized_fits: bool) -> CompatRow:
+def _row(
+    estimate: InferenceEstimate, fit: Fit | None, hardware: Hardware, unquantized_fits: bool
+) -> CompatRow:
     if fit is None:
         device = _fallback_device(hardware, estimate.dtype)
-        return CompatRow(estimate.dtype, estimate.total_for(device), False, "-", _why_not(estimate.dtype, hardware))
+        return CompatRow(
+            estimate.dtype,
+            estimate.total_for(device),
+            False,
+            "-",
+            _why_not(estimate.dtype, hardware),
+        )
     notes = []
     if estimate.dtype in QUANTIZED and not unquantized_fits:
         notes.append(REQUIRES_QUANTIZATION)
@@ -229,7 +245,9 @@ def training_row(estimate: TrainingEstimate, hardware: Hardware) -> TrainingRow:
     """CPU ✓/✗, GPU ✓/✗ and the device for one method; QLoRA only on CUDA."""
     allowed = TRAINING_DEVICES[estimate.method]
     accelerator = next((d for d in devices(hardware) if d in ACCELERATORS and d in allowed), None)
-    gpu_fit = fits_on(hardware, accelerator, estimate.total_for(accelerator)) if accelerator else None
+    gpu_fit = (
+        fits_on(hardware, accelerator, estimate.total_for(accelerator)) if accelerator else None
+    )
     cpu_fit = fits_on(hardware, "cpu", estimate.total_for("cpu")) if "cpu" in allowed else None
     chosen = next((f for f in (gpu_fit, cpu_fit) if f is not None and f.fits), None)
     quoted = chosen or gpu_fit or cpu_fit
@@ -257,9 +275,15 @@ def check_disk(needed: int, hardware: Hardware, min_gb: float, warn_gb: float) -
     if left < 0:
         level, message = "insufficient", f"needs {_gb(needed)}, only {_gb(free)} free"
     elif left < min_gb * GiB:
-        level, message = "low", f"would leave {_gb(left)} free, below min_disk_space_gb ({min_gb:g} GB)"
+        level, message = (
+            "low",
+            f"would leave {_gb(left)} free, below min_disk_space_gb ({min_gb:g} GB)",
+        )
     elif left < warn_gb * GiB:
-        level, message = "warn", f"would leave {_gb(left)} free, below warn_disk_space_gb ({warn_gb:g} GB)"
+        level, message = (
+            "warn",
+            f"would leave {_gb(left)} free, below warn_disk_space_gb ({warn_gb:g} GB)",
+        )
     else:
         level, message = "ok", f"{_gb(free)} free, {_gb(needed)} needed"
     return DiskCheck(needed, free, hardware.disk_path, level, message)
@@ -275,7 +299,11 @@ def recommended(rows: Sequence[CompatRow]) -> CompatRow | None:
 
     def rank(row: CompatRow) -> tuple[int, int, int]:
         order = DTYPE_PREFERENCE[row.device]
-        return (CLOSE_NOTE in row.notes, DEVICE_PREFERENCE.index(row.device), order.index(row.dtype))
+        return (
+            CLOSE_NOTE in row.notes,
+            DEVICE_PREFERENCE.index(row.device),
+            order.index(row.dtype),
+        )
 
     return min(runnable, key=rank, default=None)
 
@@ -284,9 +312,13 @@ def verdict(rows: Sequence[CompatRow], disk: DiskCheck, hardware: Hardware) -> V
     """compatible / limited / incompatible, with the recommended dtype and device."""
     best = recommended(rows)
     if best is None:
-        return Verdict("incompatible", None, None, "the model fits neither in VRAM nor in RAM in any dtype")
+        return Verdict(
+            "incompatible", None, None, "the model fits neither in VRAM nor in RAM in any dtype"
+        )
     if not disk.ok:
-        return Verdict("incompatible", best.dtype, best.device, f"not enough disk space: {disk.message}")
+        return Verdict(
+            "incompatible", best.dtype, best.device, f"not enough disk space: {disk.message}"
+        )
     limits = _limitations(best, disk, hardware)
     if limits:
         return Verdict("limited", best.dtype, best.device, "; ".join(limits))

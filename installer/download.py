@@ -46,16 +46,26 @@ class DownloadPlan:
 def plan_download(profile: dict[str, Any], weights: list[str] | None = None) -> DownloadPlan:
     """Every non-weight file, plus the ONE weight set check chose (no duplicate formats), or
     ``weights``: the files of one GGUF quantization (and its split parts)."""
-    chosen = set(weights) if weights is not None else {f["path"] for f in profile["files"]["weight_files"]}
+    chosen = (
+        set(weights)
+        if weights is not None
+        else {f["path"] for f in profile["files"]["weight_files"]}
+    )
     files = tuple(
         (f["path"], f["size"])
         for f in profile["files"]["all"]
         if f["path"] in chosen or not is_weight_path(f["path"])
     )
-    return DownloadPlan(model_id=profile["model_id"], revision=profile.get("sha") or profile.get("revision"), files=files)
+    return DownloadPlan(
+        model_id=profile["model_id"],
+        revision=profile.get("sha") or profile.get("revision"),
+        files=files,
+    )
 
 
-def download(plan: DownloadPlan, target: Path, *, token: str | None, workers: int, console: Console) -> None:
+def download(
+    plan: DownloadPlan, target: Path, *, token: str | None, workers: int, console: Console
+) -> None:
     """``snapshot_download`` of ``plan`` into ``target`` (no symlinks), with retries and progress."""
     from huggingface_hub import snapshot_download
 
@@ -64,7 +74,10 @@ def download(plan: DownloadPlan, target: Path, *, token: str | None, workers: in
     target.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, RETRIES + 1):
         try:
-            with hub_errors_as_messages(plan.model_id, plan.revision, token), _watch(plan, target, console):
+            with (
+                hub_errors_as_messages(plan.model_id, plan.revision, token),
+                _watch(plan, target, console),
+            ):
                 snapshot_download(
                     plan.model_id, revision=plan.revision, local_dir=target, token=token,
                     allow_patterns=[path for path, _ in plan.files], max_workers=workers,

@@ -35,7 +35,13 @@ from llm_installer.weights import WeightSet, choose_weights, is_weight_path
 
 ENVIRONMENT_BYTES = 3 * GiB
 INFERENCE_DTYPES = ("fp32", "fp16", "bf16", "int8", "int4")
-TRAINING_ROWS = (("lora", "fp16"), ("lora", "fp32"), ("qlora", "int4"), ("full", "fp16"), ("full", "fp32"))
+TRAINING_ROWS = (
+    ("lora", "fp16"),
+    ("lora", "fp32"),
+    ("qlora", "int4"),
+    ("full", "fp16"),
+    ("full", "fp32"),
+)
 
 # The seed's rule: weight file size × coefficient, per dtype.
 SEED_COEFFICIENTS = {"fp32": 2.0, "fp16": 1.5, "bf16": 1.5, "int8": 1.3, "int4": 1.2}
@@ -88,7 +94,9 @@ def estimate(source: ModelSource, *, context_length: int | None = None) -> Estim
         shape=shape,
         moe=moe_counts(params.total, shape),
         context_length=context,
-        inference=tuple(estimate_inference(params.total, shape, d, context) for d in INFERENCE_DTYPES),
+        inference=tuple(
+            estimate_inference(params.total, shape, d, context) for d in INFERENCE_DTYPES
+        ),
         training=tuple(estimate_training(params.total, shape, m, d) for m, d in TRAINING_ROWS),
         disk=estimate_disk(source, weights),
         seed_rule=seed_rule_estimate(seed_weight_bytes(source)),

@@ -93,14 +93,20 @@ def wheel_builds(packages: tuple[str, ...], *, cuda: bool) -> list[dict[str, str
     """The wheel stages ``packages`` need: package name and its CMAKE_ARGS for this flavour."""
     flavour = "cuda" if cuda else "cpu"
     return [
-        {"package": p, "spec": f"{p}=={WHEEL_BUILDS[p]['version']}", "cmake_args": WHEEL_BUILDS[p][flavour]}
+        {
+            "package": p,
+            "spec": f"{p}=={WHEEL_BUILDS[p]['version']}",
+            "cmake_args": WHEEL_BUILDS[p][flavour],
+        }
         for p in packages
         if p in WHEEL_BUILDS
     ]
 
 
 def render(template: str, **values: Any) -> str:
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True
+    )
     return environment.get_template(template).render(**values)
 
 
@@ -127,7 +133,13 @@ def cuda_kernels(profile: dict[str, Any]) -> tuple[str, ...]:
     They only speed a model up (transformers has a pure-torch path), so CPU images leave them out
     and CUDA images try them in a step of their own whose failure is a note, not a failed build.
     """
-    return tuple(sorted(item for item in profile["requirements"].get("architecture", ()) if COMPILED_NOTE.search(item)))
+    return tuple(
+        sorted(
+            item
+            for item in profile["requirements"].get("architecture", ())
+            if COMPILED_NOTE.search(item)
+        )
+    )
 
 
 def model_tag(model_id: str, revision: str | None) -> str:
@@ -149,7 +161,9 @@ def plan_image(
     kernels = cuda_kernels(profile) if cuda else ()
     builds = [f"{b['spec']} {b['cmake_args']}" for b in wheel_builds(packages, cuda=cuda)]
     wanted = " ".join((*packages, *kernels, *builds))
-    digest = hashlib.sha256(f"{base_image}\n{constraints_text()}\n{wanted}{archs}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(
+        f"{base_image}\n{constraints_text()}\n{wanted}{archs}".encode()
+    ).hexdigest()[:12]
     return ImagePlan(
         base_image=base_image,
         packages=packages,
@@ -165,9 +179,15 @@ def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool) -> Image
     from llm_installer.engines import vllm_build
 
     build = vllm_build("cuda" if cuda else "cpu")
-    packages = tuple(sorted({*dependency_set(profile, cuda=cuda), build.requirement} - {"bitsandbytes"}))
+    packages = tuple(
+        sorted({*dependency_set(profile, cuda=cuda), build.requirement} - {"bitsandbytes"})
+    )
     constraints, remove, apt = build.constraints, build.without, build.apt
-    text = f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}" + "".join(f"\n-{p}" for p in remove) + "".join(f"\napt:{p}" for p in apt)
+    text = (
+        f"{base_image}\n{constraints_text(constraints)}\n{' '.join(packages)}"
+        + "".join(f"\n-{p}" for p in remove)
+        + "".join(f"\napt:{p}" for p in apt)
+    )
     return ImagePlan(
         base_image=base_image,
         packages=packages,
@@ -186,7 +206,12 @@ def constraints_text(name: str = "constraints.txt") -> str:
 
 
 def ensure_deps_image(
-    client: docker.DockerClient, plan: ImagePlan, *, console: Console, log_path: Path, nocache: bool = False
+    client: docker.DockerClient,
+    plan: ImagePlan,
+    *,
+    console: Console,
+    log_path: Path,
+    nocache: bool = False,
 ) -> str:
     """Build the dependency image unless an identical one exists already (``nocache``: rebuild)."""
     if image_exists(client, plan.deps_tag) and not nocache:
@@ -221,7 +246,13 @@ def render_model_dockerfile(profile: dict[str, Any], plan: ImagePlan, freeze: st
 
 
 def build_model_image(
-    client: docker.DockerClient, dockerfile: str, model_info: dict[str, Any], tag: str, *, console: Console, log_path: Path
+    client: docker.DockerClient,
+    dockerfile: str,
+    model_info: dict[str, Any],
+    tag: str,
+    *,
+    console: Console,
+    log_path: Path,
 ) -> BuiltImage:
     """Build the model image from a context of the runtime package and model_info.json only."""
     with tempfile.TemporaryDirectory(prefix="llm-model-") as workdir:
@@ -232,4 +263,6 @@ def build_model_image(
             Path(llm_runtime.__file__).parent, context / "llm_runtime",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )  # fmt: skip
-        return build_image(client, context, tag, log_path=log_path, console=console, title="Model image")
+        return build_image(
+            client, context, tag, log_path=log_path, console=console, title="Model image"
+        )

@@ -48,7 +48,9 @@ class InstallCancelled(InstallerError):
 
 class UnreadableWeightsError(InstallerError):
     exit_code = 27
-    hint = "Make the files readable to all (chmod -R a+rX on the folder), or install a copy you own."
+    hint = (
+        "Make the files readable to all (chmod -R a+rX on the folder), or install a copy you own."
+    )
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class InstallOptions:
     engine: str = "auto"  # auto | vllm | transformers (llm_installer.engines)
 
 
-def install_model(model: str, options: InstallOptions, settings: Settings, output: Output) -> dict[str, Any]:
+def install_model(
+    model: str, options: InstallOptions, settings: Settings, output: Output
+) -> dict[str, Any]:
     """Install ``model``; returns the written model_info."""
     profile = reuse_or_check(model, options.revision, settings, output, base=options.base)
     if "adapter" in profile:
@@ -75,7 +79,10 @@ def install_model(model: str, options: InstallOptions, settings: Settings, outpu
         return install_adapter(profile, options, settings, output)
     refuse_unservable(profile)
     profile = with_quantization(profile, options.quant, output)
-    profile = {**profile, "hardware": hardware_profile(settings.models_path)}  # now, not the saved check's
+    profile = {
+        **profile,
+        "hardware": hardware_profile(settings.models_path),
+    }  # now, not the saved check's
     refuse_if_unusable(profile, options, output)
     device = choose_device(profile, options, settings)
     if profile["source"] == "local":  # before any folder is made: a refusal leaves nothing behind
@@ -97,9 +104,16 @@ def reuse_or_check(
     saved = settings.logs_path / "checks" / f"{check_file_stem(_model_id_guess(model))}.json"
     profile = _saved_check(saved)
     if profile:
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(profile.get("checked_at", "1970-01-01T00:00:00+00:00"))
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(
+            profile.get("checked_at", "1970-01-01T00:00:00+00:00")
+        )
         same_base = base is None or (profile.get("base_model") or {}).get("reference") == base
-        if age < CHECK_MAX_AGE and profile.get("revision") == revision and profile.get("source") == _source_kind(model) and same_base:
+        if (
+            age < CHECK_MAX_AGE
+            and profile.get("revision") == revision
+            and profile.get("source") == _source_kind(model)
+            and same_base
+        ):
             output.info(f"Using the check from {saved} ({int(age.total_seconds() // 60)} min old).")
             return profile
     return run_check(model, revision=revision, settings=settings, output=output, base=base).profile
@@ -141,17 +155,30 @@ def with_quantization(profile: dict[str, Any], quant: str | None, output: Output
     """A GGUF repo with the one quantization to install: its files are the weights to fetch."""
     if profile["family"] != "gguf":
         if quant:
-            raise InstallerError(f"--quant picks a GGUF file; {profile['model_id']} is a {profile['family']} model.", hint="Drop --quant.")
+            raise InstallerError(
+                f"--quant picks a GGUF file; {profile['model_id']} is a {profile['family']} model.",
+                hint="Drop --quant.",
+            )
         return profile
     from llm_installer.gguf_quants import choose_quantization
 
     row = choose_quantization(profile, quant)
     output.info(f"GGUF quantization {row['quantization']}: {', '.join(row['files'])}")
     if not row["fits"]:
-        output.warning(f"{row['quantization']} needs more memory than this machine has free; a smaller --quant may fit.")
+        output.warning(
+            f"{row['quantization']} needs more memory than this machine has free; a smaller --quant may fit."
+        )
     sizes = {f["path"]: f["size"] for f in profile["files"]["all"]}
-    files = {**profile["files"], "weight_files": [{"path": p, "size": sizes.get(p, 0)} for p in row["files"]]}
-    return {**profile, "files": files, "gguf_file": sorted(row["files"])[0], "gguf_quantization": row["quantization"]}
+    files = {
+        **profile["files"],
+        "weight_files": [{"path": p, "size": sizes.get(p, 0)} for p in row["files"]],
+    }
+    return {
+        **profile,
+        "files": files,
+        "gguf_file": sorted(row["files"])[0],
+        "gguf_quantization": row["quantization"],
+    }
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:
@@ -182,7 +209,11 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
         hardware = profile["hardware"]
         from llm_installer.base_images import cuda_choice_for
 
-        usable = hardware.get("gpus") and hardware.get("nvidia_runtime") and cuda_choice_for(hardware).flavour
+        usable = (
+            hardware.get("gpus")
+            and hardware.get("nvidia_runtime")
+            and cuda_choice_for(hardware).flavour
+        )
         device = "cuda" if usable else "cpu"
     if device == "mps":
         device = "cpu"  # the image is CPU; start.sh runs natively on macOS for MPS
@@ -198,9 +229,13 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
     return device
 
 
-def prepare_folder(paths: ModelPaths, options: InstallOptions, settings: Settings, output: Output) -> None:
+def prepare_folder(
+    paths: ModelPaths, options: InstallOptions, settings: Settings, output: Output
+) -> None:
     if paths.state == "complete":
-        if not options.yes and not typer.confirm(f"{paths.root} is already installed. Reinstall?", default=False):
+        if not options.yes and not typer.confirm(
+            f"{paths.root} is already installed. Reinstall?", default=False
+        ):
             raise InstallCancelled("Reinstall cancelled; the existing install is unchanged.")
         paths.clean_generated(keep_weights=True)
     elif paths.state == "incomplete":
@@ -266,7 +301,9 @@ def _clean(paths: ModelPaths, state: _State) -> None:
             log.warning("Could not remove %s: %s", state.created_tag, exc)
 
 
-def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings, output: Output) -> Path:
+def fetch_weights(
+    profile: dict[str, Any], paths: ModelPaths, settings: Settings, output: Output
+) -> Path:
     """Download a Hub model into model/; a local folder is used where it is (mounted read-only)."""
     from llm_installer.download import download, plan_download
 
@@ -277,7 +314,13 @@ def fetch_weights(profile: dict[str, Any], paths: ModelPaths, settings: Settings
     plan = plan_download(profile)
     check_disk(paths.root, plan.total_bytes + 3 * GiB)
     log.info("Downloading %d files (%d bytes)", len(plan.files), plan.total_bytes)
-    download(plan, paths.weights, token=settings.token, workers=settings.max_download_workers, console=output.out)
+    download(
+        plan,
+        paths.weights,
+        token=settings.token,
+        workers=settings.max_download_workers,
+        console=output.out,
+    )
     return paths.weights
 
 
@@ -289,9 +332,16 @@ def ensure_readable(folder: Path, options: InstallOptions, output: Output) -> No
     private = unreadable_by_others(folder)
     if not private:
         return
-    names = ", ".join(str(p.relative_to(folder)) for p in private[:5]) + (" …" if len(private) > 5 else "")
-    question = f"The container's non-root user cannot read {len(private)} path(s) of {folder}: {names}"
-    if options.yes or (sys.stdin.isatty() and typer.confirm(f"{question}. Make them readable (chmod a+rX)?", default=True)):
+    names = ", ".join(str(p.relative_to(folder)) for p in private[:5]) + (
+        " …" if len(private) > 5 else ""
+    )
+    question = (
+        f"The container's non-root user cannot read {len(private)} path(s) of {folder}: {names}"
+    )
+    if options.yes or (
+        sys.stdin.isatty()
+        and typer.confirm(f"{question}. Make them readable (chmod a+rX)?", default=True)
+    ):
         try:
             make_readable(private)
         except OSError as exc:
@@ -328,16 +378,22 @@ def build_and_test(
     output.info(f"Engine: {choice.engine} ({choice.reason}).")
     log.info("Engine: %s (%s)", choice.engine, choice.reason)
     if choice.engine != "vllm":
-        return _build_and_test(profile, paths, weights, device, options, output, state, "transformers", choice.reason)
+        return _build_and_test(
+            profile, paths, weights, device, options, output, state, "transformers", choice.reason
+        )
     try:
-        return _build_and_test(profile, paths, weights, device, options, output, state, "vllm", choice.reason)
+        return _build_and_test(
+            profile, paths, weights, device, options, output, state, "vllm", choice.reason
+        )
     except (SmokeTestError, ImageBuildError) as exc:
         reason = f"vLLM could not serve it: {exc.message}"
         if options.engine == "vllm":
             raise EngineUnavailableError(f"--engine vllm: {reason}") from exc
     output.warning(f"{reason}. Falling back to the transformers engine.")
     log.warning("Falling back to transformers: %s", reason)
-    info = _build_and_test(profile, paths, weights, device, options, output, state, "transformers", reason)
+    info = _build_and_test(
+        profile, paths, weights, device, options, output, state, "transformers", reason
+    )
     info["engine_fallback_reason"] = reason
     return info
 
@@ -367,12 +423,24 @@ def _build_and_test(
     if is_tag:
         base = options.base_image
     else:
-        built = ensure_base_image(client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log)
+        built = ensure_base_image(
+            client, flavour, rootfs=options.rootfs, console=output.out, log_path=paths.install_log
+        )
         base = built if isinstance(built, str) else built.tag
-    compiled = compile_settings(tuple(profile["requirements"]["packages"]), profile["hardware"], flavour.cuda or "")
-    plan = plan_image(profile, base, cuda=flavour.cuda is not None, compiled=compiled if flavour.kind == "cuda-devel" else None, engine=engine)
+    compiled = compile_settings(
+        tuple(profile["requirements"]["packages"]), profile["hardware"], flavour.cuda or ""
+    )
+    plan = plan_image(
+        profile,
+        base,
+        cuda=flavour.cuda is not None,
+        compiled=compiled if flavour.kind == "cuda-devel" else None,
+        engine=engine,
+    )
     state.stage = "dependencies"
-    ensure_deps_image(client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache)
+    ensure_deps_image(
+        client, plan, console=output.out, log_path=paths.install_log, nocache=options.no_cache
+    )
     freeze = pip_freeze(client, plan.deps_tag)
     dockerfile = render_model_dockerfile(profile, plan, freeze)
     paths.dockerfile.write_text(dockerfile)
@@ -381,22 +449,41 @@ def _build_and_test(
     state.stage = "model image"
     if not image_exists(client, plan.model_tag):
         state.created_tag = plan.model_tag
-    image = build_model_image(client, dockerfile, info, plan.model_tag, console=output.out, log_path=paths.install_log)
+    image = build_model_image(
+        client, dockerfile, info, plan.model_tag, console=output.out, log_path=paths.install_log
+    )
     info["image"].update(id=image.id, size=image.size)
     state.stage = "smoke test"
     with output.err.status("Smoke test: loading the model in its container…"):
-        smoke = smoke_plan(info, paths.root)  # what `start` runs: serve arguments, device, quantization
+        smoke = smoke_plan(
+            info, paths.root
+        )  # what `start` runs: serve arguments, device, quantization
         log.info("Smoke test: %s", " ".join(smoke.argv()))
         result = run_smoke_test(client, smoke.container, profile["family"])
-    log.info("Smoke test passed in %.1f s: %s -> %s", result.seconds_to_ready, result.request, json.dumps(result.response)[:500])
-    info["smoke_test"] = {"seconds_to_ready": result.seconds_to_ready, "request": result.request, "passed": True}
+    log.info(
+        "Smoke test passed in %.1f s: %s -> %s",
+        result.seconds_to_ready,
+        result.request,
+        json.dumps(result.response)[:500],
+    )
+    info["smoke_test"] = {
+        "seconds_to_ready": result.seconds_to_ready,
+        "request": result.request,
+        "passed": True,
+    }
     info["pip_freeze"] = freeze.splitlines()
     state.created_tag = None
     return info
 
 
 def model_info(
-    profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, plan: Any, flavour: str, options: InstallOptions
+    profile: dict[str, Any],
+    paths: ModelPaths,
+    weights: Path,
+    device: str,
+    plan: Any,
+    flavour: str,
+    options: InstallOptions,
 ) -> dict[str, Any]:
     info = {k: v for k, v in profile.items() if k not in ("hardware",)}
     info.update(
@@ -410,8 +497,15 @@ def model_info(
         device=device,
         quantization=options.quantization,
         trust_remote_code=options.trust_remote_code,
-        requires_gpu=not any(r["can_run"] and r["device"] == "cpu" for r in profile["compatibility"]["inference"]),
-        image={"tag": plan.model_tag, "base_image": plan.base_image, "deps_image": plan.deps_tag, "flavour": flavour},
+        requires_gpu=not any(
+            r["can_run"] and r["device"] == "cpu" for r in profile["compatibility"]["inference"]
+        ),
+        image={
+            "tag": plan.model_tag,
+            "base_image": plan.base_image,
+            "deps_image": plan.deps_tag,
+            "flavour": flavour,
+        },
     )
     return info
 

@@ -128,7 +128,9 @@ def weight_bytes(params: int, shape: ModelShape | None, dtype: str) -> int:
     return int((params - embeddings) * DTYPE_BYTES[dtype] + embeddings * EMBEDDING_BYTES)
 
 
-def kv_cache_bytes(shape: ModelShape | None, context: int, dtype: str = "fp16", batch: int = 1) -> int:
+def kv_cache_bytes(
+    shape: ModelShape | None, context: int, dtype: str = "fp16", batch: int = 1
+) -> int:
     """2 × layers × kv_heads × head_dim × context × bytes (+ cross-attention over the encoder)."""
     if shape is None or shape.kind == "encoder":
         return 0
@@ -144,7 +146,9 @@ def activation_bytes(shape: ModelShape | None, context: int, dtype: str, weights
     return tokens * (4 * shape.hidden + 2 * shape.intermediate) * compute_bytes(dtype)
 
 
-def estimate_inference(params: int, shape: ModelShape | None, dtype: str, context: int) -> InferenceEstimate:
+def estimate_inference(
+    params: int, shape: ModelShape | None, dtype: str, context: int
+) -> InferenceEstimate:
     weights = weight_bytes(params, shape, dtype)
     return InferenceEstimate(
         dtype=dtype,
@@ -187,7 +191,9 @@ def training_sequence(shape: ModelShape | None) -> int:
     return min(shape.max_positions or TRAIN_SEQUENCE, TRAIN_SEQUENCE)
 
 
-def estimate_training(params: int, shape: ModelShape | None, method: str, dtype: str) -> TrainingEstimate:
+def estimate_training(
+    params: int, shape: ModelShape | None, method: str, dtype: str
+) -> TrainingEstimate:
     """LoRA, QLoRA or full fine-tuning memory (formulas in the module docstring)."""
     seq = training_sequence(shape)
     if method == "full":

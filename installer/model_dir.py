@@ -8,8 +8,19 @@ from pathlib import Path
 
 from llm_installer.check import check_file_stem
 
-GENERATED = ("Dockerfile", "model_info.json", "start.sh", "train.sh", "compose.yml", ".install_complete")
-KEPT = ("lora", "checkpoints", "logs")  # the user's adapters, checkpoints and logs are never deleted
+GENERATED = (
+    "Dockerfile",
+    "model_info.json",
+    "start.sh",
+    "train.sh",
+    "compose.yml",
+    ".install_complete",
+)
+KEPT = (
+    "lora",
+    "checkpoints",
+    "logs",
+)  # the user's adapters, checkpoints and logs are never deleted
 
 
 @dataclass(frozen=True)

@@ -67,9 +67,16 @@ def main_config(source: ModelSource) -> dict[str, Any] | None:
     return source.config(path) if path else None
 
 
-def config_param_count(shape: ModelShape | None, config: Mapping[str, Any] | None = None) -> int | None:
+def config_param_count(
+    shape: ModelShape | None, config: Mapping[str, Any] | None = None
+) -> int | None:
     """Parameters of a llama-like decoder (dense or MoE) from its shapes; None for other kinds."""
-    if shape is None or shape.kind != "decoder" or shape.multimodal or not (shape.heads and shape.vocab):
+    if (
+        shape is None
+        or shape.kind != "decoder"
+        or shape.multimodal
+        or not (shape.heads and shape.vocab)
+    ):
         return None
     text = text_config(config or {})
     h = shape.hidden
@@ -98,7 +105,9 @@ def _attention_params(shape: ModelShape, text: Mapping[str, Any]) -> int:
     return h * q_out + 2 * h * kv_out + q_out * h
 
 
-def count_parameters(source: ModelSource, weights: WeightSet, shape: ModelShape | None) -> ParamCount:
+def count_parameters(
+    source: ModelSource, weights: WeightSet, shape: ModelShape | None
+) -> ParamCount:
     """The best available count: Hub → headers → index → config → file sizes.
 
     Checkpoints stored quantized try the config's shapes before the index, whose byte total
@@ -121,7 +130,9 @@ def count_parameters(source: ModelSource, weights: WeightSet, shape: ModelShape 
         found = counter()
         if found is not None:
             return ParamCount(found[0], found[1], found[2], stored)
-    return ParamCount(_size_params(weights.files, stored), "file-size", _size_method(stored), stored)
+    return ParamCount(
+        _size_params(weights.files, stored), "file-size", _size_method(stored), stored
+    )
 
 
 def stored_bytes(config: Mapping[str, Any] | None, source: ModelSource) -> float:
@@ -166,7 +177,9 @@ def quantization_label(config: Mapping[str, Any] | None) -> str | None:
 
 def _unpacked(counts: Mapping[str, int], quant_bits: int | None) -> int:
     """Element counts → parameters: packed 4-bit weights hold 8 per I32 and 2 per U8."""
-    per_element = {"I32": 32 // quant_bits, "U8": 8 // quant_bits} if quant_bits and quant_bits < 8 else {}
+    per_element = (
+        {"I32": 32 // quant_bits, "U8": 8 // quant_bits} if quant_bits and quant_bits < 8 else {}
+    )
     return sum(n * per_element.get(dtype, 1) for dtype, n in counts.items())
 
 
@@ -179,7 +192,9 @@ def _hub_count(source: ModelSource, quant: int | None) -> Found | None:
     return _unpacked(source.hub_params, quant), "hub", "the Hub's safetensors metadata"
 
 
-def _header_count(source: ModelSource, files: tuple[RepoFile, ...], quant: int | None) -> Found | None:
+def _header_count(
+    source: ModelSource, files: tuple[RepoFile, ...], quant: int | None
+) -> Found | None:
     if not files or any(f.path not in source.tensor_params for f in files):
         return None
     total = sum(_unpacked(source.tensor_params[f.path], quant) for f in files)
@@ -200,7 +215,11 @@ def _index_count(source: ModelSource, weights: WeightSet, stored: float) -> Foun
 
 def _config_count(shape: ModelShape | None, config: Mapping[str, Any] | None) -> Found | None:
     count = config_param_count(shape, config)
-    return (count, "config", "counted from the config's shapes (llama-like decoder)") if count else None
+    return (
+        (count, "config", "counted from the config's shapes (llama-like decoder)")
+        if count
+        else None
+    )
 
 
 def _size_method(stored: float) -> str:
@@ -231,8 +250,12 @@ def _component_params(source: ModelSource, weights: WeightSet) -> ParamCount:
         parts.append((folder, found[0]))
         sources.add(found[1])
     kind = sources.pop() if len(sources) == 1 else "mixed"
-    method = f"sum of {len(parts)} components ({'safetensors headers' if kind == 'headers' else kind})"
-    return ParamCount(sum(n for _, n in parts), kind, method, _component_stored_bytes(source, ""), tuple(parts))
+    method = (
+        f"sum of {len(parts)} components ({'safetensors headers' if kind == 'headers' else kind})"
+    )
+    return ParamCount(
+        sum(n for _, n in parts), kind, method, _component_stored_bytes(source, ""), tuple(parts)
+    )
 
 
 def _component_size_count(source: ModelSource, folder: str, files: tuple[RepoFile, ...]) -> Found:
@@ -242,7 +265,9 @@ def _component_size_count(source: ModelSource, folder: str, files: tuple[RepoFil
     """
     candidates = [f for f in source.files if f.folder == folder and is_weight_path(f.path)]
     for variant in ("fp16", "bf16"):
-        group = [f for f in candidates if file_variant(f) == variant and file_format(f) == "safetensors"]
+        group = [
+            f for f in candidates if file_variant(f) == variant and file_format(f) == "safetensors"
+        ]
         group = group or [f for f in candidates if file_variant(f) == variant]
         if group:
             return _size_params(group, 2), "file-size", f"{variant} variant file sizes ÷ 2 bytes"

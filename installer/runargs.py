@@ -148,7 +148,8 @@ def model_paths(model_dir: Path, model_info: Mapping[str, Any]) -> ModelPaths:
         installer_dir=Path(installer_dir) if installer_dir else None,
         protected=tuple(model_dir / n for n in PROTECTED_FILES if (model_dir / n).is_file()),
         finetuned=finetuned if whole else None,
-        finetuned_is_newer=whole and _saved_after(finetuned / "config.json", lora / "adapter_config.json"),
+        finetuned_is_newer=whole
+        and _saved_after(finetuned / "config.json", lora / "adapter_config.json"),
     )
 
 
@@ -246,7 +247,9 @@ def plan_start(
     device, warnings = choose_docker_device(model_info, host, options.device)
     warnings += refuse_cpu_if_gpu_required(model_info, device, options.force)
     options, dropped = with_installed_quantization(options, model_info, device)
-    warnings += served + dropped + _lora_warning(paths) + (gpu_warnings(host) if device == "cuda" else ())
+    warnings += (
+        served + dropped + _lora_warning(paths) + (gpu_warnings(host) if device == "cuda" else ())
+    )
     user, chown = user_for(host)
     command = RUNTIME + serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs",

@@ -82,7 +82,8 @@ def script_context(
         "image": (model_info.get("image") or {}).get("tag", ""),
         "model_dir": model_dir,
         "label_model_dir": str(model_info.get("model_dir") or model_dir.resolve()),
-        "installer_python": model_info.get("installer_python") or str(Path(installer_dir) / ".venv" / "bin" / "python"),
+        "installer_python": model_info.get("installer_python")
+        or str(Path(installer_dir) / ".venv" / "bin" / "python"),
         "weights_sh": '"$MODEL_DIR/model"' if inside else shlex.quote(str(weights)),
         "weights_volume": f"{'./model' if inside else weights}:/model:ro",
         "container_name": container_name(model_dir),

@@ -34,7 +34,17 @@ GENERATIVE_SUFFIXES = (
     "ForSpeechToText", "ForSpeechToSpeech", "ForTextToSpeech",
 )  # fmt: skip
 GATED_ACTIVATIONS = ("silu", "swish", "swiglu", "geglu")
-GATED_MODEL_TYPES = ("gemma", "gpt_oss", "granite", "deepseek", "qwen", "mixtral", "mistral", "llama", "phi3")
+GATED_MODEL_TYPES = (
+    "gemma",
+    "gpt_oss",
+    "granite",
+    "deepseek",
+    "qwen",
+    "mixtral",
+    "mistral",
+    "llama",
+    "phi3",
+)
 TIED_BY_DEFAULT = ("gemma", "gpt2", "bert", "t5", "bart", "whisper")
 
 
@@ -98,7 +108,9 @@ def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def model_kind(config: Mapping[str, Any]) -> str:
     architectures = config.get("architectures") or []
-    generative = any(str(a).endswith(GENERATIVE_SUFFIXES) for a in architectures) or config.get("is_decoder")
+    generative = any(str(a).endswith(GENERATIVE_SUFFIXES) for a in architectures) or config.get(
+        "is_decoder"
+    )
     if not generative:
         return "encoder"
     return "encoder-decoder" if config.get("is_encoder_decoder") else "decoder"
@@ -138,10 +150,14 @@ def model_shape(config: Mapping[str, Any] | None) -> ModelShape | None:
         tied_embeddings=_tied(config, text, model_type),
         gated_mlp=_gated(text, model_type),
         kv_per_token_layer=_kv_per_token_layer(text, heads, kv_heads, head_dim),
-        encoder_positions=_first(text, ("max_source_positions",), 0) if kind == "encoder-decoder" else 0,
+        encoder_positions=_first(text, ("max_source_positions",), 0)
+        if kind == "encoder-decoder"
+        else 0,
         experts=experts,
         experts_per_token=_first(text, SHAPE_KEYS["experts_per_token"], 0) if experts else 0,
-        expert_intermediate=_first(text, SHAPE_KEYS["expert_intermediate"] + ("intermediate_size",), 0),
+        expert_intermediate=_first(
+            text, SHAPE_KEYS["expert_intermediate"] + ("intermediate_size",), 0
+        ),
         moe_layers=_moe_layers(text, layers) if experts else 0,
         dense_layers=layers - _sparse_layers(text, layers) if experts else layers,
         shared_intermediate=_shared_intermediate(text),
@@ -157,7 +173,12 @@ def _tied(config: Mapping[str, Any], text: Mapping[str, Any], model_type: str) -
 
 
 def _gated(text: Mapping[str, Any], model_type: str) -> bool:
-    act = str(text.get("hidden_act") or text.get("hidden_activation") or text.get("activation_function") or "")
+    act = str(
+        text.get("hidden_act")
+        or text.get("hidden_activation")
+        or text.get("activation_function")
+        or ""
+    )
     return act.startswith(GATED_ACTIVATIONS) or model_type.startswith(GATED_MODEL_TYPES)
 
 
@@ -185,4 +206,3 @@ def _shared_intermediate(text: Mapping[str, Any]) -> int:
         return int(text["shared_expert_intermediate_size"])
     shared = int(text.get("n_shared_experts") or 0)
     return shared * int(text.get("moe_intermediate_size") or 0)
-

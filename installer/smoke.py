@@ -35,7 +35,10 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "gguf": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
     "embedding": ("/v1/embeddings", {"input": ["hello world"], "encoding_format": "float"}),
     "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
-    "diffusion": ("/generate", {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0}),
+    "diffusion": (
+        "/generate",
+        {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0},
+    ),
     "audio-generation": ("/generate", {"text": "hello"}),
     "text-classification": ("/generate", {"inputs": "hello world"}),
     "token-classification": ("/generate", {"inputs": "hello world"}),
@@ -43,8 +46,17 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
 UPLOADS = {"speech-recognition": ("/generate", "audio", "silence.wav")}  # multipart families
 SMOKE_LABEL = "org.llm-installer.smoke-test"
 CAUSES = (
-    ("gpu", ("could not select device driver", "no kernel image is available", "CUDA driver version is insufficient",
-             "Device 'cuda' is not available", "unresolvable CDI devices", "nvidia-container-cli")),
+    (
+        "gpu",
+        (
+            "could not select device driver",
+            "no kernel image is available",
+            "CUDA driver version is insufficient",
+            "Device 'cuda' is not available",
+            "unresolvable CDI devices",
+            "nvidia-container-cli",
+        ),
+    ),
     ("dependencies", ("ModuleNotFoundError", "ImportError", "No module named", "requires the")),
     ("memory", ("OutOfMemory", "out of memory", "CUDA out of memory", "Killed", "MemoryError")),
 )
@@ -81,7 +93,9 @@ def smoke_plan(model_info: dict[str, Any], model_dir: Path, host: Any = None) ->
 
     device = "cuda" if model_info.get("device") == "cuda" else "cpu"
     host = host or detect_host_runtime()
-    return plan_start(model_info, model_paths(model_dir, model_info), host, StartOptions(device=device))
+    return plan_start(
+        model_info, model_paths(model_dir, model_info), host, StartOptions(device=device)
+    )
 
 
 def smoke_kwargs(spec: ContainerSpec) -> dict[str, Any]:
@@ -95,12 +109,20 @@ def smoke_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     return kwargs
 
 
-def run_smoke_test(client: docker.DockerClient, spec: ContainerSpec, family: str, *, timeout: float = READY_TIMEOUT_S) -> SmokeResult:
+def run_smoke_test(
+    client: docker.DockerClient,
+    spec: ContainerSpec,
+    family: str,
+    *,
+    timeout: float = READY_TIMEOUT_S,
+) -> SmokeResult:
     """Start the container detached, wait until ready, send one request."""
     try:
         container = client.containers.run(detach=True, **smoke_kwargs(spec))
     except DockerException as exc:
-        raise SmokeTestError(f"Smoke test container did not start: {exc}", cause=classify(str(exc)), logs=str(exc)) from exc
+        raise SmokeTestError(
+            f"Smoke test container did not start: {exc}", cause=classify(str(exc)), logs=str(exc)
+        ) from exc
     started = time.monotonic()
     try:
         url = _published_url(container)
@@ -153,7 +175,9 @@ def _wait_ready(container: Any, url: str, timeout: float) -> None:
             if exc.code != 503:
                 raise
             body = json.loads(exc.read() or b"{}")
-            if body.get("model_state") == "failed":  # the server lives on, but the model will never load
+            if (
+                body.get("model_state") == "failed"
+            ):  # the server lives on, but the model will never load
                 raise OSError(f"the model failed to load: {body.get('error')}") from exc
         except (urllib.error.URLError, ConnectionError):
             pass
@@ -183,10 +207,16 @@ def silent_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
 def _upload(url: str, field: str, filename: str, content: bytes) -> dict[str, Any]:
     boundary = uuid.uuid4().hex
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     with urllib.request.urlopen(request, timeout=300) as response:
         return json.loads(response.read())
 

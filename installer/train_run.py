@@ -118,9 +118,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     code, interrupts = run_training_foreground(
         plan, model_dir, output, board_only=options.tensorboard_only
     )
-    _training_result(
-        code, plan, model_dir, options, output, aborted=interrupts > 1, since=started
-    )
+    _training_result(code, plan, model_dir, options, output, aborted=interrupts > 1, since=started)
 
 
 def _training_result(

@@ -71,7 +71,9 @@ __all__ = [
 # A trimmed copy of shared/realconfigs ships in tests/fixtures (tests/fixtures/trim_realconfigs.py),
 # so a clone alone runs every test; LLM_INSTALLER_REALCONFIGS points at another copy.
 REALCONFIGS_DIR = Path(
-    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parent / "fixtures" / "realconfigs")
+    os.environ.get(
+        "LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parent / "fixtures" / "realconfigs"
+    )
 )
 HUB_TOKEN = "hf_test_token"
 PRIVATE_REPO = "test-org/private-model"
@@ -797,7 +799,11 @@ def _model_fields(repo: _Repo, snapshot: _Snapshot) -> dict[str, Any]:
         try:
             cfg = json.loads(b"".join(config.chunks(0, config.size)))
             fields["config"] = {k: cfg[k] for k in ("architectures", "model_type") if k in cfg}
-        except (ValueError, RecursionError, TypeError):  # like the Hub: no summary of a broken config
+        except (
+            ValueError,
+            RecursionError,
+            TypeError,
+        ):  # like the Hub: no summary of a broken config
             pass
     return fields
 

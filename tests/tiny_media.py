@@ -335,7 +335,10 @@ def make_tiny_bert_classifier(path: Path) -> Path:
     """A BertForSequenceClassification: served by the pipeline fallback (text-classification)."""
     from transformers import BertForSequenceClassification
 
-    labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    labels = {
+        "id2label": {0: "negative", 1: "positive"},
+        "label2id": {"negative": 0, "positive": 1},
+    }
     return _make_tiny_bert(path, BertForSequenceClassification, **labels)
 
 

@@ -55,10 +55,14 @@ def test_chat_streams_text(page, ui_servers):
     assert final
     partial = {n for n, running in page.evaluate("window.__lengths") if running and 0 < n < final}
     assert len(partial) >= 2, "the reply grows in steps while it streams, not all at once"
-    counts = re.search(r"(\d+) tokens · (\w+)", page.locator(".msg.assistant .counts").last.text_content())
+    counts = re.search(
+        r"(\d+) tokens · (\w+)", page.locator(".msg.assistant .counts").last.text_content()
+    )
     assert counts, "the token counter is shown"
     tokens, reason = int(counts.group(1)), counts.group(2)
-    assert 1 <= tokens <= 24 and (reason != "length" or tokens == 24)  # a random model may stop early
+    assert 1 <= tokens <= 24 and (
+        reason != "length" or tokens == 24
+    )  # a random model may stop early
     assert page.locator(".msg.user").last.text_content() == "hello there"
     context = ui_servers["chat"].client().get("/info").json()["capabilities"]["max_context_length"]
     used = re.fullmatch(rf"(\d+)/{context} tokens", page.text_content("#token-counter"))

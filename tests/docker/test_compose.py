@@ -34,16 +34,22 @@ def compose_tool() -> str:
 def two_installed(install_env, tmp_path_factory) -> list[Path]:  # noqa: F811 - the imported fixture
     folders = []
     for seed, name in enumerate(MODELS):
-        source = readable(make_tiny_llama(tmp_path_factory.mktemp("sources") / name, seed=20 + seed))
+        source = readable(
+            make_tiny_llama(tmp_path_factory.mktemp("sources") / name, seed=20 + seed)
+        )
         result = installer(install_env, "install", str(source), "--yes")
         assert result.returncode == 0, result.stdout + result.stderr
         folders.append(install_env["models"] / name)
     return folders
 
 
-def compose_run(tool: str, file: Path, project: str, *args: str, env=None) -> subprocess.CompletedProcess:
+def compose_run(
+    tool: str, file: Path, project: str, *args: str, env=None
+) -> subprocess.CompletedProcess:
     command = [tool, "-f", str(file), "-p", project, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env=env, check=False
+    )
 
 
 def wait_for(url: str, timeout: float = 150) -> httpx.Response:
@@ -87,7 +93,9 @@ def test_a_model_folders_own_compose_file_serves(compose_tool, two_installed, in
         assert httpx.get(f"http://127.0.0.1:{port}/info").json()["model_id"] == MODELS[0]
 
 
-def test_stack_gateway_routes_each_model_to_its_service(compose_tool, two_installed, install_env, tmp_path):  # noqa: F811
+def test_stack_gateway_routes_each_model_to_its_service(
+    compose_tool, two_installed, install_env, tmp_path  # noqa: F811
+):
     port_base, gateway_port = free_port(), free_port()
     stack = tmp_path / "stack"
     result = installer(
@@ -99,19 +107,29 @@ def test_stack_gateway_routes_each_model_to_its_service(compose_tool, two_instal
     with Up(compose_tool, stack / "compose.yml", install_env["env"]):
         for offset, model in enumerate(MODELS):  # each service on its own port, serving its model
             wait_for(f"http://127.0.0.1:{port_base + offset}/health/ready")
-            assert httpx.get(f"http://127.0.0.1:{port_base + offset}/info").json()["model_id"] == model
+            assert (
+                httpx.get(f"http://127.0.0.1:{port_base + offset}/info").json()["model_id"] == model
+            )
         listed = wait_for(f"{gateway}/v1/models").json()
         assert sorted(m["id"] for m in listed["data"]) == sorted(MODELS)
         for model in MODELS:
-            reply = httpx.post(f"{gateway}/v1/chat/completions", json={**CHAT, "model": model}, timeout=60)
+            reply = httpx.post(
+                f"{gateway}/v1/chat/completions", json={**CHAT, "model": model}, timeout=60
+            )
             assert reply.status_code == 200, reply.text
-            assert reply.json()["model"] == model and reply.json()["usage"]["completion_tokens"] >= 1
-        unknown = httpx.post(f"{gateway}/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, timeout=30)
+            assert (
+                reply.json()["model"] == model and reply.json()["usage"]["completion_tokens"] >= 1
+            )
+        unknown = httpx.post(
+            f"{gateway}/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, timeout=30
+        )
         assert unknown.status_code == 404
         assert all(model in unknown.json()["error"]["message"] for model in MODELS)
 
 
-def test_printed_up_and_header_down_are_one_project(compose_tool, two_installed, install_env, tmp_path, docker_client):  # noqa: F811
+def test_printed_up_and_header_down_are_one_project(
+    compose_tool, two_installed, install_env, tmp_path, docker_client  # noqa: F811
+):
     """Issue 14 item 12: `down` as compose.yml's header says it removes what the printed `up` made."""
     stack = tmp_path / "one-project"
     result = installer(
@@ -119,8 +137,16 @@ def test_printed_up_and_header_down_are_one_project(compose_tool, two_installed,
         "--port-base", str(free_port()), "--gateway-port", str(free_port()), timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    up = next(line.split("start:")[1].split("(or")[0] for line in result.stdout.splitlines() if "start:" in line)
-    header = next(line for line in (stack / "compose.yml").read_text().splitlines() if line.strip().endswith("stop"))
+    up = next(
+        line.split("start:")[1].split("(or")[0]
+        for line in result.stdout.splitlines()
+        if "start:" in line
+    )
+    header = next(
+        line
+        for line in (stack / "compose.yml").read_text().splitlines()
+        if line.strip().endswith("stop")
+    )
     down = header.lstrip("# ").rsplit("down", 1)[0] + "down"
     tool = lambda text: [compose_tool, *text.split()[2:]]  # noqa: E731 - `docker compose` → v1 tool
     project = up.split("-p ")[1].split()[0]
@@ -133,4 +159,12 @@ def test_printed_up_and_header_down_are_one_project(compose_tool, two_installed,
         assert downed.returncode == 0, downed.stderr
         assert docker_client.containers.list(all=True, filters=labelled) == []
     finally:
-        compose_run(compose_tool, stack / "compose.yml", project, "down", "--timeout", "5", env=install_env["env"])
+        compose_run(
+            compose_tool,
+            stack / "compose.yml",
+            project,
+            "down",
+            "--timeout",
+            "5",
+            env=install_env["env"],
+        )

@@ -20,7 +20,9 @@ print(os.environ["GREETING"], platform.python_version(), os.getuid(), sys.prefix
 def test_build_and_run_generated_image(docker_client, rootfs_image, tmp_path):
     greeting = f"hello-{uuid.uuid4().hex[:8]}"
     template = jinja2.Template((HERE / "smoke.Dockerfile.j2").read_text())
-    (tmp_path / "Dockerfile").write_text(template.render(base_image=rootfs_image, script="hello.py", greeting=greeting))
+    (tmp_path / "Dockerfile").write_text(
+        template.render(base_image=rootfs_image, script="hello.py", greeting=greeting)
+    )
     (tmp_path / "hello.py").write_text(SCRIPT)
     tag = f"llm-installer-smoke:{greeting}"
 

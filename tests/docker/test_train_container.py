@@ -101,7 +101,9 @@ def test_train_sh_writes_lora_on_the_host_and_start_sh_serves_it(
     assert result.returncode == 0, output
     assert "alpaca" in output.lower()  # the trainer's own console blocks came through
     assert "Adapter saved" in output
-    assert f"Adapter saved: {model_dir.resolve()}/lora" in output  # host paths, not /work (issue 14)
+    assert (
+        f"Adapter saved: {model_dir.resolve()}/lora" in output
+    )  # host paths, not /work (issue 14)
     assert "/work/" not in result.stdout and "FutureWarning" not in output
     print(f"train.sh: {train_seconds:.1f}s")
 

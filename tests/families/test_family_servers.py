@@ -160,9 +160,10 @@ def test_diffusion_schedulers_fit_the_pipeline(media_servers):
 
 def test_diffusion_sse_progress_then_result(media_servers):
     body = {"prompt": "a fish", "steps": 3, "width": 32, "height": 32, "stream": True}
-    with _client(media_servers, "diffusion") as client, client.stream(
-        "POST", "/generate", json=body
-    ) as response:
+    with (
+        _client(media_servers, "diffusion") as client,
+        client.stream("POST", "/generate", json=body) as response,
+    ):
         events = list(_sse_events(response))
     assert [e["step"] for e in events if e["type"] == "progress"] == [1, 2, 3]
     assert events[0]["preview"].startswith("data:image/jpeg;base64,")
@@ -171,9 +172,10 @@ def test_diffusion_sse_progress_then_result(media_servers):
 
 def test_diffusion_interrupt_over_http(media_servers):
     body = {"prompt": "slow", "steps": 200, "width": 32, "height": 32, "stream": True}
-    with _client(media_servers, "diffusion") as client, client.stream(
-        "POST", "/generate", json=body
-    ) as response:
+    with (
+        _client(media_servers, "diffusion") as client,
+        client.stream("POST", "/generate", json=body) as response,
+    ):
         events = _sse_events(response)
         assert next(events)["type"] == "progress"  # it is running
         stopped = client.post("/interrupt", json={}).json()

@@ -86,7 +86,10 @@ def test_llama_cpp_is_built_in_a_wheel_stage_cpu_and_cuda(profile):
         "FROM base:cpu AS wheel-1" in cpu.deps_dockerfile
         and "-DGGML_CUDA=on" not in cpu.deps_dockerfile
     )
-    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_CUDA=on"' in cuda.deps_dockerfile
+    assert (
+        'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DGGML_CUDA=on"'
+        in cuda.deps_dockerfile
+    )
     for plan in (cpu, cuda):
         assert "--find-links /opt/llm-wheels" in plan.deps_dockerfile
         assert "llama-cpp-python==0.3.36" in plan.deps_dockerfile.splitlines()[-2]

@@ -172,7 +172,9 @@ def test_a_fresh_run_sets_the_earlier_runs_checkpoints_aside(tiny_llama, tmp_pat
     # A fresh run that fails before training (here: no data) moves nothing.
     missing = tmp_path / "missing.json"
     assert main(["--model", str(tiny_llama), "--data", str(missing), "--output-dir", str(out)]) == 1
-    assert (checkpoints / "checkpoint-4").is_dir() and len(list(checkpoints.glob("previous-*"))) == 1
+    assert (checkpoints / "checkpoint-4").is_dir() and len(
+        list(checkpoints.glob("previous-*"))
+    ) == 1
 
 
 def _paths(out: Path) -> TrainPaths:

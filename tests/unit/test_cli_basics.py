@@ -34,11 +34,15 @@ def test_config_json_names_each_source(llm_home, monkeypatch):
 def test_list_json_reports_incomplete_and_complete(llm_home):
     models = llm_home / "models"
     (models / "org_done").mkdir()
-    (models / "org_done" / "model_info.json").write_text(json.dumps({"model_id": "org/done", "family": "embedding"}))
+    (models / "org_done" / "model_info.json").write_text(
+        json.dumps({"model_id": "org/done", "family": "embedding"})
+    )
     (models / "org_done" / ".install_complete").write_text("")
     (models / "org_half").mkdir()
     listed = {m["name"]: m for m in json.loads(runner.invoke(app, ["list", "--json"]).stdout)}
-    assert listed["org_done"]["status"] == "complete" and listed["org_done"]["family"] == "embedding"
+    assert (
+        listed["org_done"]["status"] == "complete" and listed["org_done"]["family"] == "embedding"
+    )
     assert listed["org_half"]["status"] == "incomplete"
 
 
@@ -48,5 +52,7 @@ def test_check_never_imports_torch_or_transformers():
         "llm_installer.hub, llm_installer.families as f; [f.family_for(n) for n in f.supported_families()]; "
         "print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -46,7 +46,8 @@ def machine(
     apple: bool = False,
 ) -> Hardware:
     gpus = tuple(
-        Gpu(i, "NVIDIA Test", int((free + 0.5) * GiB), int(free * GiB), capability) for i, free in enumerate(gpu_free_gib)
+        Gpu(i, "NVIDIA Test", int((free + 0.5) * GiB), int(free * GiB), capability)
+        for i, free in enumerate(gpu_free_gib)
     )
     return Hardware(
         os="Darwin" if apple else "Linux",
@@ -74,7 +75,11 @@ def test_24gb_gpu_runs_a_7b_model_in_fp16(seven_b):
     assert fp16.can_run and fp16.device == "cuda" and fp16.notes == ()
     assert 14 * GiB < fp16.memory < 20 * GiB
     assert not rows(result)["fp32"].can_run  # 7.25B × 4 bytes is 27 GiB
-    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == ("compatible", "bf16", "cuda")
+    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == (
+        "compatible",
+        "bf16",
+        "cuda",
+    )
 
 
 def test_8gb_gpu_requires_quantization(seven_b):
@@ -101,7 +106,11 @@ def test_too_little_vram_falls_back_to_ram(seven_b):
     table = rows(result)
     assert table["bf16"].can_run and table["bf16"].device == "cpu"
     assert not table["int4"].can_run  # 6+ GiB do not fit in 4 GiB of VRAM
-    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == ("limited", "fp32", "cpu")
+    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == (
+        "limited",
+        "fp32",
+        "cpu",
+    )
     assert "runs on the CPU" in result.verdict.reason
 
 
@@ -109,7 +118,11 @@ def test_a_quantized_gpu_row_beats_the_cpu(seven_b):
     result = check_compatibility(seven_b, machine(7.8, ram_gib=64))
     table = rows(result)
     assert table["int4"].device == "cuda" and not table["int4"].notes  # bf16 fits (in RAM)
-    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == ("limited", "int4", "cuda")
+    assert (result.verdict.status, result.verdict.dtype, result.verdict.device) == (
+        "limited",
+        "int4",
+        "cuda",
+    )
 
 
 def test_nothing_fits_is_incompatible(seven_b):
@@ -148,11 +161,16 @@ def test_apple_silicon_runs_on_mps(seven_b):
 
 
 def test_training_table(seven_b):
-    cpu_only = {(t.method, t.dtype): t for t in check_compatibility(seven_b, machine(ram_gib=64)).training}
+    cpu_only = {
+        (t.method, t.dtype): t for t in check_compatibility(seven_b, machine(ram_gib=64)).training
+    }
     assert not cpu_only["qlora", "int4"].cpu_ok and not cpu_only["qlora", "int4"].gpu_ok
     assert cpu_only["qlora", "int4"].device == "-"
     assert cpu_only["lora", "fp16"].cpu_ok and cpu_only["lora", "fp16"].device == "cpu"
-    gpu = {(t.method, t.dtype): t for t in check_compatibility(seven_b, machine(23.5, ram_gib=64)).training}
+    gpu = {
+        (t.method, t.dtype): t
+        for t in check_compatibility(seven_b, machine(23.5, ram_gib=64)).training
+    }
     assert gpu["qlora", "int4"].gpu_ok and gpu["qlora", "int4"].device == "cuda"
     assert gpu["lora", "fp16"].gpu_ok
     assert not gpu["full", "fp16"].gpu_ok and not gpu["full", "fp16"].cpu_ok  # 16 bytes × 7.25B
@@ -161,8 +179,14 @@ def test_training_table(seven_b):
 
 def test_disk_levels(seven_b):
     needed = seven_b.disk.total / GiB
-    assert check_compatibility(seven_b, machine(23.5, disk_gib=needed - 1)).disk.level == "insufficient"
-    assert check_compatibility(seven_b, machine(23.5, disk_gib=needed - 1)).verdict.status == "incompatible"
+    assert (
+        check_compatibility(seven_b, machine(23.5, disk_gib=needed - 1)).disk.level
+        == "insufficient"
+    )
+    assert (
+        check_compatibility(seven_b, machine(23.5, disk_gib=needed - 1)).verdict.status
+        == "incompatible"
+    )
     low = check_compatibility(seven_b, machine(23.5, disk_gib=needed + 10))
     assert low.disk.level == "low" and low.verdict.status == "limited"
     warn = check_compatibility(seven_b, machine(23.5, disk_gib=needed + 60))

@@ -10,7 +10,12 @@ from llm_installer.errors import ConfigFileError
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("HF_TOKEN", "LLM_INSTALLER_CONFIG", "LLM_INSTALLER_MODELS_DIR", "LLM_INSTALLER_LOG_LEVEL"):
+    for name in (
+        "HF_TOKEN",
+        "LLM_INSTALLER_CONFIG",
+        "LLM_INSTALLER_MODELS_DIR",
+        "LLM_INSTALLER_LOG_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -21,7 +26,9 @@ def write_config(tmp_path, text):
 
 
 def test_file_values_and_sources(tmp_path):
-    path = write_config(tmp_path, "models_dir: /data/models\nmax_download_workers: 8\nresume_downloads: false\n")
+    path = write_config(
+        tmp_path, "models_dir: /data/models\nmax_download_workers: 8\nresume_downloads: false\n"
+    )
     settings = load_settings(path)
     assert settings.models_dir == "/data/models"
     assert settings.max_download_workers == 8

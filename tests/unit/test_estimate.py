@@ -17,9 +17,14 @@ from llm_installer.weights import choose_weights
 
 # The trimmed copy of shared/realconfigs in tests/fixtures; LLM_INSTALLER_REALCONFIGS overrides.
 REALCONFIGS = Path(
-    os.environ.get("LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs")
+    os.environ.get(
+        "LLM_INSTALLER_REALCONFIGS",
+        Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs",
+    )
 )
-needs_realconfigs = pytest.mark.skipif(not REALCONFIGS.is_dir(), reason="shared/realconfigs not available")
+needs_realconfigs = pytest.mark.skipif(
+    not REALCONFIGS.is_dir(), reason="shared/realconfigs not available"
+)
 
 # vocab 1000, hidden 64, intermediate 256, 2 layers, 4 heads (head_dim 16), 2 KV heads, untied.
 #   attention per layer: q 64·64 + k 64·32 + v 64·32 + o 64·64          = 12 288
@@ -109,10 +114,19 @@ def test_parameter_sources_in_order_of_preference():
     files = [("config.json", 700), ("model.safetensors", 502_464)]
     index = {"metadata": {"total_size": 502_400}, "weight_map": {}}
     configs = {"config.json": LLAMA, "model.safetensors.index.json": index}
-    hub = source(configs, files, hub_params={"BF16": 251_000}, tensor_params={"model.safetensors": {"BF16": 250_000}})
-    headers = source(configs, files, tensor_params={"model.safetensors": {"BF16": 250_000, "F32": 1}})
+    hub = source(
+        configs,
+        files,
+        hub_params={"BF16": 251_000},
+        tensor_params={"model.safetensors": {"BF16": 250_000}},
+    )
+    headers = source(
+        configs, files, tensor_params={"model.safetensors": {"BF16": 250_000, "F32": 1}}
+    )
     assert estimate(hub).params.source == "hub" and estimate(hub).params.total == 251_000
-    assert estimate(headers).params.source == "headers" and estimate(headers).params.total == 250_001
+    assert (
+        estimate(headers).params.source == "headers" and estimate(headers).params.total == 250_001
+    )
     # the index's total_size 502 400 bytes ÷ 2 bytes (torch_dtype bfloat16)
     assert estimate(source(configs, files)).params.total == 251_200
     assert estimate(source(configs, files)).params.source == "index"
@@ -123,9 +137,15 @@ def test_parameter_sources_in_order_of_preference():
 
 def test_packed_4bit_checkpoints_are_unpacked():
     config = {**LLAMA, "quantization_config": {"quant_method": "gptq", "bits": 4}}
-    found = estimate(source({"config.json": config}, [("model.safetensors", 10)], tensor_params={
-        "model.safetensors": {"I32": 1000, "F16": 500},
-    }))
+    found = estimate(
+        source(
+            {"config.json": config},
+            [("model.safetensors", 10)],
+            tensor_params={
+                "model.safetensors": {"I32": 1000, "F16": 500},
+            },
+        )
+    )
     assert found.params.total == 1000 * 8 + 500
     assert found.quantization == "gptq 4-bit"
 
@@ -154,7 +174,12 @@ def test_whisper_caches_cross_attention_over_its_1500_audio_frames():
 def test_default_context_is_capped_at_4096():
     assert default_context(model_shape(LLAMA)) == 2048
     assert default_context(model_shape({**LLAMA, "max_position_embeddings": 131072})) == 4096
-    assert default_context(model_shape({k: v for k, v in LLAMA.items() if k != "max_position_embeddings"})) == 4096
+    assert (
+        default_context(
+            model_shape({k: v for k, v in LLAMA.items() if k != "max_position_embeddings"})
+        )
+        == 4096
+    )
 
 
 def test_weights_per_dtype_keep_embeddings_16_bit_when_quantized():
@@ -203,11 +228,22 @@ def test_lora_rank_follows_model_size():
 
 def test_seed_rule():
     rule = seed_rule_estimate(10 * GiB)
-    assert rule == {"fp32": 20 * GiB, "fp16": 15 * GiB, "bf16": 15 * GiB, "int8": 13 * GiB, "int4": 12 * GiB}
+    assert rule == {
+        "fp32": 20 * GiB,
+        "fp16": 15 * GiB,
+        "bf16": 15 * GiB,
+        "int8": 13 * GiB,
+        "int4": 12 * GiB,
+    }
 
 
 def test_disk_counts_the_chosen_weights_plus_other_files_plus_environment():
-    files = [("config.json", 1000), ("model.safetensors", 5000), ("pytorch_model.bin", 5100), ("tf_model.h5", 5200)]
+    files = [
+        ("config.json", 1000),
+        ("model.safetensors", 5000),
+        ("pytorch_model.bin", 5100),
+        ("tf_model.h5", 5200),
+    ]
     found = estimate(source({"config.json": LLAMA}, files))
     assert found.disk.weights == 5000
     assert found.disk.model_files == 6000
@@ -221,12 +257,27 @@ def test_disk_counts_the_chosen_weights_plus_other_files_plus_environment():
 @pytest.mark.parametrize(
     ("files", "chosen"),
     [
-        (["model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"], ["model.safetensors"]),
-        (["consolidated.safetensors", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
-         ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+        (
+            ["model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"],
+            ["model.safetensors"],
+        ),
+        (
+            [
+                "consolidated.safetensors",
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+            ],
+            ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+        ),
         (["consolidated.00.pt", "consolidated.01.pt", "pytorch_model.bin"], ["pytorch_model.bin"]),
-        (["model.safetensors", "original/consolidated.00.pth", "onnx/model.onnx"], ["model.safetensors"]),
-        (["onnx/model.onnx", "onnx/model_O4.onnx", "onnx/model.onnx_data"], ["onnx/model.onnx", "onnx/model.onnx_data"]),
+        (
+            ["model.safetensors", "original/consolidated.00.pth", "onnx/model.onnx"],
+            ["model.safetensors"],
+        ),
+        (
+            ["onnx/model.onnx", "onnx/model_O4.onnx", "onnx/model.onnx_data"],
+            ["onnx/model.onnx", "onnx/model.onnx_data"],
+        ),
         (["m-Q8_0.gguf", "m-Q4_K_M.gguf", "m-F16.gguf"], ["m-Q4_K_M.gguf"]),
     ],
 )
@@ -281,7 +332,9 @@ def test_stable_diffusion_sums_components_and_ignores_root_checkpoints():
 
 @needs_realconfigs
 def test_sdxl_component_counts_use_the_fp16_variant_sizes():
-    parts = dict(estimate(real_source("stabilityai__stable-diffusion-xl-base-1.0")).params.components)
+    parts = dict(
+        estimate(real_source("stabilityai__stable-diffusion-xl-base-1.0")).params.components
+    )
     assert 2.56e9 < parts["unet"] < 2.57e9
     assert 694e6 < parts["text_encoder_2"] < 696e6
     assert 123e6 < parts["text_encoder"] < 124e6
@@ -311,7 +364,11 @@ def test_deepseek_r1_active_parameters():
 
 
 def test_sentence_transformers_modules_join_the_root_weights():
-    modules = [{"idx": 0, "path": ""}, {"idx": 1, "path": "1_Pooling"}, {"idx": 2, "path": "2_Dense"}]
+    modules = [
+        {"idx": 0, "path": ""},
+        {"idx": 1, "path": "1_Pooling"},
+        {"idx": 2, "path": "2_Dense"},
+    ]
     files = [
         ("model.safetensors", 100),
         ("pytorch_model.bin", 100),

@@ -22,7 +22,8 @@ from llm_installer.source import ModelSource, RepoFile
 # Same as tests/hubserver.py: the trimmed copy in tests/fixtures, or the env var.
 REALCONFIGS = Path(
     os.environ.get(
-        "LLM_INSTALLER_REALCONFIGS", Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs"
+        "LLM_INSTALLER_REALCONFIGS",
+        Path(__file__).resolve().parents[1] / "fixtures" / "realconfigs",
     )
 )
 needs_realconfigs = pytest.mark.skipif(
@@ -687,7 +688,9 @@ def test_other_models_keep_all_linear(tmp_path: Path) -> None:
 
 def test_text_to_spectrogram_models_are_refused_with_the_reason() -> None:
     config = {"model_type": "speecht5", "architectures": ["SpeechT5ForTextToSpeech"]}
-    source = ModelSource("microsoft/speecht5_tts", (RepoFile("config.json", 1),), configs={"config.json": config})
+    source = ModelSource(
+        "microsoft/speecht5_tts", (RepoFile("config.json", 1),), configs={"config.json": config}
+    )
     with pytest.raises(UnsupportedArchitectureError, match="vocoder") as caught:
         detect_family(source)
     assert caught.value.exit_code == 16 and "VITS" in caught.value.hint

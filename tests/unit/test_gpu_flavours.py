@@ -89,7 +89,10 @@ def test_every_cuda_row_pins_its_build_and_index():
         if row.cuda:
             assert f"c.startswith('{row.cuda}') and '+cpu' not in v" in text
             assert ("nvcc --version" in text) == (row.kind == "cuda-devel")
-            assert row.os_image.startswith(f"nvidia/cuda:{row.cuda}.") or row.kind in ("cuda", "cuda-vllm")
+            assert row.os_image.startswith(f"nvidia/cuda:{row.cuda}.") or row.kind in (
+                "cuda",
+                "cuda-vllm",
+            )
         else:
             assert "sys.exit(0 if c is None" in text
 

@@ -60,7 +60,10 @@ def test_cuda_loads_go_through_device_map_with_max_memory(monkeypatch):
     assert set(kwargs["max_memory"]) == {0, 1, "cpu"} and kwargs["max_memory"][1] == 21 * GiB - int(
         2.1 * GiB
     )
-    assert model_kwargs(LoadSettings(), Placement("cpu", torch.float32)) == {"dtype": torch.float32, "trust_remote_code": False}
+    assert model_kwargs(LoadSettings(), Placement("cpu", torch.float32)) == {
+        "dtype": torch.float32,
+        "trust_remote_code": False,
+    }
 
 
 def test_cache_rows_are_selected_on_each_layers_device():

@@ -360,10 +360,15 @@ def test_install_files_are_mounted_read_only_over_the_writable_work(tmp_path):
     assert f"{root}:/work" in volumes and f"{root}/model:/work/model:ro" in volumes
     for name in ("model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"):
         assert f"{root}/{name}:/work/{name}:ro" in volumes
-    assert volumes.index(f"{root}:/work") < volumes.index(f"{root}/model_info.json:/work/model_info.json:ro")
+    assert volumes.index(f"{root}:/work") < volumes.index(
+        f"{root}/model_info.json:/work/model_info.json:ro"
+    )
     assert not any("Dockerfile" in v for v in volumes)  # only files that exist (no empty dirs)
     mounts = docker_py_kwargs(plan.container, plan.secrets)["mounts"]
-    assert {m["Target"] for m in mounts if m["ReadOnly"]} >= {"/work/model_info.json", "/work/model"}
+    assert {m["Target"] for m in mounts if m["ReadOnly"]} >= {
+        "/work/model_info.json",
+        "/work/model",
+    }
 
 
 def test_hub_data_goes_online_with_a_writable_cache_and_the_token_by_name_only(tmp_path):

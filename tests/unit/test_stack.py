@@ -31,7 +31,12 @@ SECRET = "hf_secret_value_for_stack_test"
 def fake_install(models: Path, folder: str, model_id: str, *, complete: bool = True) -> Path:
     model_dir = models / folder
     (model_dir / "model").mkdir(parents=True)
-    info = {"model_id": model_id, "family": "text-generation", "device": "cpu", "image": {"tag": f"img/{folder}:1"}}
+    info = {
+        "model_id": model_id,
+        "family": "text-generation",
+        "device": "cpu",
+        "image": {"tag": f"img/{folder}:1"},
+    }
     (model_dir / "model_info.json").write_text(json.dumps(info))
     if complete:
         (model_dir / ".install_complete").write_text("")
@@ -71,20 +76,32 @@ def test_stack_has_a_service_per_model_and_a_gateway(two_models, llm_home):
         assert (model_dir / "logs").is_dir()
     gateway = services["gateway"]
     assert gateway["ports"] == ["127.0.0.1:9000:8080"] and gateway["image"] == "img/org_alpha:1"
-    assert gateway["volumes"] == ["./gateway.py:/gateway/gateway.py:ro", "./gateway_ui.html:/gateway/gateway_ui.html:ro"]
+    assert gateway["volumes"] == [
+        "./gateway.py:/gateway/gateway.py:ro",
+        "./gateway_ui.html:/gateway/gateway_ui.html:ro",
+    ]
     assert sorted(gateway["depends_on"]) == ["beta", "org_alpha"]
     routes = json.loads(gateway["environment"]["LLM_GATEWAY_ROUTES"])
-    assert [(r["id"], r["url"]) for r in routes] == [("org/alpha", "http://org_alpha:8000"), ("beta", "http://beta:8000")]
-    assert (folder / "gateway.py").read_text() == (PROJECT_DIR / "compose" / "gateway.py").read_text()
+    assert [(r["id"], r["url"]) for r in routes] == [
+        ("org/alpha", "http://org_alpha:8000"),
+        ("beta", "http://beta:8000"),
+    ]
+    assert (folder / "gateway.py").read_text() == (
+        PROJECT_DIR / "compose" / "gateway.py"
+    ).read_text()
 
 
 def test_per_model_compose_and_stack_share_the_service_definition(two_models, tmp_path):
     alpha, _ = two_models
-    assert compose("org/alpha", "--output", str(tmp_path / "s"), "--port-base", "8000").exit_code == 0
+    assert (
+        compose("org/alpha", "--output", str(tmp_path / "s"), "--port-base", "8000").exit_code == 0
+    )
     from llm_installer.installed import read_model_info
     from llm_installer.scripts import render_run_scripts
 
-    own = yaml.safe_load(render_run_scripts(alpha, read_model_info(alpha), (1000, 1000))["compose.yml"])
+    own = yaml.safe_load(
+        render_run_scripts(alpha, read_model_info(alpha), (1000, 1000))["compose.yml"]
+    )
     stack = yaml.safe_load((tmp_path / "s" / "compose.yml").read_text())
     (own_service,) = own["services"].values()
     stacked = stack["services"]["org_alpha"]
@@ -97,7 +114,10 @@ def test_missing_models_are_named_and_nothing_is_written(two_models, llm_home):
     fake_install(llm_home / "models", "half", "half", complete=False)
     result = compose("org/alpha", "no/such-model", "half")
     assert result.exit_code == 33
-    assert "no/such-model, half" in result.output and "llm-installer install no/such-model" in result.output
+    assert (
+        "no/such-model, half" in result.output
+        and "llm-installer install no/such-model" in result.output
+    )
     assert "Traceback" not in result.output
     assert not (llm_home / "stacks").exists()
 
@@ -116,7 +136,13 @@ class Upstream(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        payload = json.dumps({"served_by": self.server.name, "model": body["model"], "auth": self.headers.get("Authorization")}).encode()
+        payload = json.dumps(
+            {
+                "served_by": self.server.name,
+                "model": body["model"],
+                "auth": self.headers.get("Authorization"),
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -137,10 +163,18 @@ def serve(name: str) -> ThreadingHTTPServer:
 def gateway(unused_port):
     upstreams = [serve("alpha"), serve("beta")]
     routes = [
-        {"id": f"org/{s.name}", "aliases": [s.name], "url": f"http://127.0.0.1:{s.server_port}"} for s in upstreams
+        {"id": f"org/{s.name}", "aliases": [s.name], "url": f"http://127.0.0.1:{s.server_port}"}
+        for s in upstreams
     ]
-    env = {**os.environ, "LLM_GATEWAY_ROUTES": json.dumps(routes), "LLM_GATEWAY_PORT": str(unused_port), "LLM_API_KEY": "k"}
-    process = subprocess.Popen([sys.executable, str(PROJECT_DIR / "compose" / "gateway.py")], env=env)
+    env = {
+        **os.environ,
+        "LLM_GATEWAY_ROUTES": json.dumps(routes),
+        "LLM_GATEWAY_PORT": str(unused_port),
+        "LLM_API_KEY": "k",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_DIR / "compose" / "gateway.py")], env=env
+    )
     url = f"http://127.0.0.1:{unused_port}"
     try:
         for _ in range(100):
@@ -181,7 +215,9 @@ def test_gateway_routes_by_model_and_lists_them(gateway):
     assert httpx.get(f"{gateway}/v1/models").status_code == 401
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose is not installed"
+)
 def test_real_compose_accepts_both_files(two_models, tmp_path):
     alpha, _ = two_models
     assert compose("org/alpha", "beta", "--output", str(tmp_path / "s")).exit_code == 0
@@ -190,5 +226,7 @@ def test_real_compose_accepts_both_files(two_models, tmp_path):
 
     write_run_scripts(alpha, read_model_info(alpha))
     for file in (alpha / "compose.yml", tmp_path / "s" / "compose.yml"):
-        checked = subprocess.run(["docker-compose", "-f", str(file), "config", "-q"], capture_output=True, text=True)
+        checked = subprocess.run(
+            ["docker-compose", "-f", str(file), "config", "-q"], capture_output=True, text=True
+        )
         assert checked.returncode == 0, checked.stderr

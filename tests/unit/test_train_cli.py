@@ -208,7 +208,9 @@ def test_train_passes_the_configured_token_and_mirror_to_the_plan(tmp_path, monk
     config.write_text("{}\n")
     settings = load_settings(str(config))
     with pytest.raises(train_run.TrainingFailedError):
-        train_run.train_model(str(model_dir), TrainOptions(data="org/set:train"), settings, Output())
+        train_run.train_model(
+            str(model_dir), TrainOptions(data="org/set:train"), settings, Output()
+        )
     options = seen["options"]
     assert options.hf_token == "hf_secret_token_1234" and "hf_secret" not in repr(options)
     assert options.hf_endpoint == "https://mirror.example"
