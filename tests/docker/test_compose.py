@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from test_install are parameters of the tests below
 """Compose files under the real `docker-compose` (v1.29; the v2 plugin reads the same files).
 
 Two tiny models are installed through the installer (as in test_install.py), then their own
@@ -84,7 +85,7 @@ class Up:
         compose_run(self.tool, self.file, self.project, "down", "--timeout", "5", env=self.env)
 
 
-def test_a_model_folders_own_compose_file_serves(compose_tool, two_installed, install_env):  # noqa: F811
+def test_a_model_folders_own_compose_file_serves(compose_tool, two_installed, install_env):
     model_dir = two_installed[0]
     port = free_port()
     env = {**install_env["env"], "LLM_PORT": str(port)}
@@ -94,7 +95,10 @@ def test_a_model_folders_own_compose_file_serves(compose_tool, two_installed, in
 
 
 def test_stack_gateway_routes_each_model_to_its_service(
-    compose_tool, two_installed, install_env, tmp_path  # noqa: F811
+    compose_tool,
+    two_installed,
+    install_env,
+    tmp_path,
 ):
     port_base, gateway_port = free_port(), free_port()
     stack = tmp_path / "stack"
@@ -128,7 +132,11 @@ def test_stack_gateway_routes_each_model_to_its_service(
 
 
 def test_printed_up_and_header_down_are_one_project(
-    compose_tool, two_installed, install_env, tmp_path, docker_client  # noqa: F811
+    compose_tool,
+    two_installed,
+    install_env,
+    tmp_path,
+    docker_client,
 ):
     """Issue 14 item 12: `down` as compose.yml's header says it removes what the printed `up` made."""
     stack = tmp_path / "one-project"
