@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import jinja2
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from rich.console import Console
 
@@ -32,12 +31,11 @@ from llm_installer.buildenv import (
     write_buildenv,
 )
 from llm_installer.builder import BuiltImage, build_image
-from llm_installer.config import PROJECT_DIR
 from llm_installer.docker_engine import image_exists
 from llm_installer.errors import InstallerError
+from llm_installer.resources import data_file, render
 from llm_installer.rootfs import RootfsSpec, build_rootfs_image
 
-BASE_DIR = PROJECT_DIR / "base-images"
 IMAGE_REPOSITORY = "llm-installer/base"
 KINDS = ("cpu", "cuda", "cuda-devel", "cuda-vllm")
 DRIVER_URL = "https://www.nvidia.com/en-us/drivers/"
@@ -121,7 +119,9 @@ class CudaChoice:
 def base_table() -> dict:
     """base-images/table.json, or the table LLM_INSTALLER_BASE_TABLE names (your own OS images)."""
     return json.loads(
-        Path(os.environ.get("LLM_INSTALLER_BASE_TABLE") or BASE_DIR / "table.json").read_text()
+        Path(
+            os.environ.get("LLM_INSTALLER_BASE_TABLE") or data_file("base-images", "table.json")
+        ).read_text()
     )
 
 
@@ -278,11 +278,8 @@ def install_flavour(
 
 
 def render_base_dockerfile(row: Flavour, *, os_image: str, torch_index: str | None) -> str:
-    template = jinja2.Template(
-        (BASE_DIR / "base.Dockerfile.j2").read_text(), keep_trailing_newline=True
-    )
-    return template.render(
-        flavour=row.name, python=base_table()["python"], os_image=os_image, torch=row.torch,
+    return render(
+        "base.Dockerfile.j2", flavour=row.name, python=base_table()["python"], os_image=os_image, torch=row.torch,
         torch_pin=row.torch_pin, cuda=row.cuda, torch_index=torch_index, python_from_apt=row.python_from_apt,
     )  # fmt: skip
 

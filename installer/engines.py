@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from llm_installer.errors import InstallerError
+from llm_installer.resources import data_file
 
 ENGINES = ("vllm", "transformers")
 CHOICES = ("auto", *ENGINES)
-TABLE_PATH = Path(__file__).with_name("vllm_architectures.json")
+TABLE_PATH = data_file("installer", "vllm_architectures.json")
 VLLM_FAMILIES = frozenset({"text-generation"})
 VLLM_CPU_ARCHES = frozenset({"x86_64", "amd64"})
 

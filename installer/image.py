@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import jinja2
 from rich.console import Console
 
 import llm_runtime
 from llm_installer import __version__
 from llm_installer.buildenv import CompileSettings, proxy_build_args
 from llm_installer.builder import BuiltImage, build_image
-from llm_installer.config import PROJECT_DIR
 from llm_installer.docker_engine import image_exists
+from llm_installer.resources import data_file, render
 
-TEMPLATES = PROJECT_DIR / "dockerfiles"
 RUNTIME_PACKAGES = (
     "accelerate", "datasets", "fastapi", "llguidance", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
     "sse-starlette", "tensorboard", "transformers", "trl", "uvicorn", "websockets",
@@ -101,13 +99,6 @@ def wheel_builds(packages: tuple[str, ...], *, cuda: bool) -> list[dict[str, str
         for p in packages
         if p in WHEEL_BUILDS
     ]
-
-
-def render(template: str, **values: Any) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True
-    )
-    return environment.get_template(template).render(**values)
 
 
 def dependency_set(profile: dict[str, Any], *, cuda: bool = False) -> tuple[str, ...]:
@@ -202,7 +193,7 @@ def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool) -> Image
 
 
 def constraints_text(name: str = "constraints.txt") -> str:
-    return (TEMPLATES / name).read_text()
+    return data_file("dockerfiles", name).read_text()
 
 
 def ensure_deps_image(

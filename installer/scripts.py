@@ -6,7 +6,6 @@ with a plain CPU ``docker run`` in start.sh as the last resort when no installer
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -14,12 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from llm_installer import __version__
 from llm_installer.config import PROJECT_DIR
 from llm_installer.container import container_name
 from llm_installer.devices import compose_gpus
+from llm_installer.resources import templates
 from llm_installer.runargs import (
     CONTAINER_PORT,
     RUNTIME,
@@ -28,29 +26,12 @@ from llm_installer.runargs import (
     with_installed_quantization,
 )
 
-TEMPLATES_DIR = PROJECT_DIR / "dockerfiles"
-COMPOSE_DIR = PROJECT_DIR / "compose"  # the compose service macro, shared with multi-model stacks
 # (template, file written, mode)
 SCRIPTS = (
     ("start.sh.j2", "start.sh", 0o755),
     ("train.sh.j2", "train.sh", 0o755),
     ("compose.yml.j2", "compose.yml", 0o644),
 )
-
-
-def template_environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([TEMPLATES_DIR, COMPOSE_DIR]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["sh"] = lambda value: shlex.quote(str(value))
-    env.filters["sh_join"] = lambda values: shlex.join(str(v) for v in values)
-    env.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
-    return env
 
 
 def _container_command(device: str, model_info: Mapping[str, Any] | None = None) -> list[str]:
@@ -110,7 +91,7 @@ def render_run_scripts(
     model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None = None
 ) -> dict[str, str]:
     """{file name: text} of every script, without writing anything."""
-    env = template_environment()
+    env = templates()
     context = script_context(model_dir, model_info, uid_gid)
     context["s"] = dict(context)  # what compose/service.yml.j2's macro reads
     return {name: env.get_template(template).render(context) for template, name, _ in SCRIPTS}

@@ -30,7 +30,8 @@ from llm_installer.installed import (
     resolve_model_dir,
 )
 from llm_installer.options import ConfigOpt, HostOpt
-from llm_installer.scripts import COMPOSE_DIR, _current_user, script_context, template_environment
+from llm_installer.resources import data_file, templates
+from llm_installer.scripts import _current_user, script_context
 
 GATEWAY_PORT = 8080
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -139,7 +140,7 @@ def render_stack(models: list[InstalledModel], name: str, options: StackOptions)
         "gateway_image": services[0]["image"],
         "gateway_user": services[0]["user"],
     }
-    return template_environment().get_template("stack.yml.j2").render(context)
+    return templates().get_template("stack.yml.j2").render(context)
 
 
 def write_stack(models: list[str], settings: Settings, options: StackOptions) -> tuple[Path, str]:
@@ -163,7 +164,7 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
-        shutil.copyfile(COMPOSE_DIR / file, folder / file)
+        shutil.copyfile(data_file("compose", file), folder / file)
         (folder / file).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     _remember(folder, settings)

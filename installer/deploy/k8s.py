@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from llm_installer.config import PROJECT_DIR
+from llm_installer.resources import data_file
 
-GATEWAY_SOURCE = PROJECT_DIR / "compose" / "gateway.py"
+GATEWAY_SOURCE = data_file("compose", "gateway.py")
 APP = "app.kubernetes.io/name"
 PART = "app.kubernetes.io/part-of"
 GiB = 1024**3
