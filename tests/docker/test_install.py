@@ -78,6 +78,14 @@ def started(env, model_dir: Path, port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def chat_hello(url: str) -> None:
+    """One chat completion of a few tokens; it must answer 200 with at least one token."""
+    chat = {"model": "x", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    reply = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=120)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["completion_tokens"] >= 1
+
+
 def stop(env, model_dir: Path) -> None:
     installer(env, "stop", str(model_dir), timeout=120)
 
@@ -125,17 +133,7 @@ def test_install_from_hub_then_chat_through_start_sh(install_env, chat_repo, doc
 
     url = started(install_env, model_dir, free_port())
     try:
-        reply = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={
-                "model": "x",
-                "messages": [{"role": "user", "content": "hello"}],
-                "max_tokens": 4,
-            },
-            timeout=120,
-        )
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["usage"]["completion_tokens"] >= 1
+        chat_hello(url)
     finally:
         stop(install_env, model_dir)
 

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_install import free_port, install_env, readable, started  # noqa: F401 - fixture
+from test_install import (  # noqa: F401 - install_env: a fixture
+    chat_hello,
+    free_port,
+    install_env,
+    readable,
+    started,
+)
 from tiny_models import make_tiny_llama
 from wheel_build import CHECKOUT, build_wheel
 
@@ -76,17 +82,7 @@ def test_the_installed_wheel_installs_starts_and_chats(
 
     url = started(env, model_dir, free_port())
     try:
-        reply = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={
-                "model": "x",
-                "messages": [{"role": "user", "content": "hello"}],
-                "max_tokens": 4,
-            },
-            timeout=120,
-        )
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["usage"]["completion_tokens"] >= 1
+        chat_hello(url)
         page = httpx.get(f"{url}/", timeout=30)  # the runtime's package data made it into the image
         assert page.status_code == 200 and "<html" in page.text.lower()
     finally:
