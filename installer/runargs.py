@@ -31,6 +31,7 @@ from llm_installer.devices import (
 )
 from llm_installer.errors import InstallerError
 from llm_installer.model_dir import GENERATED
+from llm_installer.resources import data_file
 
 # What install wrote in the model folder: training mounts these read-only over its writable /work.
 PROTECTED_FILES = (*GENERATED, "install.log")
@@ -332,15 +333,45 @@ def native_setup(
             hint="Reinstall the model with `llm-installer install MODEL --yes`.",
         )
     python = str(venv / "bin" / "python")
-    constraints = paths.installer_dir / "dockerfiles" / "constraints.txt"
+    copy, runtime, constraints = _runtime_source(paths.installer_dir, python)
     return venv, (
         (host.python, "-m", "venv", str(venv)),
         (python, "-m", "pip", "install", "--upgrade", "pip"),
+        *copy,
         (
             python, "-m", "pip", "install", "--constraint", str(constraints),
-            "-e", f"{paths.installer_dir}[runtime]", *native_packages(model_info or {}),
+            *runtime, *native_packages(model_info or {}),
         ),
     )  # fmt: skip
+
+
+COPY_RUNTIME = (
+    "import shutil, sys, sysconfig; shutil.copytree(sys.argv[1], sysconfig.get_paths()['purelib']"
+    " + '/llm_runtime', dirs_exist_ok=True, ignore=shutil.ignore_patterns('__pycache__'))"
+)
+
+
+def _runtime_source(
+    installer_dir: Path, python: str
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...], Path]:
+    """(steps, pip arguments, constraints file) that put llm_runtime into the native venv: from a
+    checkout, installed editable with its extra; from a wheel's site-packages (pip, pipx), copied
+    as into the image, with the runtime extra's requirements from the installed metadata."""
+    if not (installer_dir / "llm_runtime").is_dir():
+        constraints = installer_dir / "dockerfiles" / "constraints.txt"
+        return (), ("-e", f"{installer_dir}[runtime]"), constraints
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in requires("llm-installer") or ()]
+    runtime = tuple(
+        f"{r.name}{r.specifier}"
+        for r in wanted
+        if r.marker and r.marker.evaluate({"extra": "runtime"})
+    )
+    copy = ((python, "-c", COPY_RUNTIME, str(installer_dir / "llm_runtime")),)
+    return copy, runtime, data_file("dockerfiles", "constraints.txt")
 
 
 def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:

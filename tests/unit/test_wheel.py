@@ -8,10 +8,14 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_runargs import INFO, MAC, PATHS
 from wheel_build import CHECKOUT, build_wheel
+
+from llm_installer.runargs import StartOptions, plan_start
 
 DATA_FOLDERS = ("dockerfiles", "base-images", "compose")
 PACKAGES = {"installer": "llm_installer", "runtime": "llm_runtime"}
@@ -102,3 +106,34 @@ def test_an_unpacked_wheel_reads_every_data_file_and_template_from_itself(wheel,
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_mac_venv_gets_the_runtime_from_a_wheel_install(wheel, tmp_path):
+    """macOS native start from a pip/pipx install: no checkout to install editable, so the runtime
+    package is copied from site-packages (as into the image) beside its extra's requirements."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    plan = plan_start(INFO, replace(PATHS, installer_dir=site), MAC, StartOptions())
+    assert not any("-e" in step for step in plan.setup)
+    copy = next(step for step in plan.setup if "llm_runtime" in " ".join(step[1:]))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, *copy[1:]], check=True, timeout=60)
+    found = subprocess.run(
+        [python, "-c", "import llm_runtime.ui; print(llm_runtime.ui.index_html()[:200])"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert "<html" in found.stdout.lower()
+    install = plan.setup[-1]
+    assert (
+        Path(install[install.index("--constraint") + 1]).read_text()
+        == (CHECKOUT / "dockerfiles" / "constraints.txt").read_text()
+    )
+    (metadata,) = site.glob("llm_installer-*.dist-info/METADATA")
+    runtime = [
+        line.split(" ", 1)[1].split(";")[0].strip()
+        for line in metadata.read_text().splitlines()
+        if line.startswith("Requires-Dist:") and 'extra == "runtime"' in line
+    ]
+    assert len(runtime) > 10 and set(runtime) <= set(install), runtime
