@@ -145,3 +145,15 @@ def test_stack_deploys_serves_and_schedules_the_fake_gpu(
         )
     assert removed.returncode == 0, removed.stderr
     assert not swarm_node.client().services.list()
+
+
+def test_weights_volume_is_the_one_deploy_fills(deploy_home, installed_tiny, tmp_path):
+    from llm_installer.deploy.lock import read_lock
+    from llm_installer.deploy.volumes import volume_name
+
+    result = compose_swarm(deploy_home["env"], tmp_path, "--weights", "volume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    stack = yaml.safe_load((tmp_path / "docker-stack.yml").read_text())
+    volume = volume_name(read_lock(installed_tiny))
+    assert stack["services"]["deploy-tiny"]["volumes"][0]["source"] == volume
+    assert stack["volumes"][volume] == {"external": True}
