@@ -92,8 +92,6 @@ def _chat(port: int) -> httpx.Response | None:
 def test_stack_deploys_serves_and_schedules_the_fake_gpu(
     deploy_home, installed_tiny, swarm_node, local_engine, tmp_path
 ):
-    from llm_installer.deploy.images import send_image
-
     model_port, gateway_port = free_port(), free_port()
     result = compose_swarm(
         deploy_home["env"], tmp_path, "--name", "swarmtest", "--gpus", "1", "--replicas", "2",
@@ -115,7 +113,9 @@ def test_stack_deploys_serves_and_schedules_the_fake_gpu(
     ]
 
     image = json.loads((installed_tiny / "llm.lock.json").read_text())["images"]["model"]
-    send_image(local_engine, swarm_node.client(), image["tag"], image["id"])
+    saved = local_engine.images.get(image["id"]).save(chunk_size=1 << 20, named=image["tag"])
+    swarm_node.client().images.load(saved)  # docker save | docker load, through docker-py
+    assert swarm_node.client().images.get(image["tag"]).id == image["id"]
     env = {**deploy_home["env"], "DOCKER_HOST": swarm_node.url}
     deploy = subprocess.run(
         ["docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", STACK],
