@@ -306,6 +306,11 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
                 wanted = SwarmOptions(replicas, tuple(constraint or ()), gpus, weights, api_key)
                 report_swarm_stack(models, settings, options, wanted, output_)
                 return
+            if replicas != 1 or constraint or gpus is not None or weights != "bind":
+                raise StackUsageError(
+                    "--replicas, --constraint, --gpus and --weights apply to Swarm stacks only",
+                    hint="Add --swarm, or drop them for a docker compose stack.",
+                )
             options = StackOptions(name, output, port_base, gateway_port, host)
             folder, stack = write_stack(models, settings, options)
             commands = compose_commands(folder, stack)

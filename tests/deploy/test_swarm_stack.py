@@ -107,3 +107,9 @@ def test_weights_volume_needs_the_lock(models):
     result = swarm("--weights", "volume")
     assert result.exit_code == 60, result.output
     assert "llm-installer lock" in result.output
+
+
+def test_swarm_options_without_swarm_exit_2(models, llm_home):
+    result = runner.invoke(app, ["compose", "cpu_m", "--replicas", "2"])
+    assert result.exit_code == 2 and "--swarm" in result.output
+    assert not (llm_home / "stacks").exists()
