@@ -51,6 +51,8 @@ def templates() -> jinja2.Environment:
     env.filters["sh"] = lambda value: shlex.quote(str(value))
     env.filters["sh_join"] = lambda values: shlex.join(str(v) for v in values)
     env.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)
+    # A stack file's values: YAML, with `$` doubled so compose/stack interpolation leaves it be.
+    env.filters["stack"] = lambda value: json.dumps(value, ensure_ascii=False).replace("$", "$$")
     return env
 
 

@@ -29,7 +29,7 @@ from llm_installer.installed import (
     require_complete,
     resolve_model_dir,
 )
-from llm_installer.options import ConfigOpt, HostOpt
+from llm_installer.options import ApiKeyOpt, ConfigOpt, HostOpt
 from llm_installer.resources import data_file, templates
 from llm_installer.scripts import _current_user, script_context
 
@@ -37,6 +37,28 @@ GATEWAY_PORT = 8080
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 INDEX_FILE = "index.txt"  # stacks written elsewhere (--output), one folder a line
 MODEL_DIR_LABEL = re.compile(r"org\.llm-installer\.model-dir: (\".*\")")
+
+
+SwarmReplicasOpt = Annotated[
+    int, typer.Option("--replicas", help="--swarm: tasks per model service.")
+]
+SwarmConstraintOpt = Annotated[
+    list[str] | None,
+    typer.Option("--constraint", help="--swarm: placement constraint, e.g. node.labels.gpu==true."),
+]
+SwarmGpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus", help="--swarm: NVIDIA-GPU generic resources per task (default: the model's need)."
+    ),
+]
+SwarmWeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="--swarm: bind (the model folder's path on every node) or volume (llm-weights-<hash>).",
+    ),
+]
 
 
 class StackUsageError(InstallerError):
@@ -207,7 +229,11 @@ def stacks_naming(model_dir: Path, settings: Settings) -> list[Path]:
         Path(line) for line in (index.read_text().splitlines() if index.is_file() else []) if line
     ]
     wanted = {str(model_dir), str(model_dir.resolve())}
-    return [f for f in dict.fromkeys(folders) if wanted & _model_dirs_in(f / "compose.yml")]
+    return [
+        f
+        for f in dict.fromkeys(folders)
+        if wanted & (_model_dirs_in(f / "compose.yml") | _model_dirs_in(f / "docker-stack.yml"))
+    ]
 
 
 def _model_dirs_in(compose_file: Path) -> set[str]:
@@ -262,10 +288,30 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
         ] = GATEWAY_PORT,
         host: HostOpt = "127.0.0.1",
         config: ConfigOpt = None,
+        swarm: Annotated[
+            bool, typer.Option("--swarm", help="Write a Swarm stack (docker stack deploy) instead.")
+        ] = False,
+        replicas: SwarmReplicasOpt = 1,
+        constraint: SwarmConstraintOpt = None,
+        gpus: SwarmGpusOpt = None,
+        weights: SwarmWeightsOpt = "bind",
+        api_key: ApiKeyOpt = None,
     ) -> None:
-        """Write a docker compose stack: the models as services plus a gateway routing by "model"."""
+        """Write a docker compose stack (or a Swarm stack): the models plus a gateway routing by "model"."""
 
         def body(settings: Settings, output_: Output) -> None:
+            if swarm:
+                from llm_installer.swarm import SwarmOptions, report_swarm_stack
+
+                options = StackOptions(name, output, port_base, gateway_port, host)
+                wanted = SwarmOptions(replicas, tuple(constraint or ()), gpus, weights, api_key)
+                report_swarm_stack(models, settings, options, wanted, output_)
+                return
+            if replicas != 1 or constraint or gpus is not None or weights != "bind":
+                raise StackUsageError(
+                    "--replicas, --constraint, --gpus and --weights apply to Swarm stacks only",
+                    hint="Add --swarm, or drop them for a docker compose stack.",
+                )
             options = StackOptions(name, output, port_base, gateway_port, host)
             folder, stack = write_stack(models, settings, options)
             commands = compose_commands(folder, stack)

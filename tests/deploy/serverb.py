@@ -27,6 +27,7 @@ class ServerB:
     root: Path
     process: subprocess.Popen
     made_bridge: bool
+    bridge: str = BRIDGE
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.url, timeout=600)
@@ -36,14 +37,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, check=False)
 
 
-def _ensure_bridge() -> bool:
-    """Create br-llmb (ours alone) when absent; True when this call made it."""
-    if _run("ip", "link", "show", BRIDGE).returncode == 0:
+def _ensure_bridge(bridge: str = BRIDGE, address: str = BRIDGE_ADDRESS) -> bool:
+    """Create the bridge (ours alone) when absent; True when this call made it."""
+    if _run("ip", "link", "show", bridge).returncode == 0:
         return False
     for command in (
-        ("ip", "link", "add", BRIDGE, "type", "bridge"),
-        ("ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE),
-        ("ip", "link", "set", BRIDGE, "up"),
+        ("ip", "link", "add", bridge, "type", "bridge"),
+        ("ip", "addr", "add", address, "dev", bridge),
+        ("ip", "link", "set", bridge, "up"),
     ):
         done = _run(*command)
         if done.returncode != 0:
@@ -51,26 +52,37 @@ def _ensure_bridge() -> bool:
     return True
 
 
-def start_server_b(timeout: float = 60) -> ServerB:
-    if os.path.exists(SOCKET):
-        probe = docker.DockerClient(base_url=f"unix://{SOCKET}", timeout=5)
+def start_server_b(
+    timeout: float = 60,
+    *,
+    socket: str = SOCKET,
+    bridge: str = BRIDGE,
+    address: str = BRIDGE_ADDRESS,
+    extra_args: tuple[str, ...] = (),
+) -> ServerB:
+    """A dockerd on ``socket`` and ``bridge`` (server B by default; the Swarm tests pass their own)."""
+    if os.path.exists(socket):
+        probe = docker.DockerClient(base_url=f"unix://{socket}", timeout=5)
         try:
             probe.ping()
-            raise RuntimeError(f"{SOCKET} already answers: another server B runs; stop it first")
+            raise RuntimeError(
+                f"{socket} already answers: another engine runs there; stop it first"
+            )
         except docker.errors.DockerException:
-            os.unlink(SOCKET)  # a stale socket of a killed run
-    made_bridge = _ensure_bridge()
+            os.unlink(socket)  # a stale socket of a killed run
+    made_bridge = _ensure_bridge(bridge, address)
     root = Path(tempfile.mkdtemp(prefix="llmb-", dir="/var/tmp"))
     command = [
-        "dockerd", "-H", f"unix://{SOCKET}", "--data-root", str(root / "data"),
+        "dockerd", "-H", f"unix://{socket}", "--data-root", str(root / "data"),
         "--exec-root", str(root / "exec"), "--pidfile", str(root / "dockerd.pid"),
-        "--bridge", BRIDGE, "--iptables=false", "--ip-masq=false", "--ip6tables=false",
+        "--bridge", bridge, "--iptables=false", "--ip-masq=false", "--ip6tables=false",
+        *extra_args,
     ]  # fmt: skip
     log = (root / "dockerd.log").open("wb")
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
-    server = ServerB(url=f"unix://{SOCKET}", root=root, process=process, made_bridge=made_bridge)
+    server = ServerB(f"unix://{socket}", root, process, made_bridge, bridge)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -103,10 +115,12 @@ def stop_server_b(server: ServerB) -> None:
             server.process.kill()
             server.process.wait()
     _run("umount", "-R", str(server.root / "exec"))
+    for namespace in (server.root / "exec" / "netns").glob("*"):  # Swarm's lb_* namespaces
+        _run("umount", str(namespace))
     # Tens of thousands of image files: delete in the background rather than hold up the run.
     subprocess.Popen(["rm", "-rf", str(server.root)], start_new_session=True)
     if server.made_bridge:
-        _run("ip", "link", "del", BRIDGE)
+        _run("ip", "link", "del", server.bridge)
 
 
 @dataclass
