@@ -67,12 +67,17 @@ class FamilyNotTrainableError(InstallerError):
 
 def refuse_untrainable(info: dict, options: TrainOptions) -> None:
     """The trainer's own per-family table, asked before any container starts."""
-    from llm_runtime.training.families import TRAINERS, training_support
+    from llm_runtime.contract import (
+        STATE_SPACE,
+        TEXT_GENERATION,
+        trainable_families,
+        training_support,
+    )
 
-    support = training_support(str(info.get("family") or "text-generation"))
+    support = training_support(str(info.get("family") or TEXT_GENERATION))
     if support.trainable or options.tensorboard_only:
         return
-    works = ", ".join(name for name in TRAINERS if name != "state-space")
+    works = ", ".join(name for name in trainable_families() if name != STATE_SPACE)
     raise FamilyNotTrainableError(
         f"train.sh cannot fine-tune {info.get('model_id', 'this model')}: {support.reason}",
         hint=f"train.sh trains these families: {works}. `llm-installer check` shows the same "
