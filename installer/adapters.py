@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer.errors import InstallerError
+from llm_runtime.contract import PEFT_ADAPTER
 
-ADAPTER_FAMILY = "peft-adapter"
+ADAPTER_FAMILY = PEFT_ADAPTER
 BASE_KEY = "base_model_name_or_path"
 # What the merged profile keeps from the adapter's own check (the rest comes from the base's).
 ADAPTER_KEYS = ("model_id", "revision", "sha", "source", "local_path", "checked_at")

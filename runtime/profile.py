@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_runtime.contract import EMBEDDING, GGUF, TEXT_GENERATION
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
 
@@ -97,7 +98,7 @@ def _load_profile(model_dir: Path) -> ModelProfile:
             info=info,
         )
     if not (model_dir / "config.json").is_file() and any(model_dir.glob("*.gguf")):
-        return ModelProfile(model_dir=model_dir, family="gguf", model_id=model_dir.resolve().name)
+        return ModelProfile(model_dir=model_dir, family=GGUF, model_id=model_dir.resolve().name)
     diffusers_only = (model_dir / "model_index.json").is_file() and not (
         model_dir / "config.json"
     ).is_file()
@@ -115,18 +116,18 @@ def detect_family(model_dir: Path, config: dict) -> str:
     if (model_dir / "modules.json").is_file() or (
         model_dir / "config_sentence_transformers.json"
     ).is_file():
-        return "embedding"
+        return EMBEDDING
     media_family = detect_media_family(model_dir, config)
     if media_family is not None:
         return media_family
     architectures = config.get("architectures") or []
     causal, encoders = _auto_mapping_names()
     if any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return "text-generation"
+        return TEXT_GENERATION
     if any(a in encoders for a in architectures):
-        return "embedding"
+        return EMBEDDING
     if not architectures and config.get("model_type") in _encoder_model_types():
-        return "embedding"
+        return EMBEDDING
     task = detect_pipeline_task(config)
     if task is not None:
         return task

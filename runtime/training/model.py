@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_runtime.contract import IMAGE_TEXT_TO_TEXT, TEXT_GENERATION
 from llm_runtime.training import moe
 from llm_runtime.training.errors import (
     ModelLoadError,
@@ -21,7 +22,7 @@ from llm_runtime.training.errors import (
 )
 from llm_runtime.training.params import ModelFacts, TrainPlan
 
-MULTIMODAL_FAMILIES = ("multimodal", "image-text-to-text")
+MULTIMODAL_FAMILIES = ("multimodal", IMAGE_TEXT_TO_TEXT)
 INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
 ALL_LINEAR = "all-linear"
 
@@ -74,7 +75,7 @@ def _detected_family(model_dir: Path, config: dict) -> str:
     try:
         return detect_family(model_dir, config)
     except UnsupportedFamily:
-        return "text-generation"
+        return TEXT_GENERATION
 
 
 def _model_info(model_dir: Path) -> dict:
