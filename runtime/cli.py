@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from llm_runtime.contract import TRANSFORMERS
+from llm_runtime.errors import ModelLoadError
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
 
 API_KEY_ENV = "LLM_API_KEY"
@@ -111,11 +113,10 @@ def resolve_engine(model_dir: Path, requested: str) -> str:
     """--engine, else model_info.json's ``engine``, else transformers."""
     if requested != "auto":
         return requested
-    from llm_runtime.profile import read_model_info
+    from llm_runtime.profile import find_model_info
 
-    found = read_model_info(model_dir) if model_dir.is_dir() else None
-    engine = (found[0].get("engine") if found else None) or "transformers"
-    return engine if engine in ("transformers", "vllm") else "transformers"
+    found = find_model_info(model_dir) if model_dir.is_dir() else None
+    return found[0].engine if found else TRANSFORMERS
 
 
 def serve(config: ServeConfig) -> None:
@@ -151,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "serve":
-        config = config_from_args(args, [a for a in extra if a != "--"])
+        try:
+            config = config_from_args(args, [a for a in extra if a != "--"])
+        except ModelLoadError as exc:  # model_info.json unreadable or of another schema
+            parser.exit(2, f"Error: {exc}\n")
         if extra and config.load.engine != "vllm":
             parser.error(
                 f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)"

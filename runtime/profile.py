@@ -14,6 +14,7 @@ from pathlib import Path
 from llm_runtime.contract import EMBEDDING, GGUF, TEXT_GENERATION
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
+from llm_runtime.model_info import ModelInfo, ModelInfoError, read_model_info
 
 MODEL_INFO_ENV = "LLM_MODEL_INFO"
 MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
@@ -29,12 +30,12 @@ class ModelProfile:
     is_moe: bool = False
     is_reasoning: bool | None = None  # None: decide from the tokenizer at load time
     source: str = "detected"
-    info: dict = field(default_factory=dict)
+    info: ModelInfo = field(default_factory=ModelInfo)
 
     @property
     def trust_remote_code(self) -> bool:
         """The user allowed the model's own code at install (model_info.json); never guessed."""
-        return self.info.get("trust_remote_code") is True
+        return self.info.trust_remote_code
 
 
 def model_info_candidates(model_dir: Path) -> list[Path]:
@@ -43,10 +44,14 @@ def model_info_candidates(model_dir: Path) -> list[Path]:
     return [*found, model_dir / "model_info.json", model_dir.absolute().parent / "model_info.json"]
 
 
-def read_model_info(model_dir: Path) -> tuple[dict, Path] | None:
+def find_model_info(model_dir: Path) -> tuple[ModelInfo, Path] | None:
+    """The first model_info.json found, read strictly (llm_runtime.model_info), and its path."""
     for path in model_info_candidates(model_dir):
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8")), path
+            try:
+                return read_model_info(path), path
+            except ModelInfoError as exc:
+                raise ModelLoadError(str(exc)) from exc
     return None
 
 
@@ -80,20 +85,15 @@ def _known_model_type(config: dict) -> bool:
 
 
 def _load_profile(model_dir: Path) -> ModelProfile:
-    found = read_model_info(model_dir)
-    if found and (found[0].get("family") or found[0].get("model_family")):
+    found = find_model_info(model_dir)
+    if found and found[0].family:
         info, path = found
-        family = info.get("family") or info["model_family"]
-        caps = info.get("capabilities")  # the installer writes a list of labels; older files a dict
-        reasoning = info.get(
-            "is_reasoning", caps.get("supports_reasoning") if isinstance(caps, dict) else None
-        )
         return ModelProfile(
             model_dir=model_dir,
-            family=family,
-            model_id=info.get("model_id") or model_dir.name,
-            is_moe=bool(info.get("is_moe", False)),
-            is_reasoning=reasoning,
+            family=info.family,
+            model_id=info.model_id or model_dir.name,
+            is_moe=info.is_moe,
+            is_reasoning=info.is_reasoning,
             source=str(path),
             info=info,
         )

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import importlib
 
-from llm_runtime.contract import PIPELINE_FALLBACK, TRANSFORMERS, engine_handlers, handled_families
+from llm_runtime.contract import (
+    PIPELINE_FALLBACK,
+    TRANSFORMERS,
+    engine_handlers,
+    family_spec,
+    handled_families,
+)
 from llm_runtime.errors import UnsupportedFamily
 from llm_runtime.handlers.base import Handler
 
@@ -27,7 +33,7 @@ def supported_families() -> list[str]:
 def handler_class(family: str, engine: str = TRANSFORMERS) -> type[Handler]:
     """Import and return the handler class for family (on engine); unknown names list what is
     supported."""
-    if engine != TRANSFORMERS:
+    if engine != TRANSFORMERS and not _own_engine(family, engine):
         if (family, engine) not in ENGINE_HANDLERS:
             served = ", ".join(f"{f} on {e}" for f, e in ENGINE_HANDLERS)
             raise UnsupportedFamily(
@@ -51,3 +57,9 @@ def _pipeline_fallback(family: str) -> tuple[str, str]:
     if family in pipeline_task_names():
         return PIPELINE_FALLBACK
     raise KeyError(family)
+
+
+def _own_engine(family: str, engine: str) -> bool:
+    """The family's own handler runs this engine itself (gguf on llama.cpp)."""
+    spec = family_spec(family)
+    return spec is not None and engine in spec.engines and (family, engine) not in ENGINE_HANDLERS

@@ -41,7 +41,7 @@ PROJECTOR_MARKER = "mmproj"
 def model_file(profile: ModelProfile) -> Path:
     """The GGUF file to load: model_info's ``gguf_file``, else the folder's only model file
     (the first part of a split one)."""
-    named = profile.info.get("gguf_file")
+    named = profile.info.gguf_file
     if named:
         path = profile.model_dir / named
         if not path.is_file():
