@@ -115,13 +115,19 @@ class ModelInfo:
                 "this one."
             )
         migrated = _migrate(dict(data), version)
-        _require_exact_keys(migrated, where, strict_missing=version == SCHEMA_VERSION)
-        return cls(**{name: _checked(name, value, where) for name, value in migrated.items()})
+        return cls._checked(migrated, where, strict_missing=version == SCHEMA_VERSION)
 
     @classmethod
     def new(cls, **values: Any) -> ModelInfo:
-        """A fresh record (what install writes): unknown keys are a programming error."""
-        return cls.from_dict({**values, "schema_version": SCHEMA_VERSION}, "the new model_info")
+        """A fresh record (what install writes): what it lacks takes the default; unknown or
+        ill-typed keys are a programming error."""
+        values = {**values, "schema_version": SCHEMA_VERSION}
+        return cls._checked(values, "the new model_info", strict_missing=False)
+
+    @classmethod
+    def _checked(cls, data: Mapping[str, Any], where: str, *, strict_missing: bool) -> ModelInfo:
+        _require_exact_keys(data, where, strict_missing=strict_missing)
+        return cls(**{name: _checked(name, value, where) for name, value in data.items()})
 
 
 REINSTALL = "Reinstall the model (`llm-installer install MODEL --yes`) to rewrite it."
