@@ -6,9 +6,10 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from llm_runtime.contract import TRANSFORMERS
+from llm_runtime.contract import TRANSFORMERS, VLLM
 from llm_runtime.errors import ModelLoadError
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
 
@@ -143,24 +144,37 @@ def serve(config: ServeConfig) -> None:
     )
 
 
+def parse_serve(argv: Sequence[str]) -> ServeConfig:
+    """``serve``'s command line as the server reads it (the host's tests parse every argument
+    list it writes with this): another engine's flags pass through to vLLM only; anything else
+    unknown or ill-typed exits 2 with argparse's message."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(list(argv))
+    if args.command != "serve":
+        parser.error(f"{args.command} takes its own options: python -m llm_runtime train --help")
+    try:
+        config = config_from_args(args, [a for a in extra if a != "--"])
+    except ModelLoadError as exc:  # model_info.json unreadable or of another schema
+        parser.exit(2, f"Error: {exc}\n")
+    if extra and config.load.engine != VLLM:
+        parser.error(f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)")
+    return config
+
+
+def parse_train(argv: Sequence[str]) -> argparse.Namespace:
+    """``train``'s command line, parsed by the trainer's own parser (exits 2 when it is wrong)."""
+    from llm_runtime.training.cli import build_parser as train_parser
+
+    return train_parser().parse_args(list(argv))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # the trainer owns its options and its error messages
         from llm_runtime.training.cli import main as train
 
         raise SystemExit(train(argv[1:]))
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command == "serve":
-        try:
-            config = config_from_args(args, [a for a in extra if a != "--"])
-        except ModelLoadError as exc:  # model_info.json unreadable or of another schema
-            parser.exit(2, f"Error: {exc}\n")
-        if extra and config.load.engine != "vllm":
-            parser.error(
-                f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)"
-            )
-        serve(config)
+    serve(parse_serve(argv))
 
 
 def _positive(value: str) -> int:
