@@ -47,6 +47,7 @@ from llm_installer.runargs import (
     model_paths,
     plan_start,
 )
+from llm_installer.runtime_args import refuse_unparsable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
     plan = plan_start(info, paths, detect_host_runtime(), options)
+    refuse_unparsable(
+        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+    )
     for warning in plan.warnings:
         output.warning(warning)
     check_port_free(options.host, options.port)

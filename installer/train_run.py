@@ -32,6 +32,7 @@ from llm_installer.installed import (
     running_container,
 )
 from llm_installer.runargs import FINETUNED, DockerPlan, NativePlan, StartPlan, model_paths
+from llm_installer.runtime_args import refuse_unparsable
 from llm_installer.start import (
     STOP_SIGNALS,
     AlreadyRunningError,
@@ -110,6 +111,9 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
         hf_endpoint=options.hf_endpoint or os.environ.get("HF_ENDPOINT"),
     )  # fmt: skip
     plan = plan_train(info, paths, detect_host_runtime(), options)
+    refuse_unparsable(
+        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+    )
     for warning in plan.warnings:
         output.warning(warning)
     if plan.url:

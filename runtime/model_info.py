@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 FILE_NAME = "model_info.json"
+MODEL_INFO_ENV = "LLM_MODEL_INFO"  # where the image keeps it (/opt/llm/model_info.json)
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -229,3 +231,14 @@ def write_model_info(path: Path, info: ModelInfo | Mapping[str, Any]) -> ModelIn
     record = info if isinstance(info, ModelInfo) else ModelInfo.new(**info)
     path.write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
     return record
+
+
+def model_info_candidates(model_dir: Path) -> list[Path]:
+    """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
+    found = [Path(os.environ[MODEL_INFO_ENV])] if os.environ.get(MODEL_INFO_ENV) else []
+    return [*found, model_dir / FILE_NAME, model_dir.absolute().parent / FILE_NAME]
+
+
+def model_info_path(model_dir: Path) -> Path | None:
+    """The model_info.json that describes the model in ``model_dir`` (the first found), if any."""
+    return next((p for p in model_info_candidates(model_dir) if p.is_file()), None)

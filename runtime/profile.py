@@ -7,16 +7,14 @@ Detection is structural, never by name: sentence-transformers files, then config
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_runtime.contract import EMBEDDING, GGUF, TEXT_GENERATION
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
-from llm_runtime.model_info import ModelInfo, ModelInfoError, read_model_info
+from llm_runtime.model_info import ModelInfo, ModelInfoError, model_info_path, read_model_info
 
-MODEL_INFO_ENV = "LLM_MODEL_INFO"
 MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
@@ -38,21 +36,15 @@ class ModelProfile:
         return self.info.trust_remote_code
 
 
-def model_info_candidates(model_dir: Path) -> list[Path]:
-    """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
-    found = [Path(os.environ[MODEL_INFO_ENV])] if os.environ.get(MODEL_INFO_ENV) else []
-    return [*found, model_dir / "model_info.json", model_dir.absolute().parent / "model_info.json"]
-
-
 def find_model_info(model_dir: Path) -> tuple[ModelInfo, Path] | None:
     """The first model_info.json found, read strictly (llm_runtime.model_info), and its path."""
-    for path in model_info_candidates(model_dir):
-        if path.is_file():
-            try:
-                return read_model_info(path), path
-            except ModelInfoError as exc:
-                raise ModelLoadError(str(exc)) from exc
-    return None
+    path = model_info_path(model_dir)
+    if path is None:
+        return None
+    try:
+        return read_model_info(path), path
+    except ModelInfoError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def load_profile(model_dir: Path) -> ModelProfile:

@@ -78,10 +78,9 @@ def _detected_family(model_dir: Path, config: dict) -> str:
 def _model_info(model_dir: Path) -> ModelInfo:
     """The server's search order: $LLM_MODEL_INFO (the image sets it), DIR/, DIR/.. — read
     strictly; a folder without one is described by its own files."""
-    from llm_runtime.model_info import ModelInfoError, read_model_info
-    from llm_runtime.profile import model_info_candidates
+    from llm_runtime.model_info import ModelInfoError, model_info_path, read_model_info
 
-    path = next((p for p in model_info_candidates(model_dir) if p.is_file()), None)
+    path = model_info_path(model_dir)
     try:
         return read_model_info(path) if path else ModelInfo()
     except ModelInfoError as exc:

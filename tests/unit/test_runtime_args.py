@@ -196,3 +196,31 @@ def test_a_wrong_train_argument_fails_the_parse():
     with pytest.raises(SystemExit) as exited:
         parse_train(["--model", "/model", "--data", "x", "--epochs", "many"])
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "needle"),
+    [
+        ("start", ["--bogus"], "unrecognized arguments: --bogus"),
+        ("start", ["--max-concurrency", "many"], "argument --max-concurrency: invalid"),
+        ("train", ["--epochs", "many"], "argument --epochs: invalid float value"),
+    ],
+)
+def test_start_and_train_refuse_what_the_runtime_would(llm_home, tmp_path, monkeypatch, command, extra, needle):  # fmt: skip
+    """The pass-through options are parsed on the host, before any container or folder."""
+    from typer.testing import CliRunner
+
+    from llm_installer.cli import app
+
+    folder = llm_home / "models" / "org_model"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "config.json").write_text("{}")
+    info = record(contract.TEXT_GENERATION, device="cpu", weights_path=str(folder / "model"))
+    write_model_info(folder / "model_info.json", info.replace(model_dir=str(folder)))
+    (folder / ".install_complete").write_text("now\n")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    data = ["--data", "org/set:train"] if command == "train" else []
+    result = CliRunner().invoke(app, [command, str(folder), *data, "--", *extra])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "would refuse" in result.output
+    assert not (folder / "logs").exists() and not (folder / "checkpoints").exists()
