@@ -156,6 +156,9 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         data.setdefault("lora_target_modules", training["target_modules"])
     if isinstance(data.get("engine"), Mapping):  # check's summary, not an install's choice
         data["engine"] = data["engine"].get("engine") or "transformers"
+    recommended = (data.get("compatibility") or {}).get("recommended") or {}
+    if "device" not in data and recommended.get("device"):  # what start used to fall back on
+        data["device"] = recommended["device"]
     for key in _DROPPED:
         data.pop(key, None)
     if data.get("lora_target_modules") in (None, "all-linear"):

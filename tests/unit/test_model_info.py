@@ -79,6 +79,9 @@ def test_unversioned_files_are_migrated(tmp_path):
     assert info.schema_version == SCHEMA_VERSION and info.capabilities == ()
     path.write_text('{"family": "embedding"}')
     assert read_model_info(path).family == "embedding"
+    assert read_model_info(path).device == "cpu"
+    path.write_text('{"compatibility": {"recommended": {"device": "cuda"}}}')
+    assert read_model_info(path).device == "cuda"  # what start fell back on before
 
 
 def test_the_record_is_frozen_and_typed():
