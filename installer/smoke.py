@@ -172,7 +172,7 @@ def _wait_ready(container: Any, url: str, timeout: float) -> None:
 def _family_request(url: str, family: str) -> tuple[str, dict[str, Any]]:
     """The family's tiny request (or /info when it has none); returns (path, JSON answer)."""
     spec = family_spec(family)
-    request = spec.smoke if spec else SmokeRequest()  # llm_runtime.contract's, else GET /info
+    request = (spec and spec.smoke) or SmokeRequest()  # llm_runtime.contract's, else GET /info
     if request.upload:
         return request.path, _upload(
             url + request.path, request.upload, "silence.wav", silent_wav()

@@ -80,7 +80,7 @@ class FamilySpec:
 
     name: str
     handler: tuple[str, str] | None  # None: served another way (``served_on``)
-    smoke: SmokeRequest = SmokeRequest()
+    smoke: SmokeRequest | None = None  # every installable family names one (parity test)
     engines: tuple[str, ...] = (TRANSFORMERS,)
     engine_handlers: Mapping[str, tuple[str, str]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -105,6 +105,7 @@ def _handler(module: str, cls: str) -> tuple[str, str]:
     return (f"llm_runtime.handlers.{module}", cls)
 
 
+INFO_ONLY = SmokeRequest()  # loads the model and answers GET /info (no input to send)
 GENERATE = SmokeRequest("/generate", MappingProxyType({"prompt": "Hello", "max_tokens": 5}))
 GREEDY = SmokeRequest(
     "/generate", MappingProxyType({"prompt": "Hello", "max_tokens": 5, "temperature": 0})
@@ -184,11 +185,19 @@ _ROWS = (
         SmokeRequest("/generate", MappingProxyType({"text": "hello"})),
     ),
     FamilySpec(
-        IMAGE_CLASSIFICATION, _handler("image_classification", "ImageClassificationHandler")
+        IMAGE_CLASSIFICATION,
+        _handler("image_classification", "ImageClassificationHandler"),
+        INFO_ONLY,
     ),
-    FamilySpec(OBJECT_DETECTION, _handler("object_detection", "ObjectDetectionHandler")),
-    FamilySpec(IMAGE_SEGMENTATION, _handler("image_segmentation", "ImageSegmentationHandler")),
-    FamilySpec(ZERO_SHOT_IMAGE, _handler("zero_shot_image", "ZeroShotImageClassificationHandler")),
+    FamilySpec(OBJECT_DETECTION, _handler("object_detection", "ObjectDetectionHandler"), INFO_ONLY),
+    FamilySpec(
+        IMAGE_SEGMENTATION, _handler("image_segmentation", "ImageSegmentationHandler"), INFO_ONLY
+    ),
+    FamilySpec(
+        ZERO_SHOT_IMAGE,
+        _handler("zero_shot_image", "ZeroShotImageClassificationHandler"),
+        INFO_ONLY,
+    ),
     FamilySpec(
         IMAGE_TEXT_TO_TEXT,
         _handler("image_text_to_text", "ImageTextToTextHandler"),
@@ -197,7 +206,9 @@ _ROWS = (
         methods=SFT_METHODS,
         training_data="image+caption or image+question+answer",
     ),
-    FamilySpec(FEATURE_EXTRACTION, _handler("feature_extraction", "FeatureExtractionHandler")),
+    FamilySpec(
+        FEATURE_EXTRACTION, _handler("feature_extraction", "FeatureExtractionHandler"), INFO_ONLY
+    ),
     FamilySpec(
         STATE_SPACE,
         _handler("state_space", "StateSpaceHandler"),
@@ -234,10 +245,14 @@ _ROWS = (
     ),
     FamilySpec(TOKEN_CLASSIFICATION, PIPELINE_FALLBACK, CLASSIFY_TEXT, pipeline_task=True),
     *(
-        FamilySpec(task, PIPELINE_FALLBACK, pipeline_task=True)
-        for task in (AUDIO_CLASSIFICATION, VIDEO_CLASSIFICATION, DEPTH_ESTIMATION)
+        FamilySpec(task, PIPELINE_FALLBACK, INFO_ONLY, pipeline_task=True)
+        for task in (
+            AUDIO_CLASSIFICATION,
+            VIDEO_CLASSIFICATION,
+            DEPTH_ESTIMATION,
+            KEYPOINT_MATCHING,
+        )
     ),
-    FamilySpec(KEYPOINT_MATCHING, PIPELINE_FALLBACK, pipeline_task=True),
 )
 FAMILIES: Mapping[str, FamilySpec] = MappingProxyType({row.name: row for row in _ROWS})
 
