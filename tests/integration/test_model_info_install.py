@@ -92,7 +92,7 @@ def test_an_adapter_record_names_its_base(profiles, tmp_path):
     assert load_model_info(paths.root) == record
 
 
-def test_list_shows_an_invalid_record_and_start_refuses_it_clearly(llm_home, tmp_path):
+def test_list_shows_an_invalid_record_and_start_and_compose_refuse_it_clearly(llm_home, tmp_path):
     folder = llm_home / "models" / "org_broken"
     folder.mkdir(parents=True)
     (folder / "model_info.json").write_text(
@@ -101,7 +101,8 @@ def test_list_shows_an_invalid_record_and_start_refuses_it_clearly(llm_home, tmp
     (folder / ".install_complete").write_text("now\n")
     listed = runner.invoke(app, ["list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["family"] == "unknown"
-    result = runner.invoke(app, ["start", str(folder)])
-    assert result.exit_code == 34, result.output
-    assert "surprise" in result.output and "install" in result.output
-    assert "Traceback" not in result.output
+    for command in (["start", str(folder)], ["compose", "org_broken"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 34, result.output
+        assert "surprise" in result.output and "install" in result.output
+        assert "Traceback" not in result.output
