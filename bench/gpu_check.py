@@ -392,7 +392,8 @@ def media(ctx: Context, check: Check, family: str) -> None:
     """A tiny random diffusion pipeline or Whisper, through the runtime's handler on CUDA."""
     from tiny_media import make_tiny_diffusion, make_tiny_whisper
 
-    from llm_installer.smoke import REQUESTS, silent_wav
+    from llm_installer.smoke import silent_wav
+    from llm_runtime.contract import DIFFUSION, family_spec
     from llm_runtime.handlers import handler_class
     from llm_runtime.metrics import Metrics
     from llm_runtime.profile import load_profile
@@ -403,7 +404,9 @@ def media(ctx: Context, check: Check, family: str) -> None:
     profile = load_profile(folder)
     handler = handler_class(profile.family)(metrics=Metrics())
     handler.load(profile=profile, settings=LoadSettings(device=ctx.device))
-    body = REQUESTS["diffusion"][1] if family == "diffusion" else {"audio": silent_wav()}
+    body = (
+        dict(family_spec(DIFFUSION).smoke.body) if family == DIFFUSION else {"audio": silent_wav()}
+    )
     started = time.perf_counter()
     answer = asyncio.run(handler.generate(body=body))
     check.facts["device"] = handler.describe().device

@@ -10,15 +10,16 @@ shares both.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from llm_installer.errors import InstallerError
+from llm_runtime.contract import PEFT_ADAPTER
+from llm_runtime.model_info import read_model_info, write_model_info
 
-ADAPTER_FAMILY = "peft-adapter"
+ADAPTER_FAMILY = PEFT_ADAPTER
 BASE_KEY = "base_model_name_or_path"
 # What the merged profile keeps from the adapter's own check (the rest comes from the base's).
 ADAPTER_KEYS = ("model_id", "revision", "sha", "source", "local_path", "checked_at")
@@ -94,7 +95,7 @@ def install_adapter(
         state.stage = "adapter"
         fetch_adapter(profile, paths.root / "lora", settings, output)
         info = adapter_info(profile, base_info, paths)
-        paths.info.write_text(json.dumps(info, indent=2, default=str))
+        write_model_info(paths.info, info)
         state.stage = "smoke test"
         info["smoke_test"] = smoke_test(info, paths, output)
         install.finish(paths, info, output)
@@ -111,7 +112,7 @@ def installed_base(
     paths = install.ModelPaths.for_model(settings.models_path, base["model_id"])
     if paths.state == "complete":
         output.info(f"Base model {base['model_id']} is installed in {paths.root}: reused.")
-        return json.loads(paths.info.read_text())
+        return read_model_info(paths.info).to_dict()
     output.info(f"Installing the base model {base['reference']} first.")
     base_options = dataclasses.replace(options, base=None, revision=base.get("revision"), yes=True)
     return install.install_model(base["reference"], base_options, settings, output)

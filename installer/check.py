@@ -22,6 +22,7 @@ from llm_installer.hardware import Hardware, probe_hardware
 from llm_installer.local_source import load_local_source
 from llm_installer.safetensors_header import read_local_params
 from llm_installer.source import ModelSource
+from llm_runtime.contract import GGUF, PEFT_ADAPTER
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -60,11 +61,11 @@ def run_check(
     profile = build_profile(source, detection, requirements, hardware, settings)
     profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     profile["installer_version"] = __version__
-    if profile["family"] == "peft-adapter":
+    if profile["family"] == PEFT_ADAPTER:
         profile = adapter_on_base(
             profile, base, settings=settings, output=output, hardware=hardware
         )
-    if profile["family"] == "gguf":
+    if profile["family"] == GGUF:
         from llm_installer.gguf_quants import quantization_table
 
         profile["quantizations"] = quantization_table(profile, hardware)

@@ -15,11 +15,12 @@ from typing import Any
 
 from llm_installer.errors import InstallerError
 from llm_installer.resources import data_file
+from llm_runtime import contract
 
 ENGINES = ("vllm", "transformers")
 CHOICES = ("auto", *ENGINES)
 TABLE_PATH = data_file("installer", "vllm_architectures.json")
-VLLM_FAMILIES = frozenset({"text-generation"})
+VLLM_FAMILIES = contract.families_on(contract.VLLM)  # text-generation
 VLLM_CPU_ARCHES = frozenset({"x86_64", "amd64"})
 
 

@@ -11,7 +11,6 @@ Weights are never part of a build context: they are mounted at run time.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from llm_installer.buildenv import CompileSettings, proxy_build_args
 from llm_installer.builder import BuiltImage, build_image
 from llm_installer.docker_engine import image_exists
 from llm_installer.resources import data_file, render
+from llm_runtime.model_info import write_model_info
 
 RUNTIME_PACKAGES = (
     "accelerate", "datasets", "fastapi", "llguidance", "matplotlib", "peft", "psutil", "pydantic", "python-multipart", "safetensors", "soundfile",
@@ -249,7 +249,7 @@ def build_model_image(
     with tempfile.TemporaryDirectory(prefix="llm-model-") as workdir:
         context = Path(workdir)
         (context / "Dockerfile").write_text(dockerfile)
-        (context / "model_info.json").write_text(json.dumps(model_info, indent=2, default=str))
+        write_model_info(context / "model_info.json", model_info)
         shutil.copytree(
             Path(llm_runtime.__file__).parent, context / "llm_runtime",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),

@@ -27,6 +27,8 @@ from llm_installer.errors import InstallerError
 from llm_installer.hardware import hardware_profile
 from llm_installer.logs import LOG_FORMAT
 from llm_installer.model_dir import ModelPaths
+from llm_runtime.contract import GGUF
+from llm_runtime.model_info import write_model_info
 
 log = logging.getLogger("llm_installer.install")
 CHECK_MAX_AGE = timedelta(hours=24)
@@ -153,7 +155,7 @@ def refuse_unservable(profile: dict[str, Any]) -> None:
 
 def with_quantization(profile: dict[str, Any], quant: str | None, output: Output) -> dict[str, Any]:
     """A GGUF repo with the one quantization to install: its files are the weights to fetch."""
-    if profile["family"] != "gguf":
+    if profile["family"] != GGUF:
         if quant:
             raise InstallerError(
                 f"--quant picks a GGUF file; {profile['model_id']} is a {profile['family']} model.",
@@ -511,7 +513,7 @@ def model_info(
 
 
 def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
-    paths.info.write_text(json.dumps(info, indent=2, default=str))
+    info = write_model_info(paths.info, info).to_dict()  # llm_runtime.model_info: strict
     try:
         from llm_installer.scripts import write_run_scripts
     except ImportError:  # pragma: no cover - while scripts are being written

@@ -7,7 +7,6 @@ with ``--detach`` leaves its process id in the model folder.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 from llm_installer.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.errors import DockerUnavailableError, InstallerError
+from llm_runtime import model_info
+from llm_runtime.model_info import ModelInfo
 
 COMPLETE_MARKER = ".install_complete"
 NATIVE_PID_FILE = ".native.pid"
@@ -31,12 +32,25 @@ class IncompleteInstallError(InstallerError):
     hint = "Run `llm-installer install MODEL` again: it cleans up and starts fresh."
 
 
-def read_model_info(model_dir: Path) -> dict[str, Any]:
+class InvalidModelInfoError(IncompleteInstallError):
+    hint = "Reinstall the model (`llm-installer install MODEL --yes`): it rewrites model_info.json."
+
+
+def load_model_info(model_dir: Path) -> ModelInfo:
+    """The folder's model_info.json, read strictly (llm_runtime.model_info: one typed,
+    versioned record; older files migrated); a broken or foreign one is a clear error."""
     try:
-        info = json.loads((model_dir / "model_info.json").read_text())
-    except (OSError, ValueError, RecursionError):
+        return model_info.read_model_info(model_dir / model_info.FILE_NAME)
+    except model_info.ModelInfoError as exc:
+        raise InvalidModelInfoError(str(exc)) from None
+
+
+def read_model_info(model_dir: Path) -> dict[str, Any]:
+    """The folder's model_info as plain data, every key present; {} when it has none usable."""
+    try:
+        return load_model_info(model_dir).to_dict()
+    except InvalidModelInfoError:
         return {}
-    return info if isinstance(info, dict) else {}
 
 
 def resolve_model_dir(model: str, models_dir: Path) -> Path:
@@ -66,11 +80,16 @@ def _model_folders(models_dir: Path) -> list[Path]:
     return sorted(f for f in models_dir.iterdir() if f.is_dir()) if models_dir.is_dir() else []
 
 
-def require_complete(model_dir: Path) -> dict[str, Any]:
-    info = read_model_info(model_dir)
-    if not (model_dir / COMPLETE_MARKER).exists() or not info:
+def require_installed(model_dir: Path) -> ModelInfo:
+    """The model_info of a complete install (strict: see ``load_model_info``)."""
+    if not (model_dir / COMPLETE_MARKER).exists() or not (model_dir / "model_info.json").is_file():
         raise IncompleteInstallError(f"The installation in {model_dir} is incomplete")
-    return info
+    return load_model_info(model_dir)
+
+
+def require_complete(model_dir: Path) -> dict[str, Any]:
+    """``require_installed`` as plain data, for the planners that read it key by key."""
+    return require_installed(model_dir).to_dict()
 
 
 def require_weights(weights: Path) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from llm_runtime.model_info import ModelInfo, ModelInfoError, read_model_info
 
 
 def folder_size(path: Path) -> int:
@@ -35,24 +36,18 @@ def installed_models(models_dir: Path) -> list[dict[str, Any]]:
 
 
 def _describe(folder: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    info_path = folder / "model_info.json"
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, ValueError, RecursionError):
-            info = {}
-    if not isinstance(info, dict):
-        info = {}
+    """One row of `list`; a folder whose model_info.json is missing or invalid still shows."""
+    try:
+        info: ModelInfo | None = read_model_info(folder / "model_info.json")
+    except ModelInfoError:
+        info = None
     size = folder_size(folder)
     return {
         "name": folder.name,
-        "model_id": info.get("model_id", folder.name.replace("_", "/", 1)),
-        "family": info.get("family", "unknown"),
+        "model_id": (info and info.model_id) or folder.name.replace("_", "/", 1),
+        "family": (info and info.family) or "unknown",
         "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
-        "image": str(
-            (info.get("image") if isinstance(info.get("image"), dict) else {}).get("tag", "-")
-        ),
+        "image": (info and info.image_tag) or "-",
         "size_bytes": size,
         "size": human_size(size),
         "path": str(folder),

@@ -11,7 +11,7 @@ from llm_installer.estimate import Estimates, estimate
 from llm_installer.families.base import Detection, Requirements
 from llm_installer.hardware import Hardware
 from llm_installer.source import ModelSource
-from llm_runtime.training.families import TrainingSupport, training_support
+from llm_runtime.contract import TrainingSupport, training_support
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DEVICES = ("cuda", "cpu")

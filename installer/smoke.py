@@ -24,26 +24,10 @@ from docker.errors import DockerException
 
 from llm_installer.container import ContainerSpec, docker_py_kwargs
 from llm_installer.errors import InstallerError
+from llm_runtime.contract import SmokeRequest, family_spec
 
 READY_TIMEOUT_S = 600
 IMAGE_MODEL_INFO = "/opt/llm/model_info.json"  # LLM_MODEL_INFO in model.Dockerfile.j2
-# One tiny request per family: (method, path, body). Families without one are checked by /info.
-REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
-    "text2text-generation": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
-    "state-space": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
-    "gguf": ("/generate", {"prompt": "Hello", "max_tokens": 5, "temperature": 0}),
-    "embedding": ("/v1/embeddings", {"input": ["hello world"], "encoding_format": "float"}),
-    "image-text-to-text": ("/generate", {"prompt": "Hello", "max_tokens": 5}),
-    "diffusion": (
-        "/generate",
-        {"prompt": "a test", "steps": 1, "width": 64, "height": 64, "seed": 0},
-    ),
-    "audio-generation": ("/generate", {"text": "hello"}),
-    "text-classification": ("/generate", {"inputs": "hello world"}),
-    "token-classification": ("/generate", {"inputs": "hello world"}),
-}
-UPLOADS = {"speech-recognition": ("/generate", "audio", "silence.wav")}  # multipart families
 SMOKE_LABEL = "org.llm-installer.smoke-test"
 CAUSES = (
     (
@@ -187,11 +171,13 @@ def _wait_ready(container: Any, url: str, timeout: float) -> None:
 
 def _family_request(url: str, family: str) -> tuple[str, dict[str, Any]]:
     """The family's tiny request (or /info when it has none); returns (path, JSON answer)."""
-    if family in UPLOADS:
-        path, field, name = UPLOADS[family]
-        return path, _upload(url + path, field, name, silent_wav())
-    path, body = REQUESTS.get(family, ("/info", {}))
-    return path, _request(url + path, body or None)
+    spec = family_spec(family)
+    request = (spec and spec.smoke) or SmokeRequest()  # llm_runtime.contract's, else GET /info
+    if request.upload:
+        return request.path, _upload(
+            url + request.path, request.upload, "silence.wav", silent_wav()
+        )
+    return request.path, _request(url + request.path, dict(request.body) or None)
 
 
 def silent_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:

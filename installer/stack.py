@@ -25,6 +25,7 @@ from llm_installer.console import Output
 from llm_installer.errors import InstallerError
 from llm_installer.installed import (
     IncompleteInstallError,
+    InvalidModelInfoError,
     ModelNotInstalledError,
     require_complete,
     resolve_model_dir,
@@ -87,6 +88,8 @@ def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel
         try:
             folder = resolve_model_dir(model, models_dir)
             found.append(InstalledModel(folder, require_complete(folder)))
+        except InvalidModelInfoError:
+            raise  # its own message names the file and what is wrong with it
         except (ModelNotInstalledError, IncompleteInstallError):
             missing.append(model)
     if missing:

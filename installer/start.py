@@ -34,7 +34,7 @@ from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.installed import (
     NATIVE_PID_FILE,
     docker_client,
-    require_complete,
+    require_installed,
     require_weights,
     resolve_model_dir,
     running_model,
@@ -47,6 +47,7 @@ from llm_installer.runargs import (
     model_paths,
     plan_start,
 )
+from llm_installer.runtime_args import refuse_unparsable
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,20 @@ class ImageMissingError(InstallerError):
 def start_model(model: str, options: StartOptions, settings: Settings, output: Output) -> None:
     """Resolve MODEL, plan the run for this host, start it and wait until it answers."""
     model_dir = resolve_model_dir(model, settings.models_path)
-    info = require_complete(model_dir)
+    record = require_installed(model_dir)
+    info = record.to_dict()
     paths = model_paths(model_dir, info)
     require_weights(paths.weights)
     already = running_model(model_dir)
     if already:
         raise AlreadyRunningError(
-            f"{info.get('model_id', model)} is already running at {already.url} ({already.name})",
+            f"{record.model_id or model} is already running at {already.url} ({already.name})",
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
     plan = plan_start(info, paths, detect_host_runtime(), options)
+    refuse_unparsable(
+        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+    )
     for warning in plan.warnings:
         output.warning(warning)
     check_port_free(options.host, options.port)

@@ -26,12 +26,13 @@ from llm_installer.devices import detect_host_runtime
 from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.installed import (
     docker_client,
-    require_complete,
+    require_installed,
     require_weights,
     resolve_model_dir,
     running_container,
 )
 from llm_installer.runargs import FINETUNED, DockerPlan, NativePlan, StartPlan, model_paths
+from llm_installer.runtime_args import refuse_unparsable
 from llm_installer.start import (
     STOP_SIGNALS,
     AlreadyRunningError,
@@ -46,6 +47,7 @@ from llm_installer.start import (
     spawn_native_detached,
 )
 from llm_installer.train_plan import TrainOptions, plan_train
+from llm_runtime.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,21 @@ class FamilyNotTrainableError(InstallerError):
     exit_code = 42
 
 
-def refuse_untrainable(info: dict, options: TrainOptions) -> None:
-    """The trainer's own per-family table, asked before any container starts."""
-    from llm_runtime.training.families import TRAINERS, training_support
+def refuse_untrainable(info: ModelInfo, options: TrainOptions) -> None:
+    """The trainer's own per-family table (llm_runtime.contract), asked before any container."""
+    from llm_runtime.contract import (
+        STATE_SPACE,
+        TEXT_GENERATION,
+        trainable_families,
+        training_support,
+    )
 
-    support = training_support(str(info.get("family") or "text-generation"))
+    support = training_support(info.family or TEXT_GENERATION)
     if support.trainable or options.tensorboard_only:
         return
-    works = ", ".join(name for name in TRAINERS if name != "state-space")
+    works = ", ".join(name for name in trainable_families() if name != STATE_SPACE)
     raise FamilyNotTrainableError(
-        f"train.sh cannot fine-tune {info.get('model_id', 'this model')}: {support.reason}",
+        f"train.sh cannot fine-tune {info.model_id or 'this model'}: {support.reason}",
         hint=f"train.sh trains these families: {works}. `llm-installer check` shows the same "
         "in its training table.",
     )
@@ -85,8 +92,9 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     lora/, where ``start`` loads it. Ctrl+C (or SIGTERM) lets the trainer save a resumable
     checkpoint before it stops."""
     model_dir = resolve_model_dir(model, settings.models_path)
-    info = require_complete(model_dir)
-    refuse_untrainable(info, options)
+    record = require_installed(model_dir)
+    refuse_untrainable(record, options)
+    info = record.to_dict()
     paths = model_paths(model_dir, info)
     require_weights(paths.weights)
     role = "tensorboard" if options.tensorboard_only else "train"
@@ -94,7 +102,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     if busy:
         what = "shows TensorBoard" if options.tensorboard_only else "is training"
         raise AlreadyRunningError(
-            f"{info.get('model_id', model)} {what} already ({busy.name})",
+            f"{record.model_id or model} {what} already ({busy.name})",
             hint=f"Follow it with `docker logs -f {busy.name}`, "
             f"or stop it with `llm-installer stop {model_dir.name}`.",
         )
@@ -103,6 +111,9 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
         hf_endpoint=options.hf_endpoint or os.environ.get("HF_ENDPOINT"),
     )  # fmt: skip
     plan = plan_train(info, paths, detect_host_runtime(), options)
+    refuse_unparsable(
+        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+    )
     for warning in plan.warnings:
         output.warning(warning)
     if plan.url:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from llm_runtime.contract import TRANSFORMERS, VLLM
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
 
 API_KEY_ENV = "LLM_API_KEY"
@@ -108,14 +112,14 @@ def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = N
 
 
 def resolve_engine(model_dir: Path, requested: str) -> str:
-    """--engine, else model_info.json's ``engine``, else transformers."""
+    """--engine, else model_info.json's ``engine``, else transformers (ModelInfoError when that
+    file is unusable)."""
     if requested != "auto":
         return requested
-    from llm_runtime.profile import read_model_info
+    from llm_runtime.model_info import model_info_path, read_model_info
 
-    found = read_model_info(model_dir) if model_dir.is_dir() else None
-    engine = (found[0].get("engine") if found else None) or "transformers"
-    return engine if engine in ("transformers", "vllm") else "transformers"
+    path = model_info_path(model_dir) if model_dir.is_dir() else None
+    return read_model_info(path).engine if path else TRANSFORMERS
 
 
 def serve(config: ServeConfig) -> None:
@@ -142,21 +146,57 @@ def serve(config: ServeConfig) -> None:
     )
 
 
+def parse_serve(argv: Sequence[str]) -> ServeConfig:
+    """``serve``'s command line as the server reads it (the host's tests parse every argument
+    list it writes with this): another engine's flags pass through to vLLM only; anything else
+    unknown or ill-typed exits 2 with argparse's message."""
+    from llm_runtime.model_info import ModelInfoError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(list(argv))
+    if args.command != "serve":
+        parser.error(f"{args.command} takes its own options: python -m llm_runtime train --help")
+    try:
+        config = config_from_args(args, [a for a in extra if a != "--"])
+    except ModelInfoError as exc:  # model_info.json unreadable or of another schema
+        parser.exit(2, f"Error: {exc}\n")
+    if extra and config.load.engine != VLLM:
+        parser.error(f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)")
+    return config
+
+
+def parse_train(argv: Sequence[str]) -> argparse.Namespace:
+    """``train``'s command line, parsed by the trainer's own parser (exits 2 when it is wrong)."""
+    from llm_runtime.training.cli import build_parser as train_parser
+
+    return train_parser().parse_args(list(argv))
+
+
+def argument_error(argv: Sequence[str], engine: str = TRANSFORMERS) -> str | None:
+    """What the runtime would answer to this ``serve …``/``train …`` argument list on ``engine``,
+    or None when it parses: the host asks before it starts anything (no model is read)."""
+    args = list(argv)
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            if args[:1] == ["train"]:
+                parse_train(args[1:])
+            else:
+                parse_serve([*args[:1], "--engine", engine, *args[1:]])
+    except SystemExit as exc:
+        if exc.code:
+            lines = stderr.getvalue().strip().splitlines() or [f"exit code {exc.code}"]
+            return lines[-1].split("error: ", 1)[-1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # the trainer owns its options and its error messages
         from llm_runtime.training.cli import main as train
 
         raise SystemExit(train(argv[1:]))
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command == "serve":
-        config = config_from_args(args, [a for a in extra if a != "--"])
-        if extra and config.load.engine != "vllm":
-            parser.error(
-                f"unrecognized arguments: {' '.join(extra)} (engine flags need --engine vllm)"
-            )
-        serve(config)
+    serve(parse_serve(argv))
 
 
 def _positive(value: str) -> int:

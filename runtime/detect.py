@@ -10,21 +10,33 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from llm_runtime.contract import (
+    AUDIO_GENERATION,
+    DIFFUSION,
+    FEATURE_EXTRACTION,
+    IMAGE_CLASSIFICATION,
+    IMAGE_SEGMENTATION,
+    IMAGE_TEXT_TO_TEXT,
+    OBJECT_DETECTION,
+    SPEECH_RECOGNITION,
+    TEXT2TEXT,
+    ZERO_SHOT_IMAGE,
+)
 from llm_runtime.errors import UnsupportedFamily
 
 # (family, auto-mapping names) in the order they are tried: the first match wins.
 MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("image-text-to-text", ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",)),
-    ("text2text-generation", ("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",)),
+    (IMAGE_TEXT_TO_TEXT, ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",)),
+    (TEXT2TEXT, ("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",)),
     (
-        "speech-recognition",
+        SPEECH_RECOGNITION,
         ("MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES", "MODEL_FOR_CTC_MAPPING_NAMES"),
     ),
-    ("audio-generation", ("MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",)),
-    ("zero-shot-image-classification", ("MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
-    ("object-detection", ("MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",)),
+    (AUDIO_GENERATION, ("MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",)),
+    (ZERO_SHOT_IMAGE, ("MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
+    (OBJECT_DETECTION, ("MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",)),
     (
-        "image-segmentation",
+        IMAGE_SEGMENTATION,
         (
             "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
             "MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES",
@@ -32,17 +44,17 @@ MAPPINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES",
         ),
     ),
-    ("image-classification", ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
+    (IMAGE_CLASSIFICATION, ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",)),
 )
 
 # transformers pipeline tasks a family above serves (the others keep their task name as family).
 TASK_FAMILIES = {
-    "automatic-speech-recognition": "speech-recognition",
-    "text-to-audio": "audio-generation",
-    "text2text-generation": "text2text-generation",
-    "summarization": "text2text-generation",
-    "translation": "text2text-generation",
-    "image-feature-extraction": "feature-extraction",
+    "automatic-speech-recognition": SPEECH_RECOGNITION,
+    "text-to-audio": AUDIO_GENERATION,
+    "text2text-generation": TEXT2TEXT,
+    "summarization": TEXT2TEXT,
+    "translation": TEXT2TEXT,
+    "image-feature-extraction": FEATURE_EXTRACTION,
 }
 SPECTROGRAM_MESSAGE = (
     "{names} is a text-to-spectrogram model (SpeechT5-like): it needs a separate vocoder "
@@ -55,9 +67,9 @@ SPECTROGRAM_MESSAGE = (
 def detect_media_family(model_dir: Path, config: dict) -> str | None:
     """The family of a diffusers, timm or media folder; None leaves it to the text checks."""
     if (model_dir / "model_index.json").is_file():
-        return "diffusion"
+        return DIFFUSION
     if "architecture" in config and "pretrained_cfg" in config:
-        return "image-classification"  # a timm folder
+        return IMAGE_CLASSIFICATION  # a timm folder
     architectures = set(config.get("architectures") or [])
     if not architectures:
         return None

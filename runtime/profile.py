@@ -7,14 +7,14 @@ Detection is structural, never by name: sentence-transformers files, then config
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_runtime.contract import EMBEDDING, GGUF, TEXT_GENERATION
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
+from llm_runtime.model_info import ModelInfo, ModelInfoError, model_info_path, read_model_info
 
-MODEL_INFO_ENV = "LLM_MODEL_INFO"
 MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
@@ -28,25 +28,23 @@ class ModelProfile:
     is_moe: bool = False
     is_reasoning: bool | None = None  # None: decide from the tokenizer at load time
     source: str = "detected"
-    info: dict = field(default_factory=dict)
+    info: ModelInfo = field(default_factory=ModelInfo)
 
     @property
     def trust_remote_code(self) -> bool:
         """The user allowed the model's own code at install (model_info.json); never guessed."""
-        return self.info.get("trust_remote_code") is True
+        return self.info.trust_remote_code
 
 
-def model_info_candidates(model_dir: Path) -> list[Path]:
-    """Where model_info.json may be: $LLM_MODEL_INFO, DIR/, DIR/.. (/model -> /model_info.json)."""
-    found = [Path(os.environ[MODEL_INFO_ENV])] if os.environ.get(MODEL_INFO_ENV) else []
-    return [*found, model_dir / "model_info.json", model_dir.absolute().parent / "model_info.json"]
-
-
-def read_model_info(model_dir: Path) -> tuple[dict, Path] | None:
-    for path in model_info_candidates(model_dir):
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8")), path
-    return None
+def find_model_info(model_dir: Path) -> tuple[ModelInfo, Path] | None:
+    """The first model_info.json found, read strictly (llm_runtime.model_info), and its path."""
+    path = model_info_path(model_dir)
+    if path is None:
+        return None
+    try:
+        return read_model_info(path), path
+    except ModelInfoError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def load_profile(model_dir: Path) -> ModelProfile:
@@ -79,25 +77,20 @@ def _known_model_type(config: dict) -> bool:
 
 
 def _load_profile(model_dir: Path) -> ModelProfile:
-    found = read_model_info(model_dir)
-    if found and (found[0].get("family") or found[0].get("model_family")):
+    found = find_model_info(model_dir)
+    if found and found[0].family:
         info, path = found
-        family = info.get("family") or info["model_family"]
-        caps = info.get("capabilities")  # the installer writes a list of labels; older files a dict
-        reasoning = info.get(
-            "is_reasoning", caps.get("supports_reasoning") if isinstance(caps, dict) else None
-        )
         return ModelProfile(
             model_dir=model_dir,
-            family=family,
-            model_id=info.get("model_id") or model_dir.name,
-            is_moe=bool(info.get("is_moe", False)),
-            is_reasoning=reasoning,
+            family=info.family,
+            model_id=info.model_id or model_dir.name,
+            is_moe=info.is_moe,
+            is_reasoning=info.is_reasoning,
             source=str(path),
             info=info,
         )
     if not (model_dir / "config.json").is_file() and any(model_dir.glob("*.gguf")):
-        return ModelProfile(model_dir=model_dir, family="gguf", model_id=model_dir.resolve().name)
+        return ModelProfile(model_dir=model_dir, family=GGUF, model_id=model_dir.resolve().name)
     diffusers_only = (model_dir / "model_index.json").is_file() and not (
         model_dir / "config.json"
     ).is_file()
@@ -115,18 +108,18 @@ def detect_family(model_dir: Path, config: dict) -> str:
     if (model_dir / "modules.json").is_file() or (
         model_dir / "config_sentence_transformers.json"
     ).is_file():
-        return "embedding"
+        return EMBEDDING
     media_family = detect_media_family(model_dir, config)
     if media_family is not None:
         return media_family
     architectures = config.get("architectures") or []
     causal, encoders = _auto_mapping_names()
     if any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return "text-generation"
+        return TEXT_GENERATION
     if any(a in encoders for a in architectures):
-        return "embedding"
+        return EMBEDDING
     if not architectures and config.get("model_type") in _encoder_model_types():
-        return "embedding"
+        return EMBEDDING
     task = detect_pipeline_task(config)
     if task is not None:
         return task

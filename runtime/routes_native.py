@@ -57,7 +57,7 @@ async def info(request: Request) -> dict[str, Any]:
         "device": description.device,
         "dtype": description.dtype,
         "adapter": description.adapter,
-        "base_model": (host.profile.info.get("base_model") or {}).get("model_id")
+        "base_model": (host.profile.info.base_model or {}).get("model_id")
         if host.profile
         else None,
         "training_report": adapter_training_report(description.adapter),

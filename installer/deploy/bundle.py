@@ -33,6 +33,7 @@ from llm_installer.deploy.lock import (
     sha256_file,
     verify_local,
 )
+from llm_runtime.model_info import ModelInfoError, read_model_info, write_model_info
 
 FORMAT = 1
 MANIFEST = "bundle.json"
@@ -287,13 +288,16 @@ def _finish_folder(folder: Path) -> None:
     """Point model_info at this host, write start.sh & co., check the lock, mark complete."""
     from llm_installer.scripts import write_run_scripts
 
-    info = json.loads((folder / "model_info.json").read_text())
-    info.update(
+    try:
+        record = read_model_info(folder / "model_info.json")
+    except ModelInfoError as exc:
+        raise BundleError(f"The bundle's {exc}") from None
+    record = record.replace(
         weights_path=str((folder / "model").resolve()), model_dir=str(folder.resolve()),
         installer_dir=str(PROJECT_DIR), installer_python=sys.executable,
     )  # fmt: skip
-    (folder / "model_info.json").write_text(json.dumps(info, indent=2, default=str))
-    write_run_scripts(folder, info)
+    write_model_info(folder / "model_info.json", record)
+    write_run_scripts(folder, record.to_dict())
     read_lock(folder)
     try:
         verify_local(folder, folder / "model")

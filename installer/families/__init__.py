@@ -20,7 +20,8 @@ imports no heavy code (never torch, never transformers). Order: most specific fi
     ``text-classification``, ``…ForDepthEstimation`` → ``depth-estimation`` …): the family name
     is the task name, served by the runtime's pipeline fallback.
 
-Every family name here is the contract with the runtime (``model_info.json``).
+Every family name here is the contract with the runtime (``model_info.json``); the detector
+table itself lives in ``llm_runtime.contract`` (pure data, no model code).
 """
 
 from __future__ import annotations
@@ -32,28 +33,12 @@ from llm_installer.configs import main_config_path
 from llm_installer.errors import NoConfigError, UnsupportedArchitectureError
 from llm_installer.families.base import Detection, Family, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime import contract
 
-# (family name, "module:Class" under llm_installer.families), in detection order.
-DETECTORS: tuple[tuple[str, str], ...] = (
-    ("gguf", "gguf:GgufFamily"),
-    ("peft-adapter", "peft_adapter:PeftAdapterFamily"),
-    ("diffusion", "diffusion:DiffusionFamily"),
-    ("embedding", "embedding:SentenceTransformersFamily"),
-    ("image-classification", "image_classification:TimmImageClassificationFamily"),
-    ("image-text-to-text", "image_text_to_text:ImageTextToTextFamily"),
-    ("state-space", "state_space:StateSpaceFamily"),
-    ("speech-recognition", "speech_recognition:SpeechRecognitionFamily"),
-    ("audio-generation", "audio_generation:AudioGenerationFamily"),
-    ("text2text-generation", "text2text:Text2TextFamily"),
-    ("zero-shot-image-classification", "zero_shot_image:ZeroShotImageFamily"),
-    ("image-classification", "image_classification:ImageClassificationFamily"),
-    ("object-detection", "object_detection:ObjectDetectionFamily"),
-    ("image-segmentation", "image_segmentation:ImageSegmentationFamily"),
-    ("text-generation", "text_generation:TextGenerationFamily"),
-    ("feature-extraction", "feature_extraction:FeatureExtractionFamily"),
-    ("embedding", "embedding:TextEncoderFamily"),
-)
-PIPELINE_TASKS = "pipeline_task:PipelineTaskFamily"  # tried last; its families are task names
+# (family name, "module:Class" under llm_installer.families), in detection order: the rows of
+# llm_runtime.contract, the one table of families the runtime's handler registry derives from too.
+DETECTORS: tuple[tuple[str, str], ...] = contract.DETECTORS
+PIPELINE_TASKS = contract.PIPELINE_DETECTOR  # tried last; its families are task names
 
 
 def _pipeline_tasks() -> list[str]:

@@ -6,29 +6,48 @@ cross-checks these rows against transformers' own auto-mappings so they cannot d
 
 from __future__ import annotations
 
+from llm_runtime.contract import (
+    AUDIO_CLASSIFICATION,
+    AUDIO_GENERATION,
+    DEPTH_ESTIMATION,
+    EMBEDDING,
+    IMAGE_CLASSIFICATION,
+    IMAGE_SEGMENTATION,
+    IMAGE_TEXT_TO_TEXT,
+    KEYPOINT_MATCHING,
+    OBJECT_DETECTION,
+    SPEECH_RECOGNITION,
+    TEXT2TEXT,
+    TEXT_CLASSIFICATION,
+    TEXT_GENERATION,
+    TOKEN_CLASSIFICATION,
+    VIDEO_CLASSIFICATION,
+    ZERO_SHOT_IMAGE,
+)
+
 # A head marker inside an architecture class name decides the family on its own.
 HEAD_MARKERS: dict[str, tuple[str, ...]] = {
-    "speech-recognition": ("ForCTC", "ForSpeechSeq2Seq", "ForSpeechToText", "ForRNNT", "ForTDT"),
-    "audio-generation": (
+    SPEECH_RECOGNITION: ("ForCTC", "ForSpeechSeq2Seq", "ForSpeechToText", "ForRNNT", "ForTDT"),
+    AUDIO_GENERATION: (
         "ForTextToSpeech",
         "ForTextToWaveform",
         "ForSpeechToSpeech",
         "WithHifiGan",
     ),
-    "image-classification": ("ForImageClassification",),
-    "object-detection": ("ForObjectDetection",),
-    "image-segmentation": (
+    IMAGE_CLASSIFICATION: ("ForImageClassification",),
+    OBJECT_DETECTION: ("ForObjectDetection",),
+    IMAGE_SEGMENTATION: (
         "ForSemanticSegmentation",
         "ForInstanceSegmentation",
         "ForUniversalSegmentation",
         "ForSegmentation",
         "ForMaskGeneration",
     ),
-    "zero-shot-image-classification": ("ForImageTextRetrieval",),
-    "image-text-to-text": ("ForVisionText2Text", "ForProteinText2Text"),
-    "text2text-generation": ("ForSeq2SeqLM", "MTModel", "ForTextToText", "T5WithLMHeadModel"),
-    "text-generation": ("ForCausalLM", "LMHeadModel", "ModelWithLMHead", "GenerationDecoder"),
-    "embedding": ("ForMaskedLM",),
+    ZERO_SHOT_IMAGE: ("ForImageTextRetrieval",),
+    IMAGE_TEXT_TO_TEXT: ("ForVisionText2Text", "ForProteinText2Text"),
+    TEXT2TEXT: ("ForSeq2SeqLM", "MTModel", "ForTextToText", "T5WithLMHeadModel"),
+    TEXT_GENERATION: ("ForCausalLM", "LMHeadModel", "ModelWithLMHead", "GenerationDecoder"),
+    EMBEDDING: ("ForMaskedLM",),
 }
 
 # Generic class-name endings whose family depends on model_type and config structure.
@@ -180,15 +199,15 @@ STATE_SPACE_TYPES: dict[str, tuple[str, ...]] = {
 
 # auto_map keys of custom-code repos -> family, for architectures nothing above knows.
 AUTO_MAP_FAMILIES: dict[str, str] = {
-    "AutoModelForCausalLM": "text-generation",
-    "AutoModelForSeq2SeqLM": "text2text-generation",
-    "AutoModelForSpeechSeq2Seq": "speech-recognition",
-    "AutoModelForCTC": "speech-recognition",
-    "AutoModelForImageClassification": "image-classification",
-    "AutoModelForObjectDetection": "object-detection",
-    "AutoModelForImageTextToText": "image-text-to-text",
-    "AutoModelForVision2Seq": "image-text-to-text",
-    "AutoModelForTextToWaveform": "audio-generation",
+    "AutoModelForCausalLM": TEXT_GENERATION,
+    "AutoModelForSeq2SeqLM": TEXT2TEXT,
+    "AutoModelForSpeechSeq2Seq": SPEECH_RECOGNITION,
+    "AutoModelForCTC": SPEECH_RECOGNITION,
+    "AutoModelForImageClassification": IMAGE_CLASSIFICATION,
+    "AutoModelForObjectDetection": OBJECT_DETECTION,
+    "AutoModelForImageTextToText": IMAGE_TEXT_TO_TEXT,
+    "AutoModelForVision2Seq": IMAGE_TEXT_TO_TEXT,
+    "AutoModelForTextToWaveform": AUDIO_GENERATION,
 }
 
 # Model types whose processors include a video processor, which needs torchvision even for
@@ -221,10 +240,10 @@ LORA_TARGET_MODULES: dict[str, tuple[str, ...]] = {
 # Tried last, after every family above. "ForSequenceClassification" on an audio model
 # (wav2vec2, HuBERT...) is audio classification, decided by the config's audio keys.
 PIPELINE_TASK_MARKERS: dict[str, tuple[str, ...]] = {
-    "text-classification": ("ForSequenceClassification",),
-    "token-classification": ("ForTokenClassification",),
-    "audio-classification": ("ForAudioClassification", "ForAudioFrameClassification"),
-    "video-classification": ("ForVideoClassification",),
-    "depth-estimation": ("ForDepthEstimation",),
-    "keypoint-matching": ("ForKeypointMatching",),
+    TEXT_CLASSIFICATION: ("ForSequenceClassification",),
+    TOKEN_CLASSIFICATION: ("ForTokenClassification",),
+    AUDIO_CLASSIFICATION: ("ForAudioClassification", "ForAudioFrameClassification"),
+    VIDEO_CLASSIFICATION: ("ForVideoClassification",),
+    DEPTH_ESTIMATION: ("ForDepthEstimation",),
+    KEYPOINT_MATCHING: ("ForKeypointMatching",),
 }

@@ -14,6 +14,7 @@ from llm_installer.families._common import (
 )
 from llm_installer.families._table import AUDIO_GENERATION_TYPES
 from llm_installer.source import ModelSource
+from llm_runtime.contract import AUDIO_GENERATION, TEXT_GENERATION
 
 # (marker in the class name or model_type, task), first match wins; text-to-speech otherwise.
 TASKS = (
@@ -29,7 +30,7 @@ SPECTROGRAM_HEADS = frozenset({"SpeechT5ForTextToSpeech", "FastSpeech2ConformerM
 class AudioGenerationFamily(TransformersFamily):
     """An audio-output head (``…ForTextToSpeech``, ``…ForSpeechToSpeech``) or a TTS/music model_type."""
 
-    name = "audio-generation"
+    name = AUDIO_GENERATION
     task = "text-to-speech"
     packages = AUDIO
 
@@ -41,7 +42,7 @@ class AudioGenerationFamily(TransformersFamily):
                 hint="Choose a text-to-waveform model instead (VITS/MMS-TTS, Bark, MusicGen...).",
             )
         family = head_family(architecture(config))
-        if family in (None, "text-generation") and model_type(config) in AUDIO_GENERATION_TYPES:
+        if family in (None, TEXT_GENERATION) and model_type(config) in AUDIO_GENERATION_TYPES:
             return True
         return family == self.name or (family is None and auto_map_family(config) == self.name)
 

@@ -9,6 +9,7 @@ from llm_installer.configs import MODEL_INDEX
 from llm_installer.families._common import QUANTIZATION_PACKAGES, TORCH, quantization_method, unique
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import DIFFUSION
 
 # (marker in the pipeline class name, task), first match wins; text-to-image otherwise.
 PIPELINE_TASKS = (
@@ -24,7 +25,7 @@ SENTENCEPIECE_TOKENIZERS = ("T5Tokenizer", "LlamaTokenizer", "GemmaTokenizer")
 class DiffusionFamily(Family):
     """A repo whose model_index.json names a pipeline class and its components."""
 
-    name = "diffusion"
+    name = DIFFUSION
 
     def detect(self, source: ModelSource) -> Detection | None:
         index = source.config(MODEL_INDEX)

@@ -20,6 +20,7 @@ from llm_installer.families._common import (
 )
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import EMBEDDING
 
 SENTENCE_TRANSFORMERS_FILES = (
     "modules.json",
@@ -38,7 +39,7 @@ NON_TEXT_KEYS = ("image_size", "patch_size", "num_channels", "num_mel_bins", "co
 class SentenceTransformersFamily(Family):
     """A repo with modules.json / config_sentence_transformers.json: sentence-transformers loads it."""
 
-    name = "embedding"
+    name = EMBEDDING
 
     def detect(self, source: ModelSource) -> Detection | None:
         if not any(source.has_file(path) for path in SENTENCE_TRANSFORMERS_FILES):
@@ -62,7 +63,7 @@ class SentenceTransformersFamily(Family):
 class TextEncoderFamily(TransformersFamily):
     """A text backbone or masked-LM class without sentence-transformers files: mean-pooled embeddings."""
 
-    name = "embedding"
+    name = EMBEDDING
     task = "feature-extraction"
     text_input = True
 

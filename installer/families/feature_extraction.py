@@ -14,6 +14,7 @@ from llm_installer.families._common import (
 )
 from llm_installer.families.base import Detection, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import FEATURE_EXTRACTION
 
 VISION_KEYS = ("image_size", "patch_size", "num_channels", "vision_config")
 AUDIO_KEYS = ("num_mel_bins", "conv_dim", "feat_extract_norm", "input_feat_per_channel")
@@ -22,7 +23,7 @@ AUDIO_KEYS = ("num_mel_bins", "conv_dim", "feat_extract_norm", "input_feat_per_c
 class FeatureExtractionFamily(TransformersFamily):
     """A bare backbone class whose config takes images or audio (text backbones are ``embedding``)."""
 
-    name = "feature-extraction"
+    name = FEATURE_EXTRACTION
     task = "image-feature-extraction"
 
     def matches(self, source: ModelSource, config: Config) -> bool:

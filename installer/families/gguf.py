@@ -10,6 +10,7 @@ from llm_installer.families import _traits
 from llm_installer.families._common import root_config
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource, RepoFile
+from llm_runtime.contract import GGUF
 
 SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 QUANT = re.compile(
@@ -28,7 +29,7 @@ BUILD_WARNING = (
 class GgufFamily(Family):
     """A repo with ``*.gguf`` files and no transformers/diffusers weights beside them."""
 
-    name = "gguf"
+    name = GGUF
 
     def detect(self, source: ModelSource) -> Detection | None:
         gguf = [f for f in source.files if f.path.endswith(".gguf")]

@@ -8,6 +8,7 @@ from llm_installer.families._common import TORCH, root_config, tokenizer_package
 from llm_installer.families._vision import VisionHeadFamily
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import IMAGE_CLASSIFICATION
 
 TIMM_PRETRAINED_KEYS = ("pretrained_cfg", "num_classes")
 
@@ -15,14 +16,14 @@ TIMM_PRETRAINED_KEYS = ("pretrained_cfg", "num_classes")
 class ImageClassificationFamily(VisionHeadFamily):
     """``ViTForImageClassification``, ``ResNetForImageClassification`` …"""
 
-    name = "image-classification"
+    name = IMAGE_CLASSIFICATION
     task = "image-classification"
 
 
 class TimmImageClassificationFamily(Family):
     """A timm checkpoint: config.json with ``architecture`` and ``pretrained_cfg``, no transformers keys."""
 
-    name = "image-classification"
+    name = IMAGE_CLASSIFICATION
 
     def detect(self, source: ModelSource) -> Detection | None:
         config = root_config(source)

@@ -6,12 +6,13 @@ from llm_installer.families._common import Config, architecture, is_bare_model, 
 from llm_installer.families._table import MASK_GENERATION_TYPES
 from llm_installer.families._vision import VisionHeadFamily
 from llm_installer.source import ModelSource
+from llm_runtime.contract import IMAGE_SEGMENTATION
 
 
 class ImageSegmentationFamily(VisionHeadFamily):
     """``…ForSemanticSegmentation``, ``…ForUniversalSegmentation``, or a SAM-like mask generator."""
 
-    name = "image-segmentation"
+    name = IMAGE_SEGMENTATION
     task = "image-segmentation"
 
     def matches(self, source: ModelSource, config: Config) -> bool:

@@ -23,6 +23,7 @@ from llm_installer.families._table import (
 )
 from llm_installer.families.base import Detection, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import IMAGE_TEXT_TO_TEXT, TEXT_GENERATION
 
 # Sub-configs that carry a vision tower (vq_config: Chameleon/Emu3 image tokenizers;
 # visual: Qwen-VL custom code; img_processor: Phi-3-vision custom code).
@@ -36,7 +37,7 @@ VISION_CONFIG_KEYS = (
 )
 TORCHVISION = Requirement("torchvision", "the processor's video part, used for images too")
 LLAVA_ORIGINAL_KEY = "mm_vision_tower"  # liuhaotian/llava-*: the LLaVA code base's own format
-GENERATIVE_FAMILIES = ("text-generation", "image-text-to-text")
+GENERATIVE_FAMILIES = (TEXT_GENERATION, IMAGE_TEXT_TO_TEXT)
 LLAVA_ORIGINAL_WARNING = (
     "This is an original-format LLaVA checkpoint (mm_vision_tower in config.json): plain "
     "transformers cannot load it; it needs the LLaVA code base or a converted llava-hf repo."
@@ -46,7 +47,7 @@ LLAVA_ORIGINAL_WARNING = (
 class ImageTextToTextFamily(TransformersFamily):
     """A generative architecture with a vision tower: vision_config, mm_vision_tower, or a VLM type."""
 
-    name = "image-text-to-text"
+    name = IMAGE_TEXT_TO_TEXT
     task = "image-text-to-text"
     generative = True
     packages = (PILLOW,)

@@ -7,13 +7,14 @@ from typing import Any
 from llm_installer.families._common import TRANSFORMERS_BASE
 from llm_installer.families.base import Detection, Family, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import FEATURE_EXTRACTION, PEFT_ADAPTER, TEXT2TEXT, TEXT_GENERATION
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHT_PREFIX = "adapter_model"
 TASKS = {
-    "CAUSAL_LM": "text-generation",
-    "SEQ_2_SEQ_LM": "text2text-generation",
-    "FEATURE_EXTRACTION": "feature-extraction",
+    "CAUSAL_LM": TEXT_GENERATION,
+    "SEQ_2_SEQ_LM": TEXT2TEXT,
+    "FEATURE_EXTRACTION": FEATURE_EXTRACTION,
     "SEQ_CLS": "text-classification",
     "TOKEN_CLS": "token-classification",
     "QUESTION_ANS": "question-answering",
@@ -31,7 +32,7 @@ DETAIL_KEYS = (
 class PeftAdapterFamily(Family):
     """adapter_config.json at the root, and no full-model weights beside the adapter's."""
 
-    name = "peft-adapter"
+    name = PEFT_ADAPTER
 
     def detect(self, source: ModelSource) -> Detection | None:
         adapter = source.config(ADAPTER_CONFIG)

@@ -13,18 +13,19 @@ from llm_installer.families._common import (
 )
 from llm_installer.families._table import SPEECH_RECOGNITION_TYPES
 from llm_installer.source import ModelSource
+from llm_runtime.contract import SPEECH_RECOGNITION, TEXT_GENERATION
 
 
 class SpeechRecognitionFamily(TransformersFamily):
     """A speech head (``…ForCTC``, ``…ForSpeechSeq2Seq``) or a speech-to-text model_type."""
 
-    name = "speech-recognition"
+    name = SPEECH_RECOGNITION
     task = "automatic-speech-recognition"
     packages = AUDIO
 
     def matches(self, source: ModelSource, config: Config) -> bool:
         family = head_family(architecture(config))
-        if family in (None, "text-generation") and model_type(config) in SPEECH_RECOGNITION_TYPES:
+        if family in (None, TEXT_GENERATION) and model_type(config) in SPEECH_RECOGNITION_TYPES:
             return True
         return family == self.name or (family is None and auto_map_family(config) == self.name)
 

@@ -15,6 +15,7 @@ from llm_installer.families._common import (
 from llm_installer.families._table import STATE_SPACE_TYPES
 from llm_installer.families.base import Detection, Requirement, Requirements
 from llm_installer.source import ModelSource
+from llm_runtime.contract import STATE_SPACE
 
 KERNEL_NOTES = {
     "mamba-ssm": "requires CUDA compilation",
@@ -28,7 +29,7 @@ MAMBA_WARNING = "This model requires mamba-ssm which needs CUDA compilation"
 class StateSpaceFamily(TransformersFamily):
     """A model_type from the state-space table, or an original mamba_ssm config (``ssm_cfg``)."""
 
-    name = "state-space"
+    name = STATE_SPACE
     task = "text-generation"
     generative = True
     optional = (OPTIONAL_BITSANDBYTES,)

@@ -13,12 +13,13 @@ from llm_installer.families._common import (
 )
 from llm_installer.families._table import CONDITIONAL_GENERATION, ENCODER_DECODER, TEXT2TEXT_TYPES
 from llm_installer.source import ModelSource
+from llm_runtime.contract import TEXT2TEXT
 
 
 class Text2TextFamily(TransformersFamily):
     """A seq2seq head, a seq2seq model_type, or ``is_encoder_decoder`` with a generation class."""
 
-    name = "text2text-generation"
+    name = TEXT2TEXT
     text_input = True
     task = "text2text-generation"
     optional = (OPTIONAL_BITSANDBYTES,)

@@ -13,12 +13,13 @@ from llm_installer.families._common import (
 )
 from llm_installer.families._table import CONDITIONAL_GENERATION
 from llm_installer.source import ModelSource
+from llm_runtime.contract import TEXT_GENERATION
 
 
 class TextGenerationFamily(TransformersFamily):
     """``…ForCausalLM``, ``…LMHeadModel``, decoder-only ``…ForConditionalGeneration``, or auto_map."""
 
-    name = "text-generation"
+    name = TEXT_GENERATION
     task = "text-generation"
     generative = True
     optional = (OPTIONAL_FLASH_ATTN, OPTIONAL_BITSANDBYTES)

@@ -14,12 +14,13 @@ from llm_installer.families._common import (
 )
 from llm_installer.families._table import ZERO_SHOT_IMAGE_TYPES
 from llm_installer.source import ModelSource
+from llm_runtime.contract import ZERO_SHOT_IMAGE
 
 
 class ZeroShotImageFamily(TransformersFamily):
     """A bare dual-encoder class (``CLIPModel``) with text_config + vision_config, or a known type."""
 
-    name = "zero-shot-image-classification"
+    name = ZERO_SHOT_IMAGE
     task = "zero-shot-image-classification"
     packages = (PILLOW,)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from llm_runtime.contract import TEXT_GENERATION
 from llm_runtime.engines.vllm_process import (
     TOOL_PARSERS,
     VllmLaunch,
@@ -42,7 +43,7 @@ BASE_SUFFIX = "-base"  # vLLM's name for the base model when the adapter takes t
 class VllmTextHandler(Handler, TextGeneration):
     """Causal LMs served by a vLLM child process."""
 
-    family = "text-generation"
+    family = TEXT_GENERATION
     engine = "vllm"
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:

@@ -1,44 +1,26 @@
-"""Registry of model families: family name -> (module, class), imported only when used."""
+"""Registry of model families: family name -> (module, class), imported only when used.
+
+Derived from llm_runtime.contract, the one table of families both sides share."""
 
 from __future__ import annotations
 
 import importlib
 
+from llm_runtime.contract import (
+    PIPELINE_FALLBACK,
+    TRANSFORMERS,
+    engine_handlers,
+    family_spec,
+    handled_families,
+)
 from llm_runtime.errors import UnsupportedFamily
 from llm_runtime.handlers.base import Handler
 
-# The family name is the contract with the host side (written as "family" in model_info.json).
-FAMILIES: dict[str, tuple[str, str]] = {
-    "text-generation": ("llm_runtime.handlers.text_generation", "TextGenerationHandler"),
-    "embedding": ("llm_runtime.handlers.embeddings", "EmbeddingHandler"),
-    "text2text-generation": ("llm_runtime.handlers.text2text", "Text2TextHandler"),
-    "diffusion": ("llm_runtime.handlers.diffusion", "DiffusionHandler"),
-    "speech-recognition": ("llm_runtime.handlers.speech_recognition", "SpeechRecognitionHandler"),
-    "audio-generation": ("llm_runtime.handlers.audio_generation", "AudioGenerationHandler"),
-    "image-classification": (
-        "llm_runtime.handlers.image_classification",
-        "ImageClassificationHandler",
-    ),
-    "object-detection": ("llm_runtime.handlers.object_detection", "ObjectDetectionHandler"),
-    "image-segmentation": (
-        "llm_runtime.handlers.image_segmentation",
-        "ImageSegmentationHandler",
-    ),
-    "zero-shot-image-classification": (
-        "llm_runtime.handlers.zero_shot_image",
-        "ZeroShotImageClassificationHandler",
-    ),
-    "image-text-to-text": ("llm_runtime.handlers.image_text_to_text", "ImageTextToTextHandler"),
-    "feature-extraction": ("llm_runtime.handlers.feature_extraction", "FeatureExtractionHandler"),
-    "state-space": ("llm_runtime.handlers.state_space", "StateSpaceHandler"),
-    "gguf": ("llm_runtime.handlers.gguf", "GgufHandler"),
-}
+# The family name is the contract with the host side (written as "family" in model_info.json);
+# the rows come from llm_runtime.contract, the table the host's detectors derive from too.
+FAMILIES: dict[str, tuple[str, str]] = handled_families()
 # Families served by another engine than transformers: (family, engine) -> (module, class).
-ENGINE_HANDLERS: dict[tuple[str, str], tuple[str, str]] = {
-    ("text-generation", "vllm"): ("llm_runtime.engines.vllm_handler", "VllmTextHandler"),
-}
-# Any other transformers pipeline task (text-classification, depth-estimation, ...).
-PIPELINE_FALLBACK = ("llm_runtime.handlers.pipeline_task", "PipelineTaskHandler")
+ENGINE_HANDLERS: dict[tuple[str, str], tuple[str, str]] = engine_handlers()
 
 
 def supported_families() -> list[str]:
@@ -48,10 +30,10 @@ def supported_families() -> list[str]:
     return sorted(FAMILIES) + pipeline_task_names()
 
 
-def handler_class(family: str, engine: str = "transformers") -> type[Handler]:
+def handler_class(family: str, engine: str = TRANSFORMERS) -> type[Handler]:
     """Import and return the handler class for family (on engine); unknown names list what is
     supported."""
-    if engine != "transformers":
+    if engine != TRANSFORMERS and not _own_engine(family, engine):
         if (family, engine) not in ENGINE_HANDLERS:
             served = ", ".join(f"{f} on {e}" for f, e in ENGINE_HANDLERS)
             raise UnsupportedFamily(
@@ -75,3 +57,9 @@ def _pipeline_fallback(family: str) -> tuple[str, str]:
     if family in pipeline_task_names():
         return PIPELINE_FALLBACK
     raise KeyError(family)
+
+
+def _own_engine(family: str, engine: str) -> bool:
+    """The family's own handler runs this engine itself (gguf on llama.cpp)."""
+    spec = family_spec(family)
+    return spec is not None and engine in spec.engines and (family, engine) not in ENGINE_HANDLERS

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm_runtime.contract import AUDIO_GENERATION
 from llm_runtime.detect import refuse_spectrogram_models
 from llm_runtime.handlers.media_base import SpeechSynthesis
 from llm_runtime.handlers.pipeline_base import PipelineHandler
@@ -29,7 +30,7 @@ class SpeakBody(BaseModel):
 class AudioGenerationHandler(PipelineHandler, SpeechSynthesis):
     """The text-to-audio pipeline; `/generate` answers base64 WAV, /v1/audio/speech raw WAV."""
 
-    family = "audio-generation"
+    family = AUDIO_GENERATION
     task = "text-to-audio"
     inputs = ("text",)
     outputs = ("audio",)

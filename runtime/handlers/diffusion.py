@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from llm_runtime.contract import DIFFUSION
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler
 from llm_runtime.handlers.media_base import (
@@ -35,7 +36,7 @@ LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.26
 class DiffusionHandler(Handler, ImageGeneration):
     """A diffusers pipeline for text-to-image, and its image-to-image twin sharing the weights."""
 
-    family = "diffusion"
+    family = DIFFUSION
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         from diffusers import AutoPipelineForText2Image, DiffusionPipeline

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from llm_runtime.contract import EMBEDDING
 from llm_runtime.handlers.base import Embedding, Handler
 from llm_runtime.loading import remote_code, resolve_placement, translate_oom
 from llm_runtime.profile import ModelProfile
@@ -24,7 +25,7 @@ FALLBACK_MAX_LENGTH = 512
 class EmbeddingHandler(Handler, Embedding):
     """One vector per input; inputs are encoded in batches of BATCH_SIZE on one thread."""
 
-    family = "embedding"
+    family = EMBEDDING
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         self.profile, self.placement = profile, resolve_placement(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llm_runtime.contract import FEATURE_EXTRACTION
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.embeddings import EmbeddingHandler
 from llm_runtime.handlers.media_base import ModelWorker
@@ -19,7 +20,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spie
 class FeatureExtractionHandler(EmbeddingHandler):
     """Text encoders reuse the embedding handler; image encoders use image-feature-extraction."""
 
-    family = "feature-extraction"
+    family = FEATURE_EXTRACTION
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         self.image_pipe = None

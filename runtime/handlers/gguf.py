@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llm_runtime.contract import GGUF
 from llm_runtime.errors import InvalidRequest, ModelLoadError, RuntimeServeError, internal_error
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.profile import ModelProfile
@@ -40,7 +41,7 @@ PROJECTOR_MARKER = "mmproj"
 def model_file(profile: ModelProfile) -> Path:
     """The GGUF file to load: model_info's ``gguf_file``, else the folder's only model file
     (the first part of a split one)."""
-    named = profile.info.get("gguf_file")
+    named = profile.info.gguf_file
     if named:
         path = profile.model_dir / named
         if not path.is_file():
@@ -64,7 +65,7 @@ def model_file(profile: ModelProfile) -> Path:
 class GgufHandler(Handler, TextGeneration):
     """A GGUF model on llama.cpp: chat and completions, streamed token by token."""
 
-    family = "gguf"
+    family = GGUF
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         import llama_cpp

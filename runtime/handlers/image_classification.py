@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from llm_runtime.contract import IMAGE_CLASSIFICATION
 from llm_runtime.handlers.pipeline_base import ImageBody, PipelineHandler
 from llm_runtime.profile import ModelProfile
 
@@ -20,7 +21,7 @@ class ClassifyBody(ImageBody):
 class ImageClassificationHandler(PipelineHandler):
     """`{"labels": [{"label", "score"}...]}` for an image, best first."""
 
-    family = "image-classification"
+    family = IMAGE_CLASSIFICATION
     task = "image-classification"
 
     def _make_pipeline(self, profile: ModelProfile):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_runtime.contract import IMAGE_SEGMENTATION
 from llm_runtime.handlers.pipeline_base import ImageBody, PipelineHandler
 from llm_runtime.media import image_to_base64
 
@@ -11,7 +12,7 @@ from llm_runtime.media import image_to_base64
 class ImageSegmentationHandler(PipelineHandler):
     """`{"segments": [{"label", "score", "mask": base64 PNG (L, image size)}]}`."""
 
-    family = "image-segmentation"
+    family = IMAGE_SEGMENTATION
     task = "image-segmentation"
     outputs = ("masks", "labels")
 

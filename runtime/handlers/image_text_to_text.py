@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from llm_runtime.contract import IMAGE_TEXT_TO_TEXT
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.handlers.media_base import ImageInput
@@ -45,7 +46,7 @@ class MultimodalRequest(TextRequest):
 class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
     """One generation at a time on a worker thread, streamed through TextIteratorStreamer."""
 
-    family = "image-text-to-text"
+    family = IMAGE_TEXT_TO_TEXT
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor

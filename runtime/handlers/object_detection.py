@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from llm_runtime.contract import OBJECT_DETECTION
 from llm_runtime.handlers.pipeline_base import ImageBody, PipelineHandler
 
 
@@ -16,7 +17,7 @@ class DetectBody(ImageBody):
 class ObjectDetectionHandler(PipelineHandler):
     """`{"objects": [{"label", "score", "box": {xmin, ymin, xmax, ymax}}]}`, best first."""
 
-    family = "object-detection"
+    family = OBJECT_DETECTION
     task = "object-detection"
     outputs = ("boxes", "labels")
 

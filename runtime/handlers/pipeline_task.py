@@ -70,7 +70,7 @@ class PipelineTaskHandler(PipelineHandler):
     family = "pipeline"
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
-        self.task = str(profile.info.get("task") or profile.family)
+        self.task = str(profile.info.task or profile.family)
         self.family = profile.family
         self.inputs, self.outputs = task_io(self.task)
         super().load(profile=profile, settings=settings)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from llm_runtime.contract import SPEECH_RECOGNITION
 from llm_runtime.handlers.media_base import Transcription
 from llm_runtime.handlers.pipeline_base import PipelineHandler
 from llm_runtime.media import Payload, decode_audio
@@ -33,7 +34,7 @@ class TranscribeBody(BaseModel):
 class SpeechRecognitionHandler(PipelineHandler, Transcription):
     """The automatic-speech-recognition pipeline with chunk_length_s for long audio."""
 
-    family = "speech-recognition"
+    family = SPEECH_RECOGNITION
     task = "automatic-speech-recognition"
     inputs = ("audio",)
     outputs = ("text",)

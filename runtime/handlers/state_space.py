@@ -13,6 +13,7 @@ import json
 import logging
 
 from llm_runtime.batching import BatchEngine
+from llm_runtime.contract import STATE_SPACE
 from llm_runtime.errors import ModelLoadError
 from llm_runtime.handlers.text_generation import TextGenerationHandler
 from llm_runtime.profile import ModelProfile
@@ -27,7 +28,7 @@ UNMASKED_TYPES = frozenset({"rwkv"})
 class StateSpaceHandler(TextGenerationHandler):
     """A text-generation handler that reports the state-space family in /info."""
 
-    family = "state-space"
+    family = STATE_SPACE
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         if _model_type(profile) in UNMASKED_TYPES and settings.max_batch_size > 1:

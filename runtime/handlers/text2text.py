@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from llm_runtime.admission import HEAD_CHARS_PER_TOKEN
+from llm_runtime.contract import TEXT2TEXT
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import model_kwargs, remote_code, resolve_placement, translate_oom
@@ -24,7 +25,7 @@ FALLBACK_INPUT_LENGTH = 512
 class Text2TextHandler(Handler, TextGeneration):
     """AutoModelForSeq2SeqLM `generate`, one request at a time, streamed token by token."""
 
-    family = "text2text-generation"
+    family = TEXT2TEXT
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer

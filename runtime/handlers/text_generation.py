@@ -9,6 +9,7 @@ from typing import Any
 from llm_runtime.admission import HEAD_CHARS_PER_TOKEN
 from llm_runtime.batching import BatchEngine
 from llm_runtime.continuous import StepBatchEngine, supports_step_batching
+from llm_runtime.contract import TEXT_GENERATION
 from llm_runtime.decoding import RowState
 from llm_runtime.errors import InvalidRequest, ModelLoadError
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
@@ -50,7 +51,7 @@ FALLBACK_CONTEXT = 2048
 class TextGenerationHandler(Handler, TextGeneration):
     """Causal LMs through transformers `generate`, batched by a BatchEngine."""
 
-    family = "text-generation"
+    family = TEXT_GENERATION
     openai_features = frozenset({"tools", "response_format", "logprobs", "n"})
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import field_validator
 
+from llm_runtime.contract import ZERO_SHOT_IMAGE
 from llm_runtime.handlers.pipeline_base import ImageBody, PipelineHandler
 
 
@@ -28,7 +29,7 @@ class ZeroShotBody(ImageBody):
 class ZeroShotImageClassificationHandler(PipelineHandler):
     """`{"labels": [{"label", "score"}]}` over the request's candidate_labels, best first."""
 
-    family = "zero-shot-image-classification"
+    family = ZERO_SHOT_IMAGE
     task = "zero-shot-image-classification"
     inputs = ("image", "text")
 

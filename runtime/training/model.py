@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_runtime.contract import IMAGE_TEXT_TO_TEXT, TEXT_GENERATION
+from llm_runtime.model_info import ModelInfo
 from llm_runtime.training import moe
 from llm_runtime.training.errors import (
     ModelLoadError,
@@ -21,8 +23,7 @@ from llm_runtime.training.errors import (
 )
 from llm_runtime.training.params import ModelFacts, TrainPlan
 
-MULTIMODAL_FAMILIES = ("multimodal", "image-text-to-text")
-INFO_TARGET_KEYS = ("lora_target_modules", "target_modules")
+MULTIMODAL_FAMILIES = ("multimodal", IMAGE_TEXT_TO_TEXT)
 ALL_LINEAR = "all-linear"
 
 
@@ -35,13 +36,13 @@ class ModelSpec:
     family: str
     is_moe: bool
     target_modules: tuple[str, ...] | None
-    info: dict
+    info: ModelInfo
     multimodal: bool = False  # image-text-to-text: trained on image+caption records
 
     @property
     def code(self) -> dict:
         """`trust_remote_code` as install recorded it (the user's --trust-remote-code)."""
-        return {"trust_remote_code": self.info.get("trust_remote_code") is True}
+        return {"trust_remote_code": self.info.trust_remote_code}
 
 
 def read_spec(model_dir: Path) -> ModelSpec:
@@ -50,17 +51,14 @@ def read_spec(model_dir: Path) -> ModelSpec:
     config = _json(model_dir / "config.json")
     if not config:
         raise ModelLoadError(f"{model_dir} has no config.json: not a transformers model folder")
-    is_moe = bool(info.get("is_moe")) or any(config.get(k) for k in moe.EXPERT_COUNT_KEYS)
-    targets = next((info[k] for k in INFO_TARGET_KEYS if info.get(k)), None)
-    training = info.get("training") or {}
-    targets = targets or training.get("target_modules")
-    family = info.get("family") or info.get("model_family") or _detected_family(model_dir, config)
+    is_moe = info.is_moe or any(config.get(k) for k in moe.EXPERT_COUNT_KEYS)
+    family = info.family or _detected_family(model_dir, config)
     return ModelSpec(
         model_dir=model_dir,
-        model_id=info.get("model_id") or model_dir.resolve().name,
+        model_id=info.model_id or model_dir.resolve().name,
         family=family,
         is_moe=is_moe,
-        target_modules=tuple(targets) if targets else None,
+        target_modules=info.lora_target_modules or None,
         info=info,
         multimodal=family in MULTIMODAL_FAMILIES or "vision_config" in config,
     )
@@ -74,14 +72,19 @@ def _detected_family(model_dir: Path, config: dict) -> str:
     try:
         return detect_family(model_dir, config)
     except UnsupportedFamily:
-        return "text-generation"
+        return TEXT_GENERATION
 
 
-def _model_info(model_dir: Path) -> dict:
-    """The server's search order: $LLM_MODEL_INFO (the image sets it), DIR/, DIR/.."""
-    from llm_runtime.profile import model_info_candidates
+def _model_info(model_dir: Path) -> ModelInfo:
+    """The server's search order: $LLM_MODEL_INFO (the image sets it), DIR/, DIR/.. — read
+    strictly; a folder without one is described by its own files."""
+    from llm_runtime.model_info import ModelInfoError, model_info_path, read_model_info
 
-    return next((_json(p) for p in model_info_candidates(model_dir) if p.is_file()), {})
+    path = model_info_path(model_dir)
+    try:
+        return read_model_info(path) if path else ModelInfo()
+    except ModelInfoError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def _json(path: Path) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from llm_runtime.contract import EMBEDDING
 from llm_runtime.training import outputs
 from llm_runtime.training.callbacks import say
 from llm_runtime.training.errors import DataFormatError, DataSourceError
@@ -101,7 +102,7 @@ def run_sentence_transformers(options: TrainOptions, model_dir: Path, code: dict
     say(f"✅ Fine-tuned model saved: {target}")
     report = {
         "model_id": model_dir.resolve().name,
-        "family": "embedding",
+        "family": EMBEDDING,
         "trainer": "sentence-transformers",
         "method": "full",
         "loss": loss_name,

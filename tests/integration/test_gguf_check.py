@@ -19,6 +19,7 @@ from llm_installer.image import needs_compiler, plan_image
 from llm_installer.install import with_quantization
 from llm_runtime.errors import ModelLoadError
 from llm_runtime.handlers.gguf import model_file
+from llm_runtime.model_info import ModelInfo
 from llm_runtime.profile import ModelProfile, load_profile
 
 runner = CliRunner()
@@ -109,7 +110,10 @@ def test_runtime_loads_the_named_file_or_the_only_one(tmp_path: Path):
     with pytest.raises(ModelLoadError, match="holds 2 GGUF models"):
         model_file(profile)
     named = ModelProfile(
-        model_dir=tmp_path, family="gguf", model_id="m", info={"gguf_file": "a-Q4_0.gguf"}
+        model_dir=tmp_path,
+        family="gguf",
+        model_id="m",
+        info=ModelInfo.new(family="gguf", gguf_file="a-Q4_0.gguf"),
     )
     assert model_file(named) == tmp_path / "a-Q4_0.gguf"
     (tmp_path / "a-Q4_0.gguf").unlink()
