@@ -33,7 +33,9 @@ def data_file(*parts: str) -> Path:
 
 
 def _package_dir(name: str) -> Path:
-    return Path(str(files(name)))
+    return Path(
+        str(files(name))
+    ).resolve()  # a symlinked package (bench/gpu_check.sh) finds its checkout
 
 
 @cache
