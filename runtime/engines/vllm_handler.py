@@ -49,6 +49,7 @@ class VllmTextHandler(Handler, TextGeneration):
     engine = "vllm"
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        import aiohttp  # noqa: F401  (imported now, not on the first request)
         from transformers import AutoTokenizer
 
         self.profile, self.settings = profile, settings
