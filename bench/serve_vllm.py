@@ -94,6 +94,7 @@ def load(url: str, model: str, clients: int, requests: int, max_tokens: int) -> 
         "tokens_per_s": sum(r[0] for r in results) / seconds,
         "latency_s": statistics.median(r[1] for r in results),
         "ttft_s": statistics.median(r[2] for r in results),
+        "seconds": seconds,
     }
 
 
@@ -152,7 +153,11 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
             servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
             if label == "ours on vLLM":  # the front against its own vLLM, turn by turn
                 child = child_url(work / "logs-vllm")
-                servers.update(interleaved(process.url, child, name, levels, count, max_tokens))
+                servers.update(
+                    interleaved(
+                        process.url, child, name, levels, count, max_tokens, process.process.pid
+                    )
+                )
         finally:
             process.stop()
     return servers
@@ -164,21 +169,37 @@ def child_url(logs: Path) -> str:
     return re.findall(r"Starting vLLM server on (http://127\.0\.0\.1:\d+)", text)[-1]
 
 
-def interleaved(front, child, name, levels, count, max_tokens, rounds: int = 3) -> dict:
-    """Same instance, same moment: the front and the vLLM behind it alternate, best of rounds
-    (on a shared machine, background load swamps a front's few milliseconds otherwise)."""
+def interleaved(front, child, name, levels, count, max_tokens, front_pid, rounds: int = 5) -> dict:
+    """Same instance, same moment: the front and the vLLM behind it alternate. Tokens/s and
+    latency are the best of the rounds, the ratio is the median of each round's pair (on a shared
+    machine background load swamps a front's few milliseconds otherwise); the front's own CPU
+    time per token (its process alone) is set beside vLLM's API server's (the front's child)."""
+    import psutil
+
+    front_process = psutil.Process(front_pid)
+    api_server = front_process.children()[0]
     labels = ("front (interleaved)", "its vLLM (interleaved)")
     out: dict[str, dict] = {label: {} for label in labels}
     for clients in levels:
         runs: dict[str, list] = {label: [] for label in labels}
         for _ in range(rounds):
-            for label, url in zip(labels, (front, child), strict=True):
-                runs[label].append(load(url, name, clients, count(clients), max_tokens))
+            for label, url, process in zip(
+                labels, (front, child), (front_process, api_server), strict=True
+            ):
+                before = sum(process.cpu_times()[:2])
+                figures = load(url, name, clients, count(clients), max_tokens)
+                tokens = figures["tokens_per_s"] * figures.pop("seconds")
+                figures["cpu_us_per_token"] = (sum(process.cpu_times()[:2]) - before) / tokens * 1e6
+                runs[label].append(figures)
+        pairs = zip(*(runs[label] for label in labels), strict=True)
+        ratio = statistics.median(f["tokens_per_s"] / c["tokens_per_s"] for f, c in pairs)
         for label, figures in runs.items():
             out[label][clients] = {
                 "tokens_per_s": max(f["tokens_per_s"] for f in figures),
                 "latency_s": min(f["latency_s"] for f in figures),
                 "ttft_s": min(f["ttft_s"] for f in figures),
+                "cpu_us_per_token": statistics.median(f["cpu_us_per_token"] for f in figures),
+                "median_pair_ratio": ratio,
             }
     return out
 
@@ -197,4 +218,12 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
                 f"{mine['tokens_per_s']:.0f} | {mine['latency_s'] * 1000:.0f} ms | {mine['ttft_s'] * 1000:.1f} ms",
                 f"{mine['tokens_per_s'] / ref['tokens_per_s']:.2f}x tokens/s, TTFT {(mine['ttft_s'] - ref['ttft_s']) * 1000:+.1f} ms",
             ))  # fmt: skip
+    for clients, mine in figures.get("front (interleaved)", {}).items():
+        ref = figures["its vLLM (interleaved)"][clients]
+        out.append((
+            f"front, {clients} client(s): CPU per token | median of paired ratios",
+            f"{ref['cpu_us_per_token']:.0f} us (vLLM's API server process)",
+            f"{mine['cpu_us_per_token']:.0f} us (our front process)",
+            f"{mine['median_pair_ratio']:.2f}x tokens/s",
+        ))  # fmt: skip
     return out

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from sse_starlette.sse import EventSourceResponse
 
-from llm_runtime.admission import embedding_inputs, start_stream, start_streams
+from llm_runtime.admission import embedding_inputs, start_streams
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Embedding, TextGeneration, TextStream
 from llm_runtime.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
@@ -44,10 +44,10 @@ async def chat_completions(request: Request, body: ChatCompletionBody):
     refuse_unsupported(handler, body.model_dump(by_alias=True))
     text_request = body.to_text_request()
     chat = ChatFormat(host.model_id)
-    if body.stream:
-        stream = await start_stream(handler, text_request)
+    if body.stream:  # n > 1: the choices stream side by side, each with its index
+        streams = await start_streams(handler, choice_requests(text_request, body.n))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(stream, chat.chunks(stream, text_request, include_usage))
+        return _sse(streams, chat.chunks(streams, text_request, include_usage))
     results = await _choices(handler, choice_requests(text_request, body.n), request)
     return chat.completion(results, text_request)
 
@@ -62,9 +62,9 @@ async def completions(request: Request, body: CompletionBody):
     if body.stream:
         if len(text_requests) > 1:
             raise InvalidRequest("Streaming takes a single prompt.", code="invalid_prompt")
-        stream = await start_stream(handler, text_requests[0])
+        streams = await start_streams(handler, choice_requests(text_requests[0], body.n))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(stream, fmt.chunks(stream, include_usage, body.logprobs is not None))
+        return _sse(streams, fmt.chunks(streams, include_usage, body.logprobs is not None))
     every = [c for r in text_requests for c in choice_requests(r, body.n)]
     results = await _choices(handler, every, request)  # batched together
     groups = [results[i : i + body.n] for i in range(0, len(results), body.n)]
@@ -155,5 +155,9 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return vector.tolist()
 
 
-def _sse(stream: TextStream, events: AsyncIterator[dict]) -> EventSourceResponse:
-    return event_stream(events, stream.cancel)
+def _sse(streams: list[TextStream], events: AsyncIterator[dict]) -> EventSourceResponse:
+    def cancel() -> None:
+        for stream in streams:
+            stream.cancel()
+
+    return event_stream(events, cancel)

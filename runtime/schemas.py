@@ -142,10 +142,6 @@ class StructuredFields(BaseModel):
         schema = fmt.json_schema.json_schema if fmt.json_schema else None
         return {"response_format": fmt.type, "json_schema": schema}
 
-    def _check_stream_n(self, stream: bool) -> None:
-        if stream and self.n > 1:
-            raise ValueError("n > 1 is not supported with stream: true; send n: 1 or stream: false")
-
 
 class SamplingFields(BaseModel):
     """Decoding settings shared by every text endpoint."""
@@ -262,7 +258,6 @@ class ChatCompletionBody(SamplingFields, ReasoningFields, StructuredFields):
 
     @model_validator(mode="after")
     def _consistent(self):
-        self._check_stream_n(self.stream)
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
         names = [t.function.name for t in self.tools or ()]
@@ -323,11 +318,6 @@ class CompletionBody(SamplingFields, ReasoningFields, StructuredFields):
     stream_options: StreamOptions | None = None
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        self._check_stream_n(self.stream)
-        return self
 
     @field_validator("prompt")
     @classmethod

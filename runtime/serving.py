@@ -108,8 +108,9 @@ def host_of(request: Request) -> ModelHost:
     return request.app.state.host
 
 
-def check_api_key(request: Request) -> None:
-    """FastAPI dependency: Bearer API key on inference routes when --api-key is set."""
+async def check_api_key(request: Request) -> None:
+    """FastAPI dependency: Bearer API key on inference routes when --api-key is set (async, so
+    FastAPI runs it on the event loop, not through a worker thread, on every request)."""
     _check_key(request.app.state.config.api_key, request.headers.get("authorization"), None)
 
 
@@ -127,7 +128,7 @@ def check_ws_api_key(websocket: WebSocket) -> None:
 def has_valid_key(request: Request) -> bool:
     """True when no key is configured or the request carries the right one."""
     try:
-        check_api_key(request)
+        _check_key(request.app.state.config.api_key, request.headers.get("authorization"), None)
     except Unauthorized:
         return False
     return True

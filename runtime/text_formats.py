@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -142,29 +143,35 @@ class ChatFormat:
         }
 
     async def chunks(
-        self, stream: TextStream, request: TextRequest, include_usage: bool
+        self, streams: TextStream | list[TextStream], request: TextRequest, include_usage: bool
     ) -> AsyncIterator[dict]:
-        """SSE events: role, content/reasoning deltas, finish, optional usage, `[DONE]`."""
+        """SSE events: role, content/reasoning deltas and finish of each choice (its index), the
+        optional usage of them all, `[DONE]`."""
+        streams = streams if isinstance(streams, list) else [streams]
         usage_field = {"usage": None} if include_usage else {}
-        yield self._chunk({"role": "assistant", "content": ""}, None, usage_field)
-        async for delta in stream:
-            if delta.tool_call is not None:
-                yield self._chunk({"tool_calls": [_tool_call_delta(delta)]}, None, usage_field)
+        for index in range(len(streams)):
+            yield self._chunk(index, {"role": "assistant", "content": ""}, None, usage_field)
+        results: list[TextResult] = []
+        async for index, delta in merged(streams):
+            if delta is None:
+                results.append(result := await streams[index].result())
+                yield self._chunk(index, {}, openai_finish_reason(result), usage_field)
+            elif delta.tool_call is not None:
+                body = {"tool_calls": [_tool_call_delta(delta)]}
+                yield self._chunk(index, body, None, usage_field)
             elif delta.channel == "answer":
                 logprobs = chat_logprobs(delta.logprobs) if request.logprobs is not None else None
-                yield self._chunk({"content": delta.text}, None, usage_field, logprobs)
+                yield self._chunk(index, {"content": delta.text}, None, usage_field, logprobs)
             elif request.reasoning.show_thinking:
                 body = {"reasoning_content": delta.text, "reasoning": delta.text}
-                yield self._chunk(body, None, usage_field)
-        result = await stream.result()
-        yield self._chunk({}, openai_finish_reason(result), usage_field)
+                yield self._chunk(index, body, None, usage_field)
         if include_usage:
-            usage = openai_usage(result.usage, result.reasoning)
+            usage = openai_usage(usage_of(results), results[0].reasoning)
             yield sse_event(self._envelope("chat.completion.chunk", [], usage))
         yield {"data": "[DONE]"}
 
-    def _chunk(self, delta: dict, finish: str | None, extra: dict, logprobs=None) -> dict:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
+    def _chunk(self, index: int, delta: dict, finish: str | None, extra: dict, logprobs=None):
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         return sse_event({**self._envelope("chat.completion.chunk", [choice]), **extra})
 
     def _envelope(self, kind: str, choices: list, usage: dict | None = None) -> dict:
@@ -211,22 +218,27 @@ class CompletionFormat:
         return {**self._envelope(choices), "usage": openai_usage(usage, False)}
 
     async def chunks(
-        self, stream: TextStream, include_usage: bool, logprobs: bool = False
+        self, streams: list[TextStream], include_usage: bool, logprobs: bool = False
     ) -> AsyncIterator[dict]:
-        async for delta in stream:
-            if delta.channel == "answer":
-                choice = self._choice(delta.text, None)
+        """Text pieces and the finish of each choice (its index), the optional usage, `[DONE]`."""
+        results: list[TextResult] = []
+        async for index, delta in merged(streams):
+            if delta is None:
+                results.append(result := await streams[index].result())
+                finish = self._choice(index, "", openai_finish_reason(result))
+                yield sse_event(self._envelope([finish]))
+            elif delta.channel == "answer":
+                choice = self._choice(index, delta.text, None)
                 if logprobs:
                     choice["logprobs"] = completion_logprobs(delta.logprobs, 0)
                 yield sse_event(self._envelope([choice]))
-        result = await stream.result()
-        yield sse_event(self._envelope([self._choice("", openai_finish_reason(result))]))
         if include_usage:
-            yield sse_event({**self._envelope([]), "usage": openai_usage(result.usage, False)})
+            usage = openai_usage(usage_of(results), False)
+            yield sse_event({**self._envelope([]), "usage": usage})
         yield {"data": "[DONE]"}
 
-    def _choice(self, text: str, finish: str | None) -> dict:
-        return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+    def _choice(self, index: int, text: str, finish: str | None) -> dict:
+        return {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
 
     def _envelope(self, choices: list) -> dict:
         return {
@@ -250,6 +262,39 @@ def _tool_call_delta(delta: TextDelta) -> dict[str, Any]:
         function = {"name": chunk.name, **function}
     out["function"] = function
     return out
+
+
+async def merged(streams: list[TextStream]) -> AsyncIterator[tuple[int, TextDelta | None]]:
+    """The deltas of several streams as they come, each with its stream's index; (index, None)
+    once that stream has ended. A stream's error ends the whole iteration."""
+    if len(streams) == 1:  # the common case, without a task per stream
+        async for delta in streams[0]:
+            yield 0, delta
+        yield 0, None
+        return
+    queue: asyncio.Queue[tuple[int, TextDelta | Exception | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: TextStream) -> None:
+        try:
+            async for delta in stream:
+                queue.put_nowait((index, delta))
+            queue.put_nowait((index, None))
+        except Exception as exc:  # raised where the events are read
+            queue.put_nowait((index, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        for _ in range(len(streams)):
+            while True:
+                index, item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield index, item
+                if item is None:
+                    break
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def sse_event(body: dict) -> dict:

@@ -8,6 +8,8 @@ max-concurrency running plus max-queue waiting requests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ import httpx
 
 from llm_runtime.contract import TEXT_GENERATION
 from llm_runtime.engines.vllm_process import (
+    KEEP_ALIVE_S,
     TOOL_PARSERS,
     VllmLaunch,
     VllmProcess,
@@ -47,6 +50,7 @@ class VllmTextHandler(Handler, TextGeneration):
     engine = "vllm"
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
+        import aiohttp  # noqa: F401  (imported now, not on the first request)
         from transformers import AutoTokenizer
 
         self.profile, self.settings = profile, settings
@@ -57,7 +61,7 @@ class VllmTextHandler(Handler, TextGeneration):
         self.max_context = max_model_len(profile.model_dir, cap=10**9)
         self.limit = settings.max_batch_size + settings.max_queue
         self.in_flight = 0
-        self._client: httpx.AsyncClient | None = None
+        self._session: Any = None  # aiohttp.ClientSession, made on the serving event loop
         if settings.quantization:
             raise ModelLoadError(
                 f"--load-in-{settings.quantization} is a transformers-engine option; on vLLM pass "
@@ -118,13 +122,21 @@ class VllmTextHandler(Handler, TextGeneration):
             return self.max_context
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:  # created on the event loop that uses it
-            limits = httpx.Limits(
-                max_connections=self.limit + 8, max_keepalive_connections=self.limit + 8
+    def session(self) -> Any:
+        """One aiohttp session to vLLM for every route: a keep-alive HTTP/1.1 pool and a C
+        response parser (httpx's pure-Python h11 cost the front a third of its CPU per token)."""
+        if self._session is None:  # created on the event loop that uses it
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                base_url=self.process.url,
+                connector=aiohttp.TCPConnector(
+                    limit=self.limit + 8, keepalive_timeout=KEEP_ALIVE_S
+                ),
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=False,
             )
-            self._client = httpx.AsyncClient(base_url=self.process.url, timeout=None, limits=limits)
-        return self._client
+        return self._session
 
     def describe(self) -> ModelDescription:
         return ModelDescription(
@@ -159,7 +171,7 @@ class VllmTextHandler(Handler, TextGeneration):
         path, body = self._request_body(request, thinking)
         split = thinking and request.messages is not None  # vLLM splits chat answers only
         return VllmStream(
-            self.client, path, body, reasoning=split, release=self.admit(), gone=self.engine_gone
+            self.session, path, body, reasoning=split, release=self.admit(), gone=self.engine_gone
         )
 
     def admit(self):
@@ -218,13 +230,19 @@ class VllmTextHandler(Handler, TextGeneration):
 
     async def engine_metrics(self) -> str:
         """vLLM's own Prometheus metrics (``vllm:`` names), for our /metrics."""
+        import aiohttp
+
         try:
-            response = await self.client.get("/metrics", timeout=5)
-            return response.text if response.status_code == 200 else ""
-        except httpx.HTTPError:
+            async with self.session.get("/metrics", timeout=aiohttp.ClientTimeout(5)) as response:
+                return await response.text() if response.status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError):
             return ""
 
     def close(self) -> None:
+        session = getattr(self, "_session", None)
+        if session is not None and not session.closed:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing left to tidy
+                asyncio.get_running_loop().create_task(session.close())
         process = getattr(self, "process", None)
         if process is not None:
             process.stop()

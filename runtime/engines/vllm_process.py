@@ -42,6 +42,8 @@ COMPILE_FLAGS = frozenset(
      "--compilation-config", "--optimization-level"}
 )  # fmt: skip
 FATAL_MARK = b"Engine core initialization failed"
+KEEP_ALIVE_S = 60  # the front closes connections idle this long…
+SERVER_KEEP_ALIVE_S = 600  # …well before vLLM would
 LOAD_TIMEOUT_S = float(os.environ.get("LLM_VLLM_LOAD_TIMEOUT", "1800"))
 
 
@@ -100,7 +102,14 @@ class VllmLaunch:
         return self.device == "cpu" and not given & COMPILE_FLAGS
 
     def child_environment(self) -> dict[str, str]:
-        return {**self.environment, **({"TORCHDYNAMO_DISABLE": "1"} if self.eager_cpu else {})}
+        """Our front keeps its connections to vLLM open (KEEP_ALIVE_S); vLLM must not close
+        them first (its default 5 s would race the front's reuse of an idle one)."""
+        keep = {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(SERVER_KEEP_ALIVE_S)}
+        return {
+            **keep,
+            **self.environment,
+            **({"TORCHDYNAMO_DISABLE": "1"} if self.eager_cpu else {}),
+        }
 
 
 def max_model_len(model_dir: Path, cap: int = DEFAULT_MAX_MODEL_LEN) -> int:

@@ -11,9 +11,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llm_runtime.engines.vllm_handler import VllmTextHandler
 from llm_runtime.engines.vllm_stream import vllm_error
@@ -28,6 +27,7 @@ from llm_runtime.serving import check_api_key, host_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 REASONING_MARK = b'"reasoning'
+JSON = {"Content-Type": "application/json"}
 
 
 @router.post("/chat/completions")
@@ -41,6 +41,8 @@ async def completions(request: Request):
 
 
 async def forward(request: Request, path: str):
+    import aiohttp
+
     handler = host_of(request).require_capability(VllmTextHandler, f"POST {path}")
     body = await _json_body(request)
     tools = forced_tools(body) if path == "/v1/chat/completions" else None
@@ -49,27 +51,31 @@ async def forward(request: Request, path: str):
     release = handler.admit()
     try:
         body["model"] = handler.served_name
-        outbound = handler.client.build_request("POST", path, json=body)
-        response = await handler.client.send(outbound, stream=True)
-    except httpx.TransportError:
+        response = await handler.session.post(path, data=json.dumps(body), headers=JSON)
+    except aiohttp.ClientError:
         release()
         raise handler.engine_gone() or RuntimeServeError("vLLM did not answer; retry.") from None
     except BaseException:
         release()
         raise
-    if response.status_code != 200:
-        raw = await response.aread()
-        await response.aclose()
+    if response.status != 200:
+        raw = await response.read()
+        response.release()
         release()
-        raise vllm_error(response.status_code, raw)
+        raise vllm_error(response.status, raw)
     if body.get("stream"):
         calls = StreamedCalls(tools) if tools else None
         return StreamingResponse(_events(response, release, calls), media_type="text/event-stream")
     try:
-        answer = json.loads(await response.aread())
+        raw = await response.read()
     finally:
-        await response.aclose()
+        response.release()
         release()
+    if (
+        not tools and REASONING_MARK not in raw
+    ):  # nothing of ours to change: vLLM's bytes as they are
+        return Response(raw, media_type="application/json")
+    answer = json.loads(raw)
     answer = answer_with_calls(answer, tools) if tools else answer
     return JSONResponse(_with_both_reasoning_keys(answer))
 
@@ -90,7 +96,7 @@ async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterat
     vLLM's generation."""
     pending = b""
     try:
-        async for data in response.aiter_raw():
+        async for data in response.content.iter_any():
             plain = calls is None and not pending and REASONING_MARK not in data
             if plain and data.endswith(b"\n\n"):
                 yield data  # the common case: whole events, nothing to change
@@ -102,7 +108,7 @@ async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterat
         if pending:
             yield _rewrite(pending, calls)
     finally:
-        await response.aclose()
+        response.close()  # mid-stream (the client left): drops the connection, vLLM aborts
         release()
 
 

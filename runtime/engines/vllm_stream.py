@@ -8,8 +8,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
-
 from llm_runtime.errors import InvalidRequest, RuntimeServeError
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.values import TextDelta, TextResult, Usage
@@ -21,7 +19,7 @@ class VllmStream(TextStream):
     """Streams one chat or completion request from vLLM into deltas and a final result."""
 
     def __init__(
-        self, client: httpx.AsyncClient, path: str, body: dict[str, Any], *, reasoning: bool,
+        self, session: Any, path: str, body: dict[str, Any], *, reasoning: bool,
         release: Callable[[], None], gone: Callable[[], RuntimeServeError | None] = lambda: None,
     ) -> None:  # fmt: skip
         self._reasoning, self._release, self._gone = reasoning, release, gone
@@ -32,7 +30,7 @@ class VllmStream(TextStream):
         self._finish, self._usage = "stop", {}
         self._first: float | None = None
         self._started = time.perf_counter()
-        self._task = asyncio.get_running_loop().create_task(self._run(client, path, body))
+        self._task = asyncio.get_running_loop().create_task(self._run(session, path, body))
         self._task.add_done_callback(lambda _: release())
 
     @property
@@ -66,15 +64,19 @@ class VllmStream(TextStream):
         if not self._task.done():
             self._task.cancel()  # closing the connection makes vLLM abort the request
 
-    async def _run(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    async def _run(self, session: Any, path: str, body: dict[str, Any]) -> None:
+        """``session`` is the handler's aiohttp session to vLLM."""
+        import aiohttp
+
         try:
-            async with client.stream("POST", path, json=body) as response:
-                if response.status_code != 200:
-                    raise vllm_error(response.status_code, await response.aread())
-                async for line in response.aiter_lines():
-                    if line.startswith("data: ") and line != "data: [DONE]":
+            async with session.post(path, json=body) as response:
+                if response.status != 200:
+                    raise vllm_error(response.status, await response.read())
+                async for raw in response.content:  # one SSE line at a time
+                    line = raw.rstrip(b"\r\n")
+                    if line.startswith(b"data: {"):
                         self._chunk(json.loads(line[6:]))
-        except httpx.TransportError:
+        except aiohttp.ClientError:
             raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
         finally:
             self._queue.put_nowait(None)

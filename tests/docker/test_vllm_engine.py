@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import test_install
+from langchain_checks import check_structured_output_and_bound_tools
 from test_install import free_port, installer, readable, started, stop
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -117,6 +118,39 @@ def test_auto_keeps_transformers_where_vllm_cannot_serve(install_env, tmp_path):
     assert engine["engine"] == "transformers" and "head_dim 16" in engine["reason"]
 
 
+def gelu_llama(path: Path) -> Path:
+    """head_dim 64 (the table lets vLLM take it) but a GELU MLP, which transformers runs and
+    vLLM's Llama refuses when it loads: the smoke test is where vLLM fails."""
+    from tiny_models import llama_config, save_causal_lm, train_tokenizer
+
+    tokenizer = train_tokenizer(thinking=False)
+    config = llama_config(
+        tokenizer, hidden_size=128, intermediate_size=256, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=64, hidden_act="gelu_pytorch_tanh",
+    )  # fmt: skip
+    return save_causal_lm(path, config, tokenizer, seed=0)
+
+
+def test_a_failed_vllm_smoke_test_falls_back_under_auto_and_fails_under_vllm(
+    install_env, vllm_install, tmp_path
+):
+    """--engine vllm exits 25 with vLLM's own reason; --engine auto then installs the same
+    model on transformers, prints why and records it (engine_fallback_reason)."""
+    folder = readable(gelu_llama(tmp_path / "tiny-gelu-llama"))
+    refused = installer(install_env, "install", str(folder), "--engine", "vllm", "--yes")
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode == 25, said
+    assert "vLLM could not serve it" in said and "Unsupported activation" in said
+    assert not (install_env["models"] / "tiny-gelu-llama" / "start.sh").exists()
+    auto = installer(install_env, "install", str(folder), "--yes")
+    said = " ".join((auto.stdout + auto.stderr).split())
+    assert auto.returncode == 0, said
+    assert "Falling back to the transformers engine" in said and "Unsupported activation" in said
+    info = json.loads((install_env["models"] / "tiny-gelu-llama" / "model_info.json").read_text())
+    assert info["engine"] == "transformers" and info["smoke_test"]["passed"] is True
+    assert "Unsupported activation" in info["engine_fallback_reason"]
+
+
 def test_the_architecture_table_matches_vllms_registry(vllm_install, docker_client):
     """Regenerate installer/vllm_architectures.json inside the vLLM image; it must not drift."""
     output = docker_client.containers.run(
@@ -178,7 +212,9 @@ def test_reasoning_split_on_vllm(plain_server):
     assert native["thinking"] and "answer" in native and native["usage"]["thinking_tokens"] > 0
 
 
-def test_native_routes_info_metrics_and_ui_on_vllm(plain_server):
+def test_native_routes_ws_info_metrics_and_ui_on_vllm(plain_server):
+    from websockets.sync.client import connect
+
     info = httpx.get(plain_server + "/info", timeout=30).json()
     assert info["engine"] == "vllm" and info["details"]["engine"] == "vllm"
     assert info["capabilities"]["supports_reasoning"] is True
@@ -189,6 +225,15 @@ def test_native_routes_info_metrics_and_ui_on_vllm(plain_server):
     with httpx.stream("POST", plain_server + "/generate/stream", json=body, timeout=120) as r:
         events = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
     assert "".join(e.get("token", "") for e in events) == native["text"] and events[-1]["finished"]
+    with connect(plain_server.replace("http", "ws") + "/ws") as socket_:
+        for _ in range(2):  # several requests on one socket
+            socket_.send(json.dumps(body))
+            tokens = []
+            while not (event := json.loads(socket_.recv())).get("finished"):
+                tokens.append(event["token"])
+            assert "".join(tokens) == native["text"] and event["usage"]["completion_tokens"] == 5
+        socket_.send(json.dumps({"prompt": ""}))
+        assert json.loads(socket_.recv())["error"]["type"] == "invalid_request_error"
     metrics = httpx.get(plain_server + "/metrics", timeout=30).text
     assert "vllm:num_requests_running" in metrics and "http_requests_total" in metrics
     assert "<html" in httpx.get(plain_server + "/", timeout=30).text.lower()
@@ -257,6 +302,35 @@ def test_tools_json_schema_and_logprobs_on_vllm(plain_server):
     )
     tokens = scored.choices[0].logprobs.content
     assert len(tokens) == 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in tokens)
+
+
+def test_langchain_structured_output_and_bound_tools_on_vllm(plain_server):
+    check_structured_output_and_bound_tools(
+        plain_server + "/v1", max_tokens=120, extra_body=NO_THINKING
+    )
+
+
+def test_n_choices_stream_with_their_index_on_vllm(plain_server):
+    """n > 1 with stream: true: every choice's deltas carry its index and end with a finish."""
+    body = {
+        "messages": [{"role": "user", "content": "hello"}], "max_tokens": 6, "n": 3,
+        "temperature": 1.0, "seed": 5, "stream": True, **NO_THINKING,
+    }  # fmt: skip
+    with httpx.stream(
+        "POST", plain_server + "/v1/chat/completions", json=body, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        chunks = [json.loads(x[6:]) for x in response.iter_lines() if x.startswith("data: {")]
+    texts: dict[int, str] = {}
+    finished = set()
+    for choice in (c for chunk in chunks for c in chunk["choices"]):
+        texts[choice["index"]] = texts.get(choice["index"], "") + (
+            choice["delta"].get("content") or ""
+        )
+        if choice["finish_reason"]:
+            finished.add(choice["index"])
+    assert set(texts) == finished == {0, 1, 2} and all(texts.values())
+    assert len(set(texts.values())) > 1  # sampled independently
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,12 @@ against their schemas because nothing else could be sampled.
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 import httpx
 import jsonschema
 import pytest
+from langchain_checks import check_structured_output_and_bound_tools
 from openai import OpenAI
-from pydantic import BaseModel
 from tiny_models import PLAIN_TEMPLATE, TOOLS_TEMPLATE, make_tiny_tool_llama
 
 from llm_runtime.errors import InvalidRequest
@@ -253,28 +252,31 @@ def test_n_gives_n_choices_and_seed_repeats_them(client):
     assert first.usage.completion_tokens == 24
 
 
-def test_langchain_structured_output_and_bound_tools(tools_server):
-    from langchain_openai import ChatOpenAI
-
-    class Weather(BaseModel):
-        city: Literal["Paris", "Rome", "Oslo"]
-        rain: bool
-
-    llm = ChatOpenAI(
-        base_url=f"{tools_server.url}/v1", api_key="unused", model="m", max_retries=0, seed=3
+def test_n_choices_stream_side_by_side_with_their_index(client):
+    """stream: true with n > 1: each choice's deltas carry its index, the same text as the
+    unstreamed answer with the same seed, a finish each, and the usage of all of them."""
+    ask = {"model": "m", "messages": ASK, "n": 3, "seed": 11, "max_tokens": 8, "temperature": 1.0}
+    whole = client.chat.completions.create(**ask)
+    chunks = list(
+        client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True})
     )
-    weather = llm.with_structured_output(Weather).invoke("weather in paris?")
-    assert isinstance(weather, Weather) and weather.city in ("Paris", "Rome", "Oslo")
+    texts, finishes = {}, {}
+    for choice in (c for chunk in chunks for c in chunk.choices):
+        texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+        if choice.finish_reason:
+            finishes[choice.index] = choice.finish_reason
+    assert texts == {c.index: c.message.content for c in whole.choices}
+    assert finishes == {0: "length", 1: "length", 2: "length"}
+    assert chunks[-1].usage.completion_tokens == 24
+    pieces = list(
+        client.completions.create(model="m", prompt="hello", n=2, max_tokens=4, stream=True)
+    )
+    assert {c.index for p in pieces for c in p.choices} == {0, 1}
+    assert sum(1 for p in pieces for c in p.choices if c.finish_reason) == 2
 
-    def get_weather(city: Literal["Paris", "Rome", "Oslo"], rain: bool) -> str:
-        """Report the weather."""
-        return city
 
-    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
-    (call,) = message.tool_calls
-    assert call["name"] == "get_weather"
-    assert call["args"]["city"] in ("Paris", "Rome", "Oslo")
-    assert isinstance(call["args"]["rain"], bool)
+def test_langchain_structured_output_and_bound_tools(tools_server):
+    check_structured_output_and_bound_tools(f"{tools_server.url}/v1")
 
 
 def test_generate_per_batch_engine_enforces_schemas_too(serve, tool_model):
@@ -309,7 +311,6 @@ def test_tools_on_a_template_without_tools_support_use_the_system_fallback(llama
         ({"tools": [WEATHER, WEATHER]}, "unique"),
         ({"logprobs": True, "top_logprobs": 21}, "less than or equal to 20"),
         ({"top_logprobs": 2}, "needs logprobs"),
-        ({"n": 2, "stream": True}, "n > 1"),
         ({"n": 17}, "n"),
         ({"response_format": {"type": "json_schema"}}, "json_schema"),
         ({"response_format": {"type": "xml"}}, "response_format"),

@@ -140,7 +140,7 @@ def _model_dir(tmp_path: Path, **config) -> Path:
 
 
 def test_vllm_arguments(tmp_path):
-    from llm_runtime.engines.vllm_process import VllmLaunch
+    from llm_runtime.engines.vllm_process import KEEP_ALIVE_S, VllmLaunch
 
     model = _model_dir(tmp_path)
     adapter = tmp_path / "lora"
@@ -155,6 +155,8 @@ def test_vllm_arguments(tmp_path):
     assert "--max-model-len 8192" in text  # the model's 131072, capped
     assert "--enforce-eager" in args  # CPU images have no compiler for torch.compile
     assert launch.child_environment()["TORCHDYNAMO_DISABLE"] == "1"  # nor for vLLM's logprobs
+    # vLLM keeps the front's idle connections open longer than the front reuses them
+    assert int(launch.child_environment()["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > KEEP_ALIVE_S
     assert json.loads(args[args.index("--structured-outputs-config") + 1]) == {
         "backend": "xgrammar", "disable_any_whitespace": True,
     }  # fmt: skip
@@ -296,3 +298,29 @@ def test_constrained_json_becomes_tool_calls_whole_and_streamed():
         "name": "set_light",
         "arguments": '{"room":"hall"',
     }
+
+
+def test_merged_streams_keep_each_choice_in_order_and_end_each_once():
+    """n > 1 streamed: deltas of several streams interleave, each tagged with its stream."""
+    import asyncio
+
+    from llm_runtime.text_formats import merged
+    from llm_runtime.values import TextDelta
+
+    class Stream:
+        def __init__(self, texts: list[str], delay: float) -> None:
+            self.texts, self.delay = texts, delay
+
+        async def __aiter__(self):
+            for text in self.texts:
+                await asyncio.sleep(self.delay)
+                yield TextDelta(text, "answer")
+
+    async def collect() -> list[tuple[int, str | None]]:
+        streams = [Stream(["a", "b", "c"], 0.003), Stream(["x", "y"], 0.001)]
+        return [(i, d and d.text) async for i, d in merged(streams)]  # type: ignore[arg-type]
+
+    out = asyncio.run(collect())
+    assert [t for i, t in out if i == 0] == ["a", "b", "c", None]
+    assert [t for i, t in out if i == 1] == ["x", "y", None]
+    assert out.index((1, None)) < out.index((0, None))  # the faster stream ends first
