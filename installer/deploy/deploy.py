@@ -25,7 +25,7 @@ from docker.types import DeviceRequest, Mount
 from llm_installer.config import Settings
 from llm_installer.console import Output
 from llm_installer.container import container_name
-from llm_installer.deploy.errors import DeployFailedError, PreflightError, VerifyFailedError
+from llm_installer.deploy.errors import DeployFailedError, VerifyFailedError
 from llm_installer.deploy.hosts import connect_host, host_key
 from llm_installer.deploy.images import ImageTransfer, send_image
 from llm_installer.deploy.lock import installed, lock_hash, verify_local
@@ -129,22 +129,18 @@ def _api_key(options: DeployOptions) -> str | None:
 
 
 def preflight(target, lock: Mapping[str, Any], options: DeployOptions) -> None:
-    """Refuse early when the target cannot run the model: GPU runtime, memory."""
-    info = target.info()
-    gpu = lock.get("gpu") or {}
+    """Refuse early when the target cannot run the model: GPU runtime and driver, memory, disk."""
+    from llm_installer.deploy import preflight as checks
+    from llm_installer.docker_engine import connect
+
     wants_gpu = _gpus(lock, options) is not None
-    if wants_gpu and "nvidia" not in (info.get("Runtimes") or {}):
-        raise PreflightError(
-            f"The model needs an NVIDIA GPU, and the target's Docker has no NVIDIA runtime "
-            f"(driver >= {gpu.get('min_nvidia_driver') or 'any'} needed)",
-            hint="Install the NVIDIA Container Toolkit there, or deploy with --gpus none for CPU.",
-        )
-    needed, total = gpu.get("memory_estimate_bytes") or 0, info.get("MemTotal") or 0
-    if not wants_gpu and needed and total and needed > total and not options.force:
-        raise PreflightError(
-            f"The target has {total / 1e9:.1f} GB of memory; the model needs about {needed / 1e9:.1f} GB",
-            hint="Deploy to a bigger host, or add --force to try anyway.",
-        )
+    try:
+        source = connect(timeout=600).images.get(lock["images"]["model"]["id"])
+    except NotFound:
+        source = None  # _send_image says so, with its hint
+    lacking = checks.lacking_bytes(source, target, lock) if source else 0
+    facts = checks.gather(target, lock, wants_gpu, lacking)
+    checks.raise_problems(checks.decide(facts, lock, wants_gpu), options.force)
 
 
 def _gpus(lock: Mapping[str, Any], options: DeployOptions) -> str | None:
