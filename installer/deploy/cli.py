@@ -263,6 +263,13 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="Deploy although the target's memory looks too small.")
     ] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="REGISTRY/NAMESPACE: push the image there, the target pulls it by digest.",
+        ),
+    ] = None,
     json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -271,7 +278,7 @@ def deploy(
 
     options = DeployOptions(
         host=host, port=port, gpus=gpus, name=name, bind=bind, api_key=api_key, restart=restart,
-        resend_weights=resend_weights, force=force,
+        resend_weights=resend_weights, force=force, registry=registry,
     )  # fmt: skip
 
     def body(settings: Settings, output: Output) -> None:

@@ -138,7 +138,8 @@ class RegistryClient:
         self.base = f"{'http' if insecure else 'https'}://{registry}"
         backend = "basic" if self._challenge().lower().startswith("basic") else "token"
         self.oras = oras.provider.Registry(registry, insecure=insecure, auth_backend=backend)
-        if credentials.username:
+        self.explicit = bool(credentials.username)
+        if self.explicit:
             self.oras.auth.set_basic_auth(credentials.username, credentials.password or "")
 
     def _challenge(self) -> str:
@@ -157,8 +158,8 @@ class RegistryClient:
     def request(self, method: str, repository: str, path: str, **kwargs) -> requests.Response:
         import oras.container
 
-        container = oras.container.Container(f"{self.registry}/{repository}")
-        self.oras.auth.load_configs(container)
+        if not self.explicit:  # `docker login`'s config (its credential helpers too)
+            self.oras.auth.load_configs(oras.container.Container(f"{self.registry}/{repository}"))
         url = path if path.startswith("http") else f"{self.base}/v2/{repository}/{path}"
         request = type(self.oras).do_request.__wrapped__  # one try: failures are reported now
         try:
@@ -446,7 +447,11 @@ def pull_model(
             lock = _download_layers(client, ref, manifest, Path(scratch))
         folder = settings.models_path / _safe_folder(lock["model"]["folder"])
         _refuse_existing(folder, yes)
-        image_ref = manifest.get("annotations", {}).get(modelpack.IMAGE_ANNOTATION, "")
+        image_ref = (manifest.get("annotations") or {}).get(modelpack.IMAGE_ANNOTATION, "")
+        if "@sha256:" not in image_ref:
+            raise ArtifactMissingError(
+                f"{ref} names no image digest ({modelpack.IMAGE_ANNOTATION})"
+            )
         with output.out.status(f"Pulling the image {image_ref}…"):
             pull_image(engine, image_ref, lock, creds)
         _place(Path(scratch), folder)

@@ -138,13 +138,13 @@ def test_unknown_digest_dead_registry_and_wrong_password_have_their_codes(
     name = refs["weights"].split("@")[0]
     missing = run_installer(env, "pull", f"{name}@sha256:{'0' * 64}")
     assert missing.returncode == 72 and "has no" in missing.stderr, missing.stderr
-    dead = run_installer(env, "push", "deploy-tiny", f"127.0.0.1:{free_port()}/team")
+    dead = run_installer(deploy_home["env"], "push", "deploy-tiny", f"127.0.0.1:{free_port()}/team")
     assert dead.returncode == 68 and "does not answer" in dead.stderr, dead.stderr
     wrong = subprocess.run(
         [*_cli(), "push", "deploy-tiny", f"{auth_registry}/team", "-u", REGISTRY_USER]
         + ["--password-stdin"],
         input="not-the-password\n",
-        env=env,
+        env=deploy_home["env"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -160,3 +160,45 @@ def _cli() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "llm_installer"]
+
+
+def test_deploy_with_registry_pulls_the_layers_there(pushed, deploy_home, server_b, registry):
+    """deploy --registry: B pulls the image by digest from the registry; only weights go direct."""
+    refs, before = pushed
+    host, _ = registry
+    client = server_b.client()
+    name, port = "regtest-tiny", free_port()
+    image_id = before["images"]["model"]["id"]
+    for container in client.containers.list(all=True):
+        if container.attrs["Image"] == image_id:  # start.sh's from the pull test, if left
+            container.remove(force=True)
+    client.images.remove(image_id, force=True)
+    result = run_installer(
+        deploy_home["env"], "deploy", "deploy-tiny", "--host", server_b.url, "--name", name,
+        "--port", str(port), "--registry", f"{host}/team", "--json",
+    )  # fmt: skip
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        record = json.loads(result.stdout)
+        assert record["started"] and record["bytes_sent"] < 5_000_000  # weights only, no layer
+        assert client.images.get(image_id).id == image_id
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT, timeout=120)
+        assert reply.status_code == 200, reply.text
+    finally:
+        run_installer(deploy_home["env"], "undeploy", name, "--host", server_b.url, "--purge")
+
+
+def test_preflight_measures_free_disk_on_b_and_refuses_too_much(pushed, server_b):
+    """The df probe runs in an image B holds; lacking more than B's free space is refused."""
+    from llm_installer.deploy.errors import PreflightError
+    from llm_installer.deploy.preflight import decide, gather, raise_problems
+
+    refs, lock = pushed
+    repository, digest = refs["image"].split("@")
+    server_b.client().images.pull(repository, tag=digest)  # held already when run in file order
+    facts = gather(server_b.client(), lock, wants_gpu=False, lacking=1)
+    assert facts.free_disk and facts.free_disk > 1_000_000  # measured there, in bytes
+    assert facts.driver is None  # no NVIDIA runtime on B: nvidia-smi is never probed
+    too_much = gather(server_b.client(), lock, wants_gpu=False, lacking=facts.free_disk * 2)
+    with pytest.raises(PreflightError, match="free in its Docker data root"):
+        raise_problems(decide(too_much, lock, wants_gpu=False), force=True)
