@@ -168,3 +168,17 @@ def test_gather_probes_nothing_without_an_image_or_a_runtime():
     )
     facts = gather(FakeTarget(INFO_NVIDIA), lock, wants_gpu=True, lacking=0)
     assert facts.runtimes == ("nvidia", "runc") and decide(facts, lock, wants_gpu=True) == []
+
+
+def test_driver_floor_of_every_cuda_flavour_against_a_real_answer():
+    """580.159.04 is what nvidia-smi printed on an H200 host; 570.x is below the cu130 floor."""
+    from llm_installer.base_images import flavours
+
+    floors = {name: f.min_driver for name, f in flavours().items() if f.min_driver}
+    assert floors and all(driver_ok("580.159.04", floor) for floor in floors.values())
+    assert not driver_ok("570.86.10", floors["cuda-cu130"]) and driver_ok(
+        "570.86.10", floors["cuda-cu126"]
+    )
+    lock = {"gpu": {"device": "cuda", "min_nvidia_driver": floors["cuda-cu130"]}}
+    refused = decide(Facts(("nvidia", "runc"), 0, driver="570.86.10"), lock, wants_gpu=True)
+    assert len(refused) == 1 and floors["cuda-cu130"] in refused[0].message
