@@ -1,4 +1,4 @@
-"""Commands lock, verify, export, import, deploy, deployments, rollback, undeploy.
+"""Commands lock, verify, export, import, push, pull, deploy, deployments, rollback, undeploy.
 
 ``register`` is called once by ``llm_installer.cli``; each command parses, calls one library
 function of this package and prints; ``run_command`` turns errors into messages.
@@ -39,6 +39,8 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         verify,
         export,
         import_bundle,
+        push,
+        pull,
         deploy,
         deployments,
         rollback,
@@ -152,6 +154,82 @@ def import_bundle(
     _run(False, config, body)
 
 
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option("--username", "-u", help="Registry user (default: `docker login`'s config)."),
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the registry password from standard input.")
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="Plain HTTP to the registry (loopback registries always are)."),
+]
+
+
+def _credentials(username: str | None, password_stdin: bool, insecure: bool):
+    import sys
+
+    from llm_installer.deploy.errors import RegistryAuthError
+    from llm_installer.deploy.registry import Credentials
+
+    if password_stdin and not username:
+        raise RegistryAuthError("--password-stdin needs --username")
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    return Credentials(username=username, password=password, insecure=insecure)
+
+
+def push(
+    model: InstalledModelArg,
+    target: Annotated[
+        str, typer.Argument(help="REGISTRY/NAMESPACE, e.g. registry.example.com/team.")
+    ],
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    insecure: InsecureOpt = False,
+    json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Push the model's image (by digest) and weights (a ModelPack OCI artifact) to a registry."""
+    from llm_installer.deploy.registry import push_model
+
+    def body(settings: Settings, output: Output) -> None:
+        creds = _credentials(username, password_stdin, insecure)
+        refs = push_model(model, target, settings, output, creds)
+        text = (
+            f"[green]✓[/] Pushed; both digests are in llm.lock.json (registry).\n"
+            f"  image:   {refs['image']}\n  weights: {refs['weights']}\n"
+            f"On a server: llm-installer pull {refs['weights']}"
+        )
+        output.result(refs, text)
+
+    _run(json, config, body)
+
+
+def pull(
+    ref: Annotated[
+        str, typer.Argument(help="What push printed: REGISTRY/NAMESPACE/NAME-weights@sha256:….")
+    ],
+    host: TargetOpt = None,
+    username: UsernameOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    insecure: InsecureOpt = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Replace an existing model folder.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Pull a pushed model: weights hashed against its lock, image by digest (DOCKER_HOST or --host)."""
+    from llm_installer.deploy.registry import pull_model
+
+    def body(settings: Settings, output: Output) -> None:
+        creds = _credentials(username, password_stdin, insecure)
+        folder = pull_model(ref, settings, output, creds, host=host, yes=yes)
+        output.info(f"[green]✓[/] Pulled into {folder}; start it with {folder / 'start.sh'}")
+
+    _run(False, config, body)
+
+
 def deploy(
     model: InstalledModelArg,
     host: RequiredTargetOpt,
@@ -185,6 +263,13 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="Deploy although the target's memory looks too small.")
     ] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="REGISTRY/NAMESPACE: push the image there, the target pulls it by digest.",
+        ),
+    ] = None,
     json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -193,7 +278,7 @@ def deploy(
 
     options = DeployOptions(
         host=host, port=port, gpus=gpus, name=name, bind=bind, api_key=api_key, restart=restart,
-        resend_weights=resend_weights, force=force,
+        resend_weights=resend_weights, force=force, registry=registry,
     )  # fmt: skip
 
     def body(settings: Settings, output: Output) -> None:

@@ -25,7 +25,7 @@ from docker.types import DeviceRequest, Mount
 from llm_installer.config import Settings
 from llm_installer.console import Output
 from llm_installer.container import container_name
-from llm_installer.deploy.errors import DeployFailedError, PreflightError, VerifyFailedError
+from llm_installer.deploy.errors import DeployFailedError, VerifyFailedError
 from llm_installer.deploy.hosts import connect_host, host_key
 from llm_installer.deploy.images import ImageTransfer, send_image
 from llm_installer.deploy.lock import installed, lock_hash, verify_local
@@ -58,6 +58,7 @@ class DeployOptions:
     restart: bool = False
     resend_weights: bool = False
     force: bool = False  # deploy even when the target's memory looks too small
+    registry: str | None = None  # REGISTRY/NAMESPACE: layers go through it, not save | load
     ready_timeout: float = 900.0
 
 
@@ -101,7 +102,10 @@ def deploy_model(
     )
     target = connect_host(options.host)
     preflight(target, lock, options)
-    result.image = _send_image(lock, target, output)
+    if options.registry:
+        result.image = _image_through_registry(lock, target, options.registry, model_dir, output)
+    else:
+        result.image = _send_image(lock, target, output)
     image_id = lock["images"]["model"]["id"]
     with output.out.status("Weights: sending what the target lacks, then hashing them there…"):
         result.weights = sync_weights(target, image_id, lock, weights, fresh=options.resend_weights)
@@ -129,22 +133,18 @@ def _api_key(options: DeployOptions) -> str | None:
 
 
 def preflight(target, lock: Mapping[str, Any], options: DeployOptions) -> None:
-    """Refuse early when the target cannot run the model: GPU runtime, memory."""
-    info = target.info()
-    gpu = lock.get("gpu") or {}
+    """Refuse early when the target cannot run the model: GPU runtime and driver, memory, disk."""
+    from llm_installer.deploy import preflight as checks
+    from llm_installer.docker_engine import connect
+
     wants_gpu = _gpus(lock, options) is not None
-    if wants_gpu and "nvidia" not in (info.get("Runtimes") or {}):
-        raise PreflightError(
-            f"The model needs an NVIDIA GPU, and the target's Docker has no NVIDIA runtime "
-            f"(driver >= {gpu.get('min_nvidia_driver') or 'any'} needed)",
-            hint="Install the NVIDIA Container Toolkit there, or deploy with --gpus none for CPU.",
-        )
-    needed, total = gpu.get("memory_estimate_bytes") or 0, info.get("MemTotal") or 0
-    if not wants_gpu and needed and total and needed > total and not options.force:
-        raise PreflightError(
-            f"The target has {total / 1e9:.1f} GB of memory; the model needs about {needed / 1e9:.1f} GB",
-            hint="Deploy to a bigger host, or add --force to try anyway.",
-        )
+    try:
+        source = connect(timeout=600).images.get(lock["images"]["model"]["id"])
+    except NotFound:
+        source = None  # _send_image says so, with its hint
+    lacking = checks.lacking_bytes(source, target, lock) if source else 0
+    facts = checks.gather(target, lock, wants_gpu, lacking)
+    checks.raise_problems(checks.decide(facts, lock, wants_gpu), options.force)
 
 
 def _gpus(lock: Mapping[str, Any], options: DeployOptions) -> str | None:
@@ -167,6 +167,34 @@ def _send_image(lock: Mapping[str, Any], target, output: Output) -> ImageTransfe
         ) from None
     with output.out.status(f"Image {image['tag']}: sending the layers the target lacks…"):
         return send_image(source, target, image["tag"], local_id)
+
+
+def _image_through_registry(
+    lock: Mapping[str, Any], target, registry_target: str, model_dir: Path, output: Output
+) -> ImageTransfer:
+    """Push the image to REGISTRY/NAMESPACE (once per lock), the target pulls it by digest."""
+    from llm_installer.deploy import registry
+    from llm_installer.deploy.images import has_image
+    from llm_installer.deploy.lock import write_lock
+    from llm_installer.docker_engine import connect
+
+    image = lock["images"]["model"]
+    if has_image(target, image["id"]):
+        return ImageTransfer(image=image["tag"], already_there=True)
+    host, namespace = registry.parse_target(registry_target)
+    repository = f"{host}/{namespace}/{registry.repository_name(model_dir.name)}"
+    creds = registry.Credentials()  # `docker login`'s config, here and for the target's pull
+    ref = (lock.get("registry") or {}).get("image") or ""
+    if not ref.startswith(repository + "@"):
+        registry.RegistryClient(host, creds)  # unreachable: said now, before any layer moves
+        with output.out.status(f"Image: pushing to {repository}…"):
+            ref = registry.push_image(
+                connect(timeout=600), lock, repository, lock_hash(lock)[:16], creds
+            )
+        write_lock(model_dir, {**lock, "registry": {**(lock.get("registry") or {}), "image": ref}})
+    with output.out.status(f"Image: the target pulls {ref}…"):
+        registry.pull_image(target, ref, lock, creds)
+    return ImageTransfer(image=ref)  # no byte went from here to the target: the registry sent them
 
 
 def container_named(client, name: str):

@@ -1,4 +1,4 @@
-"""The errors of lock, verify, export/import and deploy, with their exit codes (60-69)."""
+"""The errors of lock, verify, export/import, deploy and push/pull, with their exit codes (60-72)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,35 @@ class NotDeployedError(InstallerError):
 class TargetVerifyError(InstallerError):
     exit_code = 67
     hint = "Send the weights again with `llm-installer deploy MODEL --host HOST --resend-weights`."
+
+
+class RegistryUnreachableError(InstallerError):
+    exit_code = 68
+    hint = (
+        "Check the registry's address (HOST:PORT/NAMESPACE) and that it answers: "
+        "`curl https://HOST:PORT/v2/`; a plain-HTTP registry needs --insecure (loopback is allowed)."
+    )
+
+
+class RegistryAuthError(InstallerError):
+    exit_code = 69
+    hint = (
+        "Log in with `docker login HOST:PORT`, or pass --username USER --password-stdin "
+        "(the password on standard input); nothing of it is written to the lock or a log."
+    )
+
+
+class DigestMismatchError(InstallerError):
+    exit_code = 71
+    hint = (
+        "What the registry sent is not what was pushed: push the model again "
+        "(`llm-installer push MODEL REGISTRY/NAMESPACE`) and pull the new reference."
+    )
+
+
+class ArtifactMissingError(InstallerError):
+    exit_code = 72
+    hint = (
+        "Check the reference (`llm-installer push` prints it and writes it into llm.lock.json "
+        "under registry.weights); push the model again if the registry lost it."
+    )

@@ -63,8 +63,11 @@ def weights_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+UNHASHED = ("locked_at", "registry")  # when it was locked and where it was pushed: not what it is
+
+
 def lock_hash(lock: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in lock.items() if k != "locked_at"}
+    body = {k: v for k, v in lock.items() if k not in UNHASHED}
     return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 

@@ -100,3 +100,72 @@ def installed_tiny(deploy_home, tmp_path_factory) -> Path:
     result = run_installer(deploy_home["env"], "install", str(source), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     return deploy_home["models"] / "deploy-tiny"
+
+
+# ── a local OCI registry (Debian's docker-registry, i.e. distribution) ──────────────────
+
+REGISTRY_USER = "deployer"
+REGISTRY_PASSWORD = "registry-test-password-41"  # a throwaway for the auth registry only
+
+
+def _start_registry(root: Path, htpasswd: bool = False):
+    """docker-registry on a free 127.0.0.1 port with its own storage and config; (url, process)."""
+    import subprocess
+    import time
+    import warnings
+
+    import httpx
+
+    port = free_port()
+    auth = ""
+    if htpasswd:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # glibc's bcrypt ($2b$), which distribution's htpasswd reader accepts
+
+        hashed = crypt.crypt(REGISTRY_PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH))
+        (root / "htpasswd").write_text(f"{REGISTRY_USER}:{hashed}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: llm-test\n    path: {root / 'htpasswd'}\n"
+    (root / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: llm-test-{port}\n{auth}"
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(root / "config.yml")],
+        stdout=(root / "registry.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code in (200, 401):
+                return f"127.0.0.1:{port}", process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
+
+
+def _stop_registry(process) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """An open registry on loopback (engines allow 127.0.0.0/8 over plain HTTP): (host, storage)."""
+    _require(shutil.which("docker-registry") is not None, "apt-get install -y docker-registry")
+    root = tmp_path_factory.mktemp("registry")
+    host, process = _start_registry(root)
+    yield host, root / "storage"
+    _stop_registry(process)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory):
+    """A registry that wants REGISTRY_USER / REGISTRY_PASSWORD (htpasswd, basic auth)."""
+    _require(shutil.which("docker-registry") is not None, "apt-get install -y docker-registry")
+    root = tmp_path_factory.mktemp("auth-registry")
+    host, process = _start_registry(root, htpasswd=True)
+    yield host
+    _stop_registry(process)
