@@ -63,6 +63,7 @@ class LlamaStream(WorkerTextStream):
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._logprobs: list[TokenLogprob] = []
         self._logprobs_sent, self._step_logprobs = 0, None
+        self._callback_error: Exception | None = None
         self._started, self._first_token_s = time.perf_counter(), None
         handler.slot.reserve()
         threading.Thread(target=self._work, daemon=True).start()
@@ -97,7 +98,15 @@ class LlamaStream(WorkerTextStream):
             tokens.close()
 
     def _observe(self, input_ids, logits: np.ndarray) -> np.ndarray:
-        """The logits processor: once per sampled token, before the sampler chooses."""
+        """The logits processor: once per sampled token, before the sampler chooses. An error
+        here would vanish in llama.cpp's ctypes callback: it is kept for _follow to raise."""
+        try:
+            return self._process(logits)
+        except Exception as exc:
+            self._callback_error = exc
+            return logits
+
+    def _process(self, logits: np.ndarray) -> np.ndarray:
         if self._first_token_s is None:
             self._first_token_s = time.perf_counter() - self._started
         if self._request.logprobs is not None:
@@ -116,6 +125,8 @@ class LlamaStream(WorkerTextStream):
         import llama_cpp
 
         llm = self._handler.llm
+        if self._callback_error is not None:
+            raise self._callback_error
         if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
             self._finish = "stop"
             return True
@@ -124,6 +135,8 @@ class LlamaStream(WorkerTextStream):
             self._logprobs.append(self._logprob_entry(token))
         if self._constraint is not None:
             self._constraint.advance(token)
+            if self._constraint.matcher.is_error():
+                raise RuntimeError(f"grammar: {self._constraint.matcher.get_error()}")
         if self._add_text(self._utf8.decode(llm.detokenize([token]))):
             return True
         if self._constraint is not None and self._constraint.complete:
