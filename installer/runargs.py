@@ -120,6 +120,7 @@ class NativePlan:
     env: tuple[tuple[str, str], ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     writable_dirs: tuple[Path, ...] = ()
+    differences: tuple[str, ...] = ()  # from the model's image (native_differences)
     kind: str = "native"
 
     def argv(self, *, detach: bool = False) -> list[str]:
@@ -375,11 +376,39 @@ def _runtime_source(
 
 
 def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
-    """torch + the image's packages for this model (CPU/MPS: no CUDA-only ones), sorted."""
-    from llm_installer.image import dependency_set  # imports docker-py: only when planning native
+    """torch + the image's packages for this model (CPU/MPS: no CUDA-only ones, no CUDA
+    kernels), sorted; a package the image builds in a wheel stage at the image's version."""
+    from llm_installer.image import dependency_set, wheel_builds  # docker-py: only when native
 
-    packages = (model_info.get("requirements") or {}).get("packages") or []
-    return ("torch", *dependency_set({"requirements": {"packages": packages}}, cuda=False))
+    packages = dependency_set(_requirements(model_info), cuda=False)
+    pinned = {build["package"]: build["spec"] for build in wheel_builds(packages, cuda=False)}
+    return ("torch", *(pinned.get(p, p) for p in packages))
+
+
+def native_differences(model_info: Mapping[str, Any], device: str) -> tuple[str, ...]:
+    """How the native virtualenv differs from the model's image (stated in the plan)."""
+    from llm_installer.image import cuda_kernels, dependency_set
+
+    profile = _requirements(model_info)
+    cuda_only = set(dependency_set(profile, cuda=True)) - set(dependency_set(profile, cuda=False))
+    cuda_only |= {item.split(" ")[0] for item in cuda_kernels(profile)}
+    where = "Metal (MPS)" if device == "mps" else "the CPU"
+    left_out = [f"Left out (CUDA only): {', '.join(sorted(cuda_only))}."] if cuda_only else []
+    return (
+        f"Runs on {where} with PyTorch's macOS wheel; macOS has no CUDA.",
+        *left_out,
+        "Every other package at the image's version (dockerfiles/constraints.txt).",
+    )
+
+
+def _requirements(model_info: Mapping[str, Any]) -> dict[str, Any]:
+    requirements = model_info.get("requirements") or {}
+    return {
+        "requirements": {
+            "packages": list(requirements.get("packages") or []),
+            "architecture": list(requirements.get("architecture") or []),
+        }
+    }
 
 
 def _native_start(
@@ -399,7 +428,7 @@ def _native_start(
         venv=venv, setup=setup, command=(str(venv / "bin" / "python"), *RUNTIME[1:], *args),
         device=device, url=local_url(options.host, options.port), warnings=warnings,
         env=(("HF_HUB_OFFLINE", "1"),), secrets=secrets_for(options.api_key),
-        writable_dirs=(paths.logs,),
+        writable_dirs=(paths.logs,), differences=native_differences(model_info, device),
     )  # fmt: skip
 
 
@@ -417,6 +446,7 @@ def plan_summary(plan: StartPlan) -> dict[str, Any]:
     if isinstance(plan, NativePlan):
         summary["setup"] = [list(step) for step in plan.setup]
         summary["env"] = dict(plan.env)
+        summary["differences_from_image"] = list(plan.differences)
     else:
         summary["chown_to"] = list(plan.chown_to) if plan.chown_to else None
     return summary

@@ -398,6 +398,8 @@ def ensure_native_venv(plan: NativePlan, model_dir: Path, output: Output) -> Non
         return
     log_path = model_dir / "logs" / "native-setup.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    for line in plan.differences:
+        output.info(f"Native environment: {line}")
     with (
         output.out.status(f"Creating {plan.venv} (first start only)…"),
         log_path.open("a") as log_file,

@@ -31,6 +31,7 @@ from llm_installer.runargs import (
     StartPlan,
     image_tag,
     local_url,
+    native_differences,
     native_setup,
     validate_choices,
     validate_port,
@@ -334,4 +335,5 @@ def _native_train(
         device=device, url=local_url(options.host, options.tensorboard_port) if board else "",
         warnings=warnings, env=hub_env or (("HF_HUB_OFFLINE", "1"),), secrets=secrets,
         writable_dirs=_writable_dirs(paths, hub_env),
+        differences=native_differences(model_info, device),
     )  # fmt: skip

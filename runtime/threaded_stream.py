@@ -74,7 +74,7 @@ class WorkerTextStream(TextStream):
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield TextDelta(item)
+            yield item if isinstance(item, TextDelta) else TextDelta(item)
 
     async def result(self) -> TextResult:
         async for _ in self:

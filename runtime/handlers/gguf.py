@@ -4,31 +4,38 @@ Why llama-cpp-python: it is llama.cpp's maintained Python binding (one wheel per
 CPU or CUDA), it reads the chat template from the GGUF file and it runs in our own FastAPI
 process, so the API, UI, metrics and API key are the same as on every other engine.
 One generation runs at a time (a llama context is not thread-safe); more wait in a bounded queue.
+Tools, response_format, logprobs and n work as on the transformers engine (gguf_stream.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from llm_runtime.contract import GGUF
-from llm_runtime.errors import InvalidRequest, ModelLoadError, RuntimeServeError, internal_error
+from llm_runtime.errors import InvalidRequest, ModelLoadError
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
+from llm_runtime.handlers.gguf_stream import LlamaGrammars, LlamaStream
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import GenerateBody
+from llm_runtime.structured import JsonConstraint, output_schema
 from llm_runtime.text_formats import native_result
-from llm_runtime.threaded_stream import GenerationSlot, WorkerTextStream
+from llm_runtime.threaded_stream import GenerationSlot
+from llm_runtime.tool_calls import (
+    ToolCallStream,
+    fallback_system_prompt,
+    openai_tool,
+    require_tool_rendering,
+    template_messages,
+    template_supports_tools,
+)
 from llm_runtime.values import (
     Capabilities,
-    FinishReason,
     LoadSettings,
     ModelDescription,
+    OutputSpec,
     TextRequest,
-    TextResult,
-    Usage,
 )
 
 log = logging.getLogger("llm_runtime")
@@ -66,6 +73,7 @@ class GgufHandler(Handler, TextGeneration):
     """A GGUF model on llama.cpp: chat and completions, streamed token by token."""
 
     family = GGUF
+    openai_features = frozenset({"tools", "response_format", "logprobs", "n"})
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         import llama_cpp
@@ -87,6 +95,7 @@ class GgufHandler(Handler, TextGeneration):
             raise ModelLoadError(f"llama.cpp could not load {self.path.name}: {exc}") from exc
         self.template = self.llm.metadata.get("tokenizer.chat_template") or ""
         self.slot = GenerationSlot(settings.max_queue)
+        self.grammars = LlamaGrammars(self.llm)
 
     def describe(self) -> ModelDescription:
         metadata = self.llm.metadata
@@ -96,7 +105,7 @@ class GgufHandler(Handler, TextGeneration):
             dtype=_file_type(metadata),
             capabilities=Capabilities(
                 supports_streaming=True,
-                supports_system_prompt=True,
+                supports_system_prompt=self._accepts_system_prompt(),
                 max_context_length=self.llm.n_ctx(),
             ),
             details={
@@ -114,6 +123,7 @@ class GgufHandler(Handler, TextGeneration):
         return native_result(await self.start(request=request).result(), request)
 
     def start(self, *, request: TextRequest) -> TextStream:
+        constraint = self._constraint(request.output)
         prompt = self._prompt_tokens(request)
         room = self.llm.n_ctx() - len(prompt)
         wanted = request.sampling.max_tokens
@@ -124,7 +134,12 @@ class GgufHandler(Handler, TextGeneration):
                 code="context_length_exceeded",
             )
         max_tokens = wanted if wanted is not None else min(DEFAULT_MAX_TOKENS, room)
-        return LlamaStream(self, request, prompt, max_tokens)
+        stream = LlamaStream(self, request, prompt, max_tokens, constraint)
+        return ToolCallStream(stream, request.output) if request.output.calls_tools else stream
+
+    def _constraint(self, output: OutputSpec) -> JsonConstraint | None:
+        schema = output_schema(output)
+        return None if schema is None else self.grammars.constraint(schema)
 
     def count_tokens(self, *, text: str) -> int:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -147,99 +162,43 @@ class GgufHandler(Handler, TextGeneration):
         return tokens
 
     def _render_chat(self, request: TextRequest) -> str:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        output = request.output
+        native = template_supports_tools(self.template)
+        if output.calls_tools and not native:
+            require_tool_rendering(self._accepts_system_prompt())
+        messages = template_messages(request.messages or (), native)
+        extra = {"tools": [openai_tool(t) for t in output.tools]} if output.calls_tools else {}
+        if output.calls_tools and not native:
+            messages, extra = fallback_system_prompt(messages, output.tools), {}
         if not self.template:  # no chat template: a plain transcript the model can continue
             lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
             return "\n".join(lines) + "\nAssistant:"
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        decode = self.llm.detokenize
-        formatter = Jinja2ChatFormatter(
-            template=self.template,
-            eos_token=decode([self.llm.token_eos()]).decode(errors="ignore"),
-            bos_token=decode([self.llm.token_bos()]).decode(errors="ignore"),
-        )
         try:
-            return formatter(messages=messages).prompt
+            return self._formatter()(messages=messages, **extra).prompt
         except Exception as exc:  # a template that rejects these messages (e.g. no system role)
             raise InvalidRequest(
                 f"The model's chat template refused these messages: {exc}"
             ) from exc
 
+    def _formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-class LlamaStream(WorkerTextStream):
-    """One llama.cpp completion on a worker thread, its text handed to the event loop."""
-
-    def __init__(
-        self, handler: GgufHandler, request: TextRequest, prompt: list[int], max_tokens: int
-    ):
-        self._handler, self._request, self._prompt, self._max_tokens = (
-            handler,
-            request,
-            prompt,
-            max_tokens,
+        decode = self.llm.detokenize
+        return Jinja2ChatFormatter(
+            template=self.template,
+            eos_token=decode([self.llm.token_eos()]).decode(errors="ignore"),
+            bos_token=decode([self.llm.token_bos()]).decode(errors="ignore"),
         )
-        self._open_queue()
-        self._text, self._sampled, self._finish = "", 0, "stop"
-        self._started, self._first_token_s = time.perf_counter(), None
-        handler.slot.reserve()
-        threading.Thread(target=self._work, daemon=True).start()
 
-    def _work(self) -> None:
-        slot = self._handler.slot
+    def _accepts_system_prompt(self) -> bool:
+        """Whether the chat template renders a system message (some templates raise)."""
+        if not self.template:
+            return True
+        probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
         try:
-            with slot.lock:
-                self._run()
-        except RuntimeServeError as exc:
-            self._put(exc)
-        except Exception as exc:
-            self._put(internal_error(exc, "Generation failed"))
-        finally:
-            slot.release()
-            self._done()
-
-    def _run(self) -> None:
-        sampling = self._request.sampling
-        chunks = self._handler.llm.create_completion(
-            prompt=self._prompt, max_tokens=self._max_tokens, stream=True,
-            temperature=max(sampling.temperature, 0.0), top_p=sampling.top_p, top_k=sampling.top_k, min_p=0.0,
-            repeat_penalty=sampling.repetition_penalty, seed=sampling.seed,
-            stop=list(self._request.stop), logits_processor=[self._count],
-        )  # fmt: skip
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            if choice.get("text"):
-                self._text += choice["text"]
-                self._put(choice["text"])
-            self._finish = choice.get("finish_reason") or self._finish
-            if self._cancelled.is_set():
-                chunks.close()  # stops llama.cpp at the next token
-                self._finish = "cancelled"
-                return
-
-    def _count(self, input_ids, scores):
-        """A logits processor: called once per sampled token, it counts them and times the first."""
-        self._sampled += 1
-        if self._first_token_s is None:
-            self._first_token_s = time.perf_counter() - self._started
-        return scores
-
-    def _done(self) -> None:
-        finish: FinishReason = (
-            self._finish if self._finish in ("stop", "length", "cancelled") else "stop"
-        )
-        tokens = self._max_tokens if finish == "length" else max(self._sampled - 1, 0)
-        metrics = self._handler.metrics
-        metrics.inc("prompt_tokens_total", len(self._prompt), "Prefill tokens processed")
-        metrics.inc("generation_tokens_total", tokens, "Tokens generated")
-        self._result = TextResult(
-            text=self._text,
-            thinking="",
-            finish_reason=finish,
-            usage=Usage(len(self._prompt), tokens, answer_tokens=tokens),
-            time_to_first_token_s=self._first_token_s,
-        )
-        self._end()
+            return "S" in self._formatter()(messages=probe).prompt
+        except Exception:
+            return False
 
 
 def _trained_context(metadata: dict[str, str]) -> int:

@@ -13,9 +13,11 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from tiny_gguf import make_gguf_repo
 from tiny_models import make_tiny_llama
@@ -85,36 +87,48 @@ def test_check_lists_quantizations_and_recommends_the_largest_that_fits(env, ggu
     assert "GGUF quantizations" in text and "Q8_0" in text and "recommended" in text
 
 
-def test_install_quant_downloads_one_file_and_serves_our_api(
-    env, gguf_repo, hub_server, docker_client
-):
+@pytest.fixture(scope="module")
+def installed(env, gguf_repo, hub_server) -> Path:
+    """`install --quant q8_0` from the test Hub (the Hub's byte counters start at zero)."""
     hub_server.reset_counters()
     result = installer(env, "install", REPO, "--quant", "q8_0", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
+    return env["models"] / "test-org_tiny-llama-gguf"
+
+
+@pytest.fixture(scope="module")
+def served(env, installed) -> Iterator[str]:
+    """The installed model started by its start.sh (detached, API key): one container."""
+    port = free_port()
+    started = subprocess.run(
+        [str(installed / "start.sh"), "--no-browser", "--detach", "--port", str(port), "--api-key", API_KEY],
+        env=env["env"], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        installer(env, "stop", str(installed), timeout=120)
+
+
+def test_install_quant_downloads_one_file(installed, gguf_repo, hub_server):
     assert (
         hub_server.bytes_for(REPO, "tiny-llama-Q8_0.gguf")
         == (gguf_repo / "tiny-llama-Q8_0.gguf").stat().st_size
     )
     assert hub_server.bytes_for(REPO, "tiny-llama-F16.gguf") == 0
-    model_dir = env["models"] / "test-org_tiny-llama-gguf"
-    info = json.loads((model_dir / "model_info.json").read_text())
+    info = json.loads((installed / "model_info.json").read_text())
     assert (info["family"], info["gguf_file"], info["gguf_quantization"]) == (
         "gguf",
         "tiny-llama-Q8_0.gguf",
         "Q8_0",
     )
-    assert not (model_dir / "model" / "tiny-llama-F16.gguf").exists()
+    assert not (installed / "model" / "tiny-llama-F16.gguf").exists()
     assert any(line.startswith("llama_cpp_python==0.3.36") for line in info["pip_freeze"])
-    port = free_port()
-    started = subprocess.run(
-        [str(model_dir / "start.sh"), "--no-browser", "--detach", "--port", str(port), "--api-key", API_KEY],
-        env=env["env"], capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        _exercise_api(f"http://127.0.0.1:{port}")
-    finally:
-        installer(env, "stop", str(model_dir), timeout=120)
+
+
+def test_serves_our_api(served):
+    _exercise_api(served)
 
 
 def _exercise_api(url: str) -> None:
@@ -155,6 +169,156 @@ def _exercise_api(url: str) -> None:
         while not (event := json.loads(socket_.recv())).get("finished"):
             pass
     assert event["usage"]["completion_tokens"] == 5
+
+
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {
+        "city": {"enum": ["Paris", "Rome", "Oslo"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        "rain": {"type": "boolean"},
+    },
+    "required": ["city", "days", "rain"],
+    "additionalProperties": False,
+}
+TIME_PARAMS = {
+    "type": "object",
+    "properties": {"zone": {"enum": ["utc", "cet"]}},
+    "required": ["zone"],
+    "additionalProperties": False,
+}
+SCHEMAS = {"get_weather": WEATHER_PARAMS, "get_time": TIME_PARAMS}
+TOOLS = [
+    {"type": "function", "function": {"name": name, "parameters": schema}}
+    for name, schema in SCHEMAS.items()
+]
+ASK = [{"role": "user", "content": "what is the weather in paris?"}]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{served}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+
+def _valid_call(name: str, arguments: str) -> None:
+    jsonschema.validate(json.loads(arguments), SCHEMAS[name])
+    assert arguments == json.dumps(json.loads(arguments), separators=(",", ":"))  # compact
+
+
+def test_tool_calls_validate_against_their_schemas(client):
+    """Random weights: only the grammar (llguidance over llama.cpp's vocabulary) makes these
+    valid. The tiny template has no `tools` support, so the tools go in the system message."""
+    for seed in (0, 1):
+        named = client.chat.completions.create(
+            model="m", messages=ASK, tools=TOOLS, tool_choice=NAMED, seed=seed
+        ).choices[0]
+        assert named.finish_reason == "tool_calls" and named.message.content is None
+        (call,) = named.message.tool_calls
+        assert call.function.name == "get_weather" and call.id.startswith("call_")
+        _valid_call(call.function.name, call.function.arguments)
+    required = client.chat.completions.create(
+        model="m", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=200, seed=2
+    ).choices[0]
+    assert required.finish_reason == "tool_calls" and 1 <= len(required.message.tool_calls) <= 2
+    for call in required.message.tool_calls:
+        _valid_call(call.function.name, call.function.arguments)
+    auto = client.chat.completions.create(
+        model="m", messages=ASK, tools=TOOLS, max_tokens=4, temperature=0
+    )
+    none = client.chat.completions.create(
+        model="m", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=4, temperature=0
+    )
+    assert auto.usage.prompt_tokens > none.usage.prompt_tokens  # the tools were shown
+    assert none.choices[0].message.tool_calls is None
+
+
+def test_streamed_tool_call_deltas_reassemble(client):
+    for tool_choice in (NAMED, "required"):
+        stream = client.chat.completions.create(
+            model="m", messages=ASK, tools=TOOLS, tool_choice=tool_choice,
+            parallel_tool_calls=False, stream=True, seed=3,
+        )  # fmt: skip
+        calls: dict[int, dict] = {}
+        finish = None
+        for chunk in stream:
+            finish = chunk.choices[0].finish_reason or finish
+            for piece in chunk.choices[0].delta.tool_calls or ():
+                call = calls.setdefault(piece.index, {"arguments": ""})
+                if piece.id:
+                    call.update(id=piece.id, name=piece.function.name)
+                call["arguments"] += piece.function.arguments or ""
+        assert finish == "tool_calls" and list(calls) == [0]
+        _valid_call(calls[0]["name"], calls[0]["arguments"])
+
+
+def test_response_format_json_schema_and_json_object(client):
+    fmt = {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER_PARAMS}}
+    reply = client.chat.completions.create(
+        model="m", messages=ASK, response_format=fmt, n=3, seed=4
+    )
+    assert len(reply.choices) == 3
+    for choice in reply.choices:
+        assert choice.finish_reason == "stop"
+        jsonschema.validate(json.loads(choice.message.content), WEATHER_PARAMS)
+    stream = client.chat.completions.create(
+        model="m", messages=ASK, response_format=fmt, stream=True, seed=5
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    jsonschema.validate(json.loads(text), WEATHER_PARAMS)
+    anything = client.chat.completions.create(
+        model="m", messages=ASK, response_format={"type": "json_object"}, max_tokens=40, seed=6
+    ).choices[0]
+    assert anything.message.content.startswith("{")
+    if anything.finish_reason == "stop":  # else the budget cut an open object
+        assert isinstance(json.loads(anything.message.content), dict)
+
+
+def test_logprobs_in_chat_stream_and_completions(client):
+    reply = client.chat.completions.create(
+        model="m", messages=ASK, logprobs=True, top_logprobs=3, max_tokens=5, temperature=0
+    )
+    choice = reply.choices[0]
+    entries = choice.logprobs.content
+    assert len(entries) == reply.usage.completion_tokens == 5
+    assert b"".join(bytes(e.bytes) for e in entries).decode(errors="replace") == (
+        choice.message.content
+    )
+    for entry in entries:
+        top = [t.logprob for t in entry.top_logprobs]
+        assert len(top) == 3 and top == sorted(top, reverse=True) and top[0] <= 0
+        assert entry.logprob == pytest.approx(top[0])  # greedy: the likeliest token
+    stream = client.chat.completions.create(
+        model="m", messages=ASK, logprobs=True, max_tokens=5, temperature=0, stream=True
+    )
+    pieces = [c.choices[0] for c in stream if c.choices]
+    streamed = [e for p in pieces if p.logprobs and p.logprobs.content for e in p.logprobs.content]
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in entries])
+    legacy = client.completions.create(model="m", prompt="hello", logprobs=2, max_tokens=3)
+    logprobs = legacy.choices[0].logprobs
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == 3
+    for top in logprobs.top_logprobs:  # keyed by text: two byte tokens may both read "\ufffd"
+        assert 1 <= len(top) <= 2 and all(value <= 0 for value in top.values())
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "strnig"}}}}, "cannot be enforced"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "x"}}}, "not in tools"),
+        ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}}, "drop one"),
+        ({"logprobs": True, "top_logprobs": 21}, "less than or equal to 20"),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_done_is_a_clear_400(served, body, needle):
+    response = httpx.post(
+        f"{served}/v1/chat/completions", json={"messages": ASK, **body},
+        headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert needle in response.json()["error"]["message"]
 
 
 def test_local_folder_of_gguf_files_installs_and_answers(env, gguf_repo, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from test_runargs import INFO, MAC, PATHS, check_golden
 
 from llm_installer.config import PROJECT_DIR
-from llm_installer.image import dependency_set
+from llm_installer.image import WHEEL_BUILDS, dependency_set
 from llm_installer.runargs import StartOptions, plan_start
 from llm_installer.train_plan import TrainOptions, plan_train
 
@@ -78,3 +78,28 @@ def test_native_install_resolves_to_the_images_pins(tmp_path):
         if name in pins:
             assert resolved[name].split("+")[0] == pins[name], name
     assert {"sentencepiece", "timm", "librosa"} <= set(resolved)
+
+
+def test_a_gguf_model_gets_the_images_llama_cpp_version():
+    """The image builds llama-cpp-python in a wheel stage at a pinned version (not in
+    constraints.txt); the native venv asks pip for that same version."""
+    info = {**INFO, "family": "gguf", "requirements": {"packages": ["llama-cpp-python"]}}
+    step = install_step(plan_start(info, PATHS, MAC, StartOptions()))
+    assert f"llama-cpp-python=={WHEEL_BUILDS['llama-cpp-python']['version']}" in step
+    assert "llama-cpp-python" not in step
+
+
+def test_cuda_kernels_are_left_out_and_the_plan_says_so():
+    """mamba-ssm compiles against CUDA: the image tries it on CUDA only, so a Mac never gets it,
+    and the plan's differences name it with bitsandbytes."""
+    requirements = {
+        "packages": ["transformers", "mamba-ssm", "causal-conv1d"],
+        "architecture": ["mamba-ssm (requires CUDA compilation)", "causal-conv1d (requires CUDA compilation)"],
+    }  # fmt: skip
+    plan = plan_start({**INFO, "requirements": requirements}, PATHS, MAC, StartOptions())
+    assert not {"mamba-ssm", "causal-conv1d"} & set(install_step(plan))
+    left_out = next(line for line in plan.differences if line.startswith("Left out"))
+    assert left_out == "Left out (CUDA only): bitsandbytes, causal-conv1d, mamba-ssm."
+    assert "Metal (MPS)" in plan.differences[0]
+    cpu = plan_start(INFO, PATHS, replace(MAC, mps_available=False), StartOptions())
+    assert "the CPU" in cpu.differences[0]
