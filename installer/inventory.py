@@ -51,7 +51,7 @@ def _describe(folder: Path) -> dict[str, Any]:
         "family": info.get("family", "unknown"),
         "status": "complete" if (folder / ".install_complete").exists() else "incomplete",
         "image": str(
-            (info.get("image") if isinstance(info.get("image"), dict) else {}).get("tag", "-")
+            image.get("tag", "-") if isinstance(image := info.get("image"), dict) else "-"
         ),
         "size_bytes": size,
         "size": human_size(size),
