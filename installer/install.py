@@ -281,8 +281,8 @@ def cleanup_on_failure(paths: ModelPaths, output: Output):
         ) from None
     except Exception as exc:
         log.error("Installation failed at stage %s: %s", state.stage, exc)
-        if getattr(exc, "logs", None):
-            log.error("Container output:\n%s", exc.logs)
+        if logs := getattr(exc, "logs", None):
+            log.error("Container output:\n%s", logs)
         _clean(paths, state)
         raise
 
@@ -420,7 +420,7 @@ def _build_and_test(
     flavour, is_tag = install_flavour(
         options.base_image, device, needs_compiler(profile), profile["hardware"], engine=engine
     )
-    if is_tag:
+    if is_tag and options.base_image:
         base = options.base_image
     else:
         built = ensure_base_image(
@@ -512,12 +512,9 @@ def model_info(
 
 def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
     paths.info.write_text(json.dumps(info, indent=2, default=str))
-    try:
-        from llm_installer.scripts import write_run_scripts
-    except ImportError:  # pragma: no cover - while scripts are being written
-        write_run_scripts = None
-    if write_run_scripts:
-        write_run_scripts(paths.root, info)
+    from llm_installer.scripts import write_run_scripts
+
+    write_run_scripts(paths.root, info)
     from llm_installer.deploy.lock import lock_install
 
     lock_install(paths.root, info)  # llm.lock.json: what deploy, export and verify check against

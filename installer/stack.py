@@ -234,7 +234,7 @@ def _holder(port: int) -> str:
     try:
         from llm_installer.docker_engine import connect
 
-        names = [c.name for c in connect().containers.list(filters={"publish": str(port)})]
+        names = [str(c.name) for c in connect().containers.list(filters={"publish": str(port)})]
     except Exception:  # noqa: BLE001 - naming the holder is a courtesy; no engine, no name
         return ""
     return f" (container {', '.join(names)})" if names else ""
