@@ -180,7 +180,8 @@ class LlamaStream(WorkerTextStream):
         )
         self._open_queue()
         self._text, self._sampled, self._finish = "", 0, "stop"
-        self._started, self._first_token_s = time.perf_counter(), None
+        self._started = time.perf_counter()
+        self._first_token_s: float | None = None
         handler.slot.reserve()
         threading.Thread(target=self._work, daemon=True).start()
 
@@ -224,9 +225,9 @@ class LlamaStream(WorkerTextStream):
         return scores
 
     def _done(self) -> None:
-        finish: FinishReason = (
-            self._finish if self._finish in ("stop", "length", "cancelled") else "stop"
-        )
+        finish: FinishReason = "stop"
+        if self._finish in ("length", "cancelled"):
+            finish = "length" if self._finish == "length" else "cancelled"
         tokens = self._max_tokens if finish == "length" else max(self._sampled - 1, 0)
         metrics = self._handler.metrics
         metrics.inc("prompt_tokens_total", len(self._prompt), "Prefill tokens processed")
@@ -279,6 +280,6 @@ def _file_type(metadata: dict[str, str]) -> str:
         from llama_cpp import llama_cpp as raw
 
         names = {getattr(raw, n): n for n in dir(raw) if n.startswith("LLAMA_FTYPE_MOSTLY_")}
-        return names[int(value)].removeprefix("LLAMA_FTYPE_MOSTLY_")
+        return names[int(value or "")].removeprefix("LLAMA_FTYPE_MOSTLY_")
     except (KeyError, TypeError, ValueError, ImportError):
         return str(value or "unknown")
