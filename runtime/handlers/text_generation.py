@@ -210,7 +210,9 @@ class TextGenerationHandler(Handler, TextGeneration):
         if output.calls_tools and not native:
             require_tool_rendering(self._accepts_system_prompt())
         messages = template_messages(request.messages or (), native)
-        extra = {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        extra: dict[str, Any] = (
+            {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        )
         if output.calls_tools and native:
             extra["tools"] = [openai_tool(t) for t in output.tools]
         elif output.calls_tools:
