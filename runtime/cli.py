@@ -7,8 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Literal, cast
 
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
+
+Engine = Literal["transformers", "vllm"]
+Quantization = Literal["8bit", "4bit"] | None
+ENGINES = ("transformers", "vllm")
 
 API_KEY_ENV = "LLM_API_KEY"
 ALLOWED_HOSTS_ENV = "LLM_ALLOWED_HOSTS"
@@ -79,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = None) -> ServeConfig:
-    quantization = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
+    quantization: Quantization = (
+        "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
+    )
     return ServeConfig(
         model_dir=args.model,
         host=args.host,
@@ -107,15 +114,15 @@ def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = N
     )
 
 
-def resolve_engine(model_dir: Path, requested: str) -> str:
+def resolve_engine(model_dir: Path, requested: str) -> Engine:
     """--engine, else model_info.json's ``engine``, else transformers."""
-    if requested != "auto":
-        return requested
+    if requested in ENGINES:
+        return cast(Engine, requested)
     from llm_runtime.profile import read_model_info
 
     found = read_model_info(model_dir) if model_dir.is_dir() else None
     engine = (found[0].get("engine") if found else None) or "transformers"
-    return engine if engine in ("transformers", "vllm") else "transformers"
+    return cast(Engine, engine) if engine in ENGINES else "transformers"
 
 
 def serve(config: ServeConfig) -> None:

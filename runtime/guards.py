@@ -60,7 +60,9 @@ class HostPolicy:
         origin = origin.rstrip("/")
         if "*" in self.origins or origin in self.origins:
             return True
-        return bool(host_header) and urlsplit(origin).netloc.lower() == host_header.lower()
+        if not host_header:
+            return False
+        return urlsplit(origin).netloc.lower() == host_header.lower()
 
 
 class RequestGuard:

@@ -315,7 +315,7 @@ async def image_events(handler, job, cancel_event: threading.Event) -> AsyncIter
     Setting cancel_event (or closing this iterator: the client went away) stops the job at
     its next step.
     """
-    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue[Any]()
 
     def on_progress(progress) -> None:
         if cancel_event.is_set():

@@ -79,7 +79,9 @@ REPORT_SUMMARY = (
 @functools.lru_cache(maxsize=8)
 def adapter_training_report(adapter: str | None) -> dict[str, Any] | None:
     """A summary of the loaded adapter's training report for /info; None without one."""
-    for name in ADAPTER_REPORTS if adapter else ():
+    if not adapter:
+        return None
+    for name in ADAPTER_REPORTS:
         try:
             report = json.loads((Path(adapter) / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -188,7 +188,7 @@ class CompletionFormat:
 
     def completion(self, results: list[list[TextResult]], prompts: list[str], echo: bool) -> dict:
         """A `text_completion`: for each prompt, its n choices (indexes run on)."""
-        choices = []
+        choices: list[dict] = []
         for prompt, group in zip(prompts, results, strict=True):
             for r in group:
                 head = prompt if echo else ""
