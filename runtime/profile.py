@@ -13,9 +13,9 @@ from pathlib import Path
 
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
+from llm_runtime.moe_keys import EXPERT_COUNT_KEYS
 
 MODEL_INFO_ENV = "LLM_MODEL_INFO"
-MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def detect_family(model_dir: Path, config: dict) -> str:
 
 def is_moe_config(config: dict) -> bool:
     sections = [config, config.get("text_config") or {}]
-    return any((section.get(key) or 0) > 1 for section in sections for key in MOE_KEYS)
+    return any((section.get(key) or 0) > 1 for section in sections for key in EXPERT_COUNT_KEYS)
 
 
 def _auto_mapping_names() -> tuple[set[str], set[str]]:
