@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+import llm_runtime.host_policy
 from llm_installer import __version__
 from llm_installer.config import Settings
 from llm_installer.console import Output
@@ -31,6 +32,8 @@ from llm_installer.installed import (
 )
 from llm_installer.options import ConfigOpt, HostOpt
 from llm_installer.scripts import COMPOSE_DIR, _current_user, script_context, template_environment
+
+HOST_POLICY = Path(llm_runtime.host_policy.__file__)
 
 GATEWAY_PORT = 8080
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -162,9 +165,10 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    for file in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
-        shutil.copyfile(COMPOSE_DIR / file, folder / file)
-        (folder / file).chmod(0o644)
+    sources = [COMPOSE_DIR / "gateway.py", COMPOSE_DIR / "gateway_ui.html", HOST_POLICY]
+    for source in sources:  # the gateway, its web UI at / and the runtime's Host/Origin checks
+        shutil.copyfile(source, folder / source.name)
+        (folder / source.name).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     _remember(folder, settings)
     return folder, name
