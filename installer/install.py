@@ -436,6 +436,7 @@ def _build_and_test(
         cuda=flavour.cuda is not None,
         compiled=compiled if flavour.kind == "cuda-devel" else None,
         engine=engine,
+        model_dir=paths.root,
     )
     state.stage = "dependencies"
     ensure_deps_image(
