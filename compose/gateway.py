@@ -8,7 +8,10 @@ reaches under ``/m/<name>/``; every native endpoint of a model is routed there t
 Standard library only: it runs in one of the stack's own model images, mounted read-only, and
 those images carry no HTTP client library (and registries may be unreachable, so no image pull).
 
-Routes come from LLM_GATEWAY_ROUTES: a JSON list of {"id", "aliases", "url"}.
+Routes come from LLM_GATEWAY_ROUTES: a JSON list of {"id", "aliases", "url"}. Like the model
+servers, it answers only Host names that cannot be a DNS-rebinding attack (localhost, IP
+literals, dotless names, LLM_GATEWAY_HOST and LLM_GATEWAY_ALLOWED_HOSTS) and browser Origins of
+its own page or LLM_GATEWAY_CORS_ORIGINS (both comma-separated), with the model servers' code.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
+
+try:  # beside this file in a stack folder (`llm-installer compose` copies it there)
+    from host_policy import HostPolicy
+except ImportError:  # the source tree, or a model image's runtime
+    from llm_runtime.host_policy import HostPolicy
 
 PORT = 8080
 UPSTREAM_TIMEOUT_S = 600  # a long generation on a CPU may take minutes
@@ -41,6 +49,17 @@ def load_routes() -> list[dict]:
 
 
 ROUTES = load_routes()
+
+
+def _names(variable: str) -> list[str]:
+    return [n.strip() for n in os.environ.get(variable, "").split(",") if n.strip()]
+
+
+POLICY = HostPolicy(
+    os.environ.get("LLM_GATEWAY_HOST", "127.0.0.1"),
+    _names("LLM_GATEWAY_ALLOWED_HOSTS"),
+    _names("LLM_GATEWAY_CORS_ORIGINS"),
+)
 
 
 def find_route(model: str) -> dict | None:
@@ -75,7 +94,7 @@ class Gateway(BaseHTTPRequestHandler):
     server_version = "llm-installer-gateway"
 
     def do_GET(self) -> None:
-        if self.to_model():
+        if self.refused() or self.to_model():
             return
         path = urlsplit(self.path).path
         if path == "/":
@@ -101,7 +120,7 @@ class Gateway(BaseHTTPRequestHandler):
             )
 
     def do_POST(self) -> None:
-        if self.to_model():
+        if self.refused() or self.to_model():
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.authorized():
@@ -118,6 +137,22 @@ class Gateway(BaseHTTPRequestHandler):
             )
             return
         self.forward(route, body)
+
+    def refused(self) -> bool:
+        """Answer 400/403 when the Host or the browser Origin is not allowed (DNS rebinding,
+        another site's page); every route, the model routes and WebSockets included."""
+        refusal = POLICY.refusal(
+            self.headers.get("Host"),
+            self.headers.get("Origin"),
+            hosts_hint="add {name} to LLM_GATEWAY_ALLOWED_HOSTS in the gateway's environment",
+            origins_hint="add it to LLM_GATEWAY_CORS_ORIGINS in the gateway's environment",
+        )
+        if refusal is None:
+            return False
+        status, code, message = refusal
+        self.send_json(status, error_body(message, "invalid_request_error", code))
+        self.close_connection = True
+        return True
 
     def requested_model(self, body: bytes) -> str | None:
         """The request's "model" field; None after answering 400 when there is none."""

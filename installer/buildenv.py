@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -105,7 +106,7 @@ def _carryable_url(url: str, notes: list[str]) -> str | None:
         notes.append(
             f"credentials were stripped from index {parts.hostname}: images must not hold secrets"
         )
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 
@@ -201,7 +202,7 @@ class CompileSettings:
 
 
 def compile_settings(
-    packages: tuple[str, ...], hardware: dict, cuda: str, environ: dict | None = None
+    packages: tuple[str, ...], hardware: dict, cuda: str, environ: Mapping[str, str] | None = None
 ) -> CompileSettings | None:
     """The compile step for ``packages`` on a host with ``hardware`` (a check profile's), or None
     when none of them compiles. TORCH_CUDA_ARCH_LIST and LLM_INSTALLER_MAX_JOBS override."""

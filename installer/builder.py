@@ -65,7 +65,7 @@ def build_image(
             f"docker build of {tag} failed: {exc}", hint=f"Read the build log {log_path}."
         ) from exc
     image = client.images.get(image_id or tag)
-    return BuiltImage(tag=tag, id=image.id, size=image.attrs.get("Size", 0))
+    return BuiltImage(tag=tag, id=str(image.id), size=image.attrs.get("Size", 0))
 
 
 def _progress(console: Console) -> Progress:
@@ -78,7 +78,8 @@ def _progress(console: Console) -> Progress:
 
 def _follow(stream: Iterable[dict[str, Any]], log, update) -> str | None:
     """Write the build stream to ``log``, report steps; raise on the engine's error message."""
-    image_id, tail = None, []
+    image_id: str | None = None
+    tail: list[str] = []
     for chunk in stream:
         text = chunk.get("stream") or chunk.get("status") or ""
         if text:

@@ -117,7 +117,9 @@ def docker_py_kwargs(spec: ContainerSpec, secrets: Mapping[str, str]) -> dict[st
     elif spec.gpus:
         ids = None if spec.gpus == "all" else spec.gpus.split(",")
         devices = [
-            DeviceRequest(count=-1 if ids is None else None, device_ids=ids, capabilities=[["gpu"]])
+            DeviceRequest(
+                count=-1 if ids is None else 0, device_ids=ids or [], capabilities=[["gpu"]]
+            )
         ]
     return {
         "image": spec.image,

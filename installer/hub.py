@@ -22,7 +22,7 @@ from llm_installer import errors
 try:  # huggingface_hub >= 1.x talks HTTP through httpx (vendored as httpx2 in recent releases)
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover
-    from httpx import TransportError
+    from httpx import TransportError  # type: ignore[assignment]  # the same class, older home
 from llm_installer.configs import collect_configs
 from llm_installer.safetensors_header import ReadRange, read_params
 from llm_installer.source import ModelSource, RepoFile

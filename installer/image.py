@@ -2,7 +2,7 @@
 
 1. ``llm-installer/deps:<hash>`` — base image + the family's dependency set (sorted, pinned by
    dockerfiles/constraints.txt). Identical sets give the identical image: built once, reused.
-2. ``llm-installer/model-<owner>_<name>:<rev>`` — deps + our runtime package + model_info.json,
+2. ``llm-installer/model-<owner>_<name>:<rev>-<home>`` (a hash of the model's folder) — deps + our runtime package + model_info.json,
    labels (model id, revision, family, runtime version, pip freeze), non-root user, HEALTHCHECK.
 
 Weights are never part of a build context: they are mounted at run time.
@@ -133,20 +133,28 @@ def cuda_kernels(profile: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def model_tag(model_id: str, revision: str | None) -> str:
+def model_tag(model_id: str, revision: str | None, model_dir: Path | None = None) -> str:
+    """``llm-installer/model-<owner>_<name>:<revision>-<home>``: <home> hashes the model's
+    folder, so two LLM homes (or two local folders of one name) never share, nor overwrite, a tag."""
     name = re.sub(r"[^a-z0-9._-]+", "-", model_id.lower().replace("/", "_")).strip("-.")
-    return f"llm-installer/model-{name}:{(revision or 'local')[:12].lower()}"
+    version = (revision or "local")[:12].lower()
+    if model_dir is not None:
+        version += "-" + hashlib.sha256(str(Path(model_dir).resolve()).encode()).hexdigest()[:8]
+    return f"llm-installer/model-{name}:{version}"
 
 
 def plan_image(
     profile: dict[str, Any], base_image: str, *, cuda: bool = False,
     compiled: CompileSettings | None = None, engine: str = "transformers",
+    model_dir: Path | None = None,
 ) -> ImagePlan:  # fmt: skip
     """The two builds for this model on ``base_image`` (``cuda``: a CUDA base; ``compiled``: how
     its CUDA extensions compile, which the tag depends on through the GPU architectures;
-    ``engine``: vllm adds the pinned vLLM build with its own constraints file)."""
+    ``engine``: vllm adds the pinned vLLM build with its own constraints file; ``model_dir``:
+    the model's folder, which makes its image tag its own)."""
+    tag = model_tag(profile["model_id"], profile.get("sha") or profile.get("revision"), model_dir)
     if engine == "vllm":
-        return _vllm_plan(profile, base_image, cuda=cuda)
+        return _vllm_plan(profile, base_image, cuda=cuda, tag=tag)
     packages = dependency_set(profile, cuda=cuda)
     archs = f"\n{compiled.arch_list}" if compiled else ""
     kernels = cuda_kernels(profile) if cuda else ()
@@ -161,12 +169,12 @@ def plan_image(
         kernels=kernels,
         cuda=cuda,
         deps_tag=f"llm-installer/deps:{digest}",
-        model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
+        model_tag=tag,
         compiled=compiled,
     )
 
 
-def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool) -> ImagePlan:
+def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool, tag: str) -> ImagePlan:
     from llm_installer.engines import vllm_build
 
     build = vllm_build("cuda" if cuda else "cpu")
@@ -184,7 +192,7 @@ def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool) -> Image
         packages=packages,
         cuda=cuda,
         deps_tag=f"llm-installer/deps:{hashlib.sha256(text.encode()).hexdigest()[:12]}",
-        model_tag=model_tag(profile["model_id"], profile.get("sha") or profile.get("revision")),
+        model_tag=tag,
         engine="vllm",
         constraints=constraints,
         remove=remove,

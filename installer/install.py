@@ -283,8 +283,8 @@ def cleanup_on_failure(paths: ModelPaths, output: Output):
         ) from None
     except Exception as exc:
         log.error("Installation failed at stage %s: %s", state.stage, exc)
-        if getattr(exc, "logs", None):
-            log.error("Container output:\n%s", exc.logs)
+        if logs := getattr(exc, "logs", None):
+            log.error("Container output:\n%s", logs)
         _clean(paths, state)
         raise
 
@@ -422,7 +422,7 @@ def _build_and_test(
     flavour, is_tag = install_flavour(
         options.base_image, device, needs_compiler(profile), profile["hardware"], engine=engine
     )
-    if is_tag:
+    if is_tag and options.base_image:
         base = options.base_image
     else:
         built = ensure_base_image(
@@ -438,6 +438,7 @@ def _build_and_test(
         cuda=flavour.cuda is not None,
         compiled=compiled if flavour.kind == "cuda-devel" else None,
         engine=engine,
+        model_dir=paths.root,
     )
     state.stage = "dependencies"
     ensure_deps_image(
@@ -514,12 +515,9 @@ def model_info(
 
 def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
     info = write_model_info(paths.info, info).to_dict()  # llm_runtime.model_info: strict
-    try:
-        from llm_installer.scripts import write_run_scripts
-    except ImportError:  # pragma: no cover - while scripts are being written
-        write_run_scripts = None
-    if write_run_scripts:
-        write_run_scripts(paths.root, info)
+    from llm_installer.scripts import write_run_scripts
+
+    write_run_scripts(paths.root, info)
     from llm_installer.deploy.lock import lock_install
 
     lock_install(paths.root, info)  # llm.lock.json: what deploy, export and verify check against

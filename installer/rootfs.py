@@ -61,7 +61,7 @@ def import_rootfs(client: docker.DockerClient, root: Path, tag: str) -> str:
         client.api.import_image_from_file(
             str(archive), repository=repository, tag=version or "latest"
         )
-    return client.images.get(tag).id
+    return str(client.images.get(tag).id)
 
 
 def build_rootfs_image(client: docker.DockerClient, spec: RootfsSpec = RootfsSpec()) -> str:

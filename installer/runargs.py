@@ -186,7 +186,7 @@ def with_installed_quantization(
         return options, (
             f"Installed with {installed} quantization, which needs CUDA: loading unquantized on {device}.",
         )
-    return replace(options, **{f"load_in_{installed}": True}), ()
+    return replace(options, load_in_8bit=installed == "8bit", load_in_4bit=installed == "4bit"), ()
 
 
 def serve_args(

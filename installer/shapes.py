@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llm_runtime.moe_keys import EXPERT_COUNT_KEYS, EXPERT_SIZE_KEYS, EXPERTS_PER_TOKEN_KEYS
+
 # config keys, first found wins; the decoder's keys first for encoder-decoders.
 SHAPE_KEYS = {
     "hidden": ("hidden_size", "n_embd", "d_model", "dim"),
@@ -24,10 +26,9 @@ SHAPE_KEYS = {
     "vocab": ("vocab_size", "padded_vocab_size"),
     "positions": ("max_target_positions", "max_position_embeddings", "n_positions", "seq_length",
                   "max_sequence_length", "n_ctx"),
-    "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
-    "experts_per_token": ("num_experts_per_tok", "experts_per_token", "top_k_experts",
-                          "moe_top_k", "num_experts_per_token"),
-    "expert_intermediate": ("moe_intermediate_size", "expert_intermediate_size"),
+    "experts": EXPERT_COUNT_KEYS,
+    "experts_per_token": EXPERTS_PER_TOKEN_KEYS,
+    "expert_intermediate": EXPERT_SIZE_KEYS,
 }  # fmt: skip
 GENERATIVE_SUFFIXES = (
     "ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "ForSpeechSeq2Seq",

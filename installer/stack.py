@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+import llm_runtime.host_policy
 from llm_installer import __version__
 from llm_installer.config import Settings
 from llm_installer.console import Output
@@ -33,6 +34,8 @@ from llm_installer.installed import (
 from llm_installer.options import ApiKeyOpt, ConfigOpt, HostOpt
 from llm_installer.resources import data_file, templates
 from llm_installer.scripts import _current_user, script_context
+
+HOST_POLICY = Path(llm_runtime.host_policy.__file__)
 
 GATEWAY_PORT = 8080
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -188,9 +191,14 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
         for sub in ("lora", "logs"):
             (model.model_dir / sub).mkdir(exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    for file in ("gateway.py", "gateway_ui.html"):  # the gateway and its web UI at /
-        shutil.copyfile(data_file("compose", file), folder / file)
-        (folder / file).chmod(0o644)
+    sources = [
+        data_file("compose", "gateway.py"),
+        data_file("compose", "gateway_ui.html"),
+        HOST_POLICY,
+    ]
+    for source in sources:  # the gateway, its web UI at / and the runtime's Host/Origin checks
+        shutil.copyfile(source, folder / source.name)
+        (folder / source.name).chmod(0o644)
     (folder / "compose.yml").write_text(text)
     _remember(folder, settings)
     return folder, name
@@ -264,7 +272,7 @@ def _holder(port: int) -> str:
     try:
         from llm_installer.docker_engine import connect
 
-        names = [c.name for c in connect().containers.list(filters={"publish": str(port)})]
+        names = [str(c.name) for c in connect().containers.list(filters={"publish": str(port)})]
     except Exception:  # noqa: BLE001 - naming the holder is a courtesy; no engine, no name
         return ""
     return f" (container {', '.join(names)})" if names else ""

@@ -99,7 +99,7 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
         )
     plan = plan_start(info, paths, detect_host_runtime(), options)
     refuse_unparsable(
-        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+        plan.argv() if isinstance(plan, NativePlan) else plan.container.command, record.engine
     )
     for warning in plan.warnings:
         output.warning(warning)
@@ -136,7 +136,8 @@ def prepare_dirs(plan: StartPlan) -> None:
     """Create the read-write folders; on a root host hand them to the image's user."""
     chown = getattr(plan, "chown_to", None)
     for root in getattr(plan, "owned_roots", ()):
-        os.chown(root, *chown, follow_symlinks=False)
+        if chown:
+            os.chown(root, *chown, follow_symlinks=False)
     for folder in plan.writable_dirs:
         folder.mkdir(parents=True, exist_ok=True)
         if chown:
@@ -236,7 +237,7 @@ def prepare_foreground(plan: StartPlan, model_dir: Path, output: Output) -> None
         raise DockerUnavailableError(
             "The docker command is not installed", hint="Install the Docker CLI, or use --detach."
         )
-    if plan.kind == "native":
+    if isinstance(plan, NativePlan):
         ensure_native_venv(plan, model_dir, output)
 
 
@@ -248,7 +249,7 @@ def run_foreground(plan: StartPlan, model_dir: Path, options: StartOptions, outp
         argv, env=foreground_env(plan), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True, bufsize=1, errors="replace",
     )  # fmt: skip
-    relay = _Relay(child.stdout, output)
+    relay = _Relay(child.stdout or (), output)  # PIPE: never None
     relay.start()
     previous = interrupt_on(STOP_SIGNALS)
     try:

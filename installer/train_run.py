@@ -112,7 +112,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     )  # fmt: skip
     plan = plan_train(info, paths, detect_host_runtime(), options)
     refuse_unparsable(
-        plan.argv() if plan.kind == "native" else plan.container.command, record.engine
+        plan.argv() if isinstance(plan, NativePlan) else plan.container.command, record.engine
     )
     for warning in plan.warnings:
         output.warning(warning)

@@ -265,7 +265,7 @@ class BatchEngine:
             device=device,
         )
         config = GenerationConfig(
-            max_new_tokens=max(row.sampling.max_tokens for row in rows),
+            max_new_tokens=max(row.budget for row in rows),
             do_sample=False,
             num_beams=1,
             pad_token_id=self.pad_id,

@@ -10,9 +10,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, cast
 
 from llm_runtime.contract import TRANSFORMERS, VLLM
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
+
+Engine = Literal["transformers", "vllm"]
+Quantization = Literal["8bit", "4bit"] | None
+ENGINES = ("transformers", "vllm")
 
 API_KEY_ENV = "LLM_API_KEY"
 ALLOWED_HOSTS_ENV = "LLM_ALLOWED_HOSTS"
@@ -83,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = None) -> ServeConfig:
-    quantization = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
+    quantization: Quantization = (
+        "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
+    )
     return ServeConfig(
         model_dir=args.model,
         host=args.host,
@@ -111,15 +118,17 @@ def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = N
     )
 
 
-def resolve_engine(model_dir: Path, requested: str) -> str:
-    """--engine, else model_info.json's ``engine``, else transformers (ModelInfoError when that
-    file is unusable)."""
+def resolve_engine(model_dir: Path, requested: str) -> Engine:
+    """--engine, else model_info.json's ``engine`` (llama.cpp's GGUF handler runs under the
+    transformers front), else transformers (ModelInfoError when that file is unusable)."""
     if requested != "auto":
-        return requested
-    from llm_runtime.model_info import model_info_path, read_model_info
+        engine = requested
+    else:
+        from llm_runtime.model_info import model_info_path, read_model_info
 
-    path = model_info_path(model_dir) if model_dir.is_dir() else None
-    return read_model_info(path).engine if path else TRANSFORMERS
+        path = model_info_path(model_dir) if model_dir.is_dir() else None
+        engine = read_model_info(path).engine if path else TRANSFORMERS
+    return cast(Engine, engine if engine in ENGINES else TRANSFORMERS)
 
 
 def serve(config: ServeConfig) -> None:

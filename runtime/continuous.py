@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,7 @@ class _Running:
     """The live batch: its jobs, KV cache, attention mask and the tokens still to feed."""
 
     jobs: list[_Job]
-    cache: object
+    cache: Any  # transformers' DynamicCache (its layers hold keys and values)
     mask: torch.Tensor  # [rows, cached length]
     tokens: torch.Tensor  # [rows] the last sampled tokens, not yet in the cache
 
@@ -165,8 +166,8 @@ class StepBatchEngine(BatchEngine):
             self._trim_padding(running)
         return running
 
-    def _merge(self, running: _Running | None, new: _Running) -> _Running | None:
-        new = self._retire(new)  # e.g. max_tokens=1: done after prefill
+    def _merge(self, running: _Running | None, joining: _Running) -> _Running | None:
+        new = self._retire(joining)  # e.g. max_tokens=1: done after prefill
         if running is None or new is None:
             return running or new
         width = max(running.mask.shape[1], new.mask.shape[1])

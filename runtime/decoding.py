@@ -22,6 +22,7 @@ from llm_runtime.reasoning import ReasoningTokens
 from llm_runtime.values import (
     Channel,
     FinishReason,
+    OutputSpec,
     SamplingParams,
     TextDelta,
     TextResult,
@@ -74,7 +75,9 @@ class RowState:
         self.constraint, self.top_logprobs = constraint, top_logprobs
         self.token_bytes = token_bytes or (lambda t: self.tokenizer.decode([t]).encode())
         self.logprobs: list[TokenLogprob] = []  # the answer's tokens, when asked for
-        self.output = None  # the OutputSpec: tool calls wrap the stream (set by the handler)
+        self.output: OutputSpec | None = (
+            None  # the OutputSpec: tool calls wrap the stream (set by the handler)
+        )
         self.logprobs_sent = 0
         self._pending_logprob: TokenLogprob | None = None
 
@@ -189,8 +192,13 @@ class RowState:
             return True
         return False
 
+    @property
+    def budget(self) -> int:
+        """max_tokens, which the handler resolves before it makes the row (None: nothing)."""
+        return self.sampling.max_tokens or 0
+
     def _budget_spent(self) -> bool:
-        if self.generated >= self.sampling.max_tokens:
+        if self.generated >= self.budget:
             return True
         limit = self.max_answer_tokens
         return limit is not None and len(self.ids["answer"]) >= limit
@@ -230,7 +238,7 @@ class RowState:
         new = text[self.sent[channel] :]
         if new:
             self.sent[channel] = len(text)
-            logprobs = ()
+            logprobs: tuple[TokenLogprob, ...] = ()
             if channel == "answer":
                 logprobs = tuple(self.logprobs[self.logprobs_sent :])
                 self.logprobs_sent = len(self.logprobs)
@@ -248,7 +256,7 @@ class RowSampler(LogitsProcessor):
         for index, row in enumerate(self.rows):
             if not row.finished and not row.plain_greedy:
                 history = input_ids[index, self.pad_lengths[index] :]
-                chosen[index] = choose_token(row, scores[index], lambda h=history: h)
+                chosen[index] = choose_token(row, scores[index], _returning(history))
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen.unsqueeze(1), 0.0)
         return out
@@ -266,6 +274,10 @@ class RowStopper(StoppingCriteria):
             row.push(token)
         self.on_step()
         return torch.tensor([row.finished for row in self.rows], device=input_ids.device)
+
+
+def _returning(value: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: value
 
 
 def choose_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch.Tensor]) -> int:

@@ -32,6 +32,10 @@ class RuntimeServeError(Exception):
         if code:
             self.code = code
 
+    def body(self) -> dict:
+        """The OpenAI-style error object this error answers with (JSON, SSE and WS alike)."""
+        return error_body(self.message, self.error_type, self.code)
+
 
 class InvalidRequest(RuntimeServeError):
     status, error_type, code = 400, "invalid_request_error", "invalid_request"
@@ -75,9 +79,7 @@ def error_body(message: str, error_type: str, code: str | None) -> dict:
 
 def error_response(exc: RuntimeServeError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return JSONResponse(
-        error_body(exc.message, exc.error_type, exc.code), status_code=exc.status, headers=headers
-    )
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 def describe_validation_error(exc: RequestValidationError | ValidationError) -> str:

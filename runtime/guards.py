@@ -9,65 +9,31 @@ surrogate) is a 400 rather than an exception deep in a route or a tokenizer.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
 from llm_runtime.errors import TOO_DEEP, error_body
+from llm_runtime.host_policy import HostPolicy
 from llm_runtime.values import ServeConfig
 
 # Routes whose body may be an upload (multipart/form-data) rather than JSON.
 UPLOAD_PATHS = frozenset(
     {"/generate", "/v1/chat/completions", "/v1/audio/transcriptions", "/v1/images/generations"}
 )
-LOCAL_NAMES = frozenset({"localhost", "0.0.0.0", "::"})
 PARSE_OFF_LOOP_BYTES = 64 * 1024
 # Traces of a UTF-16 surrogate: a JSON \\uD800-style escape or the UTF-8 lead byte 0xED.
 SURROGATE_MARKS = (b"\\ud", b"\\uD", b"\xed")
 MIN_SUSPICIOUS_DEPTH = 500  # fewer brackets than this cannot nest deep enough to matter
 
 
-class HostPolicy:
-    """Which Host headers and browser Origins the server answers."""
-
-    def __init__(self, config: ServeConfig) -> None:
-        extra = {name.lower().rstrip(".") for name in config.allowed_hosts}
-        self.any_host = "*" in extra
-        self.names = extra | {config.host.lower().strip("[]")}
-        self.origins = frozenset(o.rstrip("/") for o in config.cors_origins)
-
-    def host_allowed(self, host_header: str | None) -> bool:
-        """Localhost, IP literals, dotless names (a DNS-rebinding attacker needs a public,
-        dotted name), the bound host and --allowed-hosts; '*' allows any."""
-        if self.any_host or not host_header:
-            return True
-        name = _hostname(host_header)
-        if name is None:
-            return False
-        if name in LOCAL_NAMES or name.endswith(".localhost") or "." not in name:
-            return True
-        if _is_ip(name) or name in self.names:
-            return True
-        return any(n.startswith("*.") and name.endswith(n[1:]) for n in self.names)
-
-    def origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
-        """No Origin (not a browser), the page's own origin, or a --cors-origins entry."""
-        if origin is None:
-            return True
-        origin = origin.rstrip("/")
-        if "*" in self.origins or origin in self.origins:
-            return True
-        return bool(host_header) and urlsplit(origin).netloc.lower() == host_header.lower()
-
-
 class RequestGuard:
     """ASGI middleware applying HostPolicy, the body limit and the JSON checks."""
 
     def __init__(self, app, config: ServeConfig) -> None:
-        self.app, self.policy, self.limit = app, HostPolicy(config), config.max_body_bytes
+        self.app, self.limit = app, config.max_body_bytes
+        self.policy = HostPolicy(config.host, config.allowed_hosts, config.cors_origins)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -86,25 +52,14 @@ class RequestGuard:
         await self.app(scope, receive, send)
 
     def _refusal(self, scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
-        host = headers.get("host")
-        if not self.policy.host_allowed(host):
-            return (
-                400,
-                "host_not_allowed",
-                (
-                    f"Host {host!r} is not allowed. If you reach this server by that name, start it "
-                    f"with --allowed-hosts {_hostname(host or '') or host}."
-                ),
-            )
-        if not self.policy.origin_allowed(headers.get("origin"), host):
-            return (
-                403,
-                "origin_not_allowed",
-                (
-                    f"Origin {headers.get('origin')!r} may not call this server. To allow a web "
-                    "page on another origin, start the server with --cors-origins ORIGIN."
-                ),
-            )
+        refusal = self.policy.refusal(
+            headers.get("host"),
+            headers.get("origin"),
+            hosts_hint="start it with --allowed-hosts {name}",
+            origins_hint="start the server with --cors-origins ORIGIN",
+        )
+        if refusal is not None:
+            return refusal
         if scope["type"] == "http":
             return self._content_type_refusal(scope, headers)
         return None
@@ -261,18 +216,3 @@ def _has_body(scope, headers: dict[str, str]) -> bool:
 
 def _is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
-
-
-def _hostname(host_header: str) -> str | None:
-    try:
-        return (urlsplit("//" + host_header).hostname or "").rstrip(".") or None
-    except ValueError:
-        return None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -163,6 +164,29 @@ def apply_adapter(model, path: Path, *, merge: bool):
     log.info("Loading adapter from %s", path)
     peft_model = PeftModel.from_pretrained(model, str(path))
     return peft_model.merge_and_unload() if merge else peft_model
+
+
+def load_model(
+    auto_class,
+    model_dir: Path,
+    settings: LoadSettings,
+    placement: Placement,
+    *,
+    adapter: bool = True,
+) -> tuple[Any, Path | None]:
+    """``auto_class.from_pretrained`` placed as settings say, the LoRA adapter (when there is one
+    and ``adapter``) applied, in eval mode; out of memory is the clear ModelLoadError. Returns the
+    model and the adapter's folder (None without one)."""
+    kwargs = model_kwargs(settings, placement)
+    log.info("Loading %s on %s (%s)", model_dir, placement.device, kwargs["dtype"])
+    with translate_oom("loading"):
+        model = auto_class.from_pretrained(model_dir, **kwargs)
+        if "device_map" not in kwargs:
+            model = model.to(placement.device)
+        folder = adapter_dir(settings) if adapter else None
+        if folder is not None:
+            model = apply_adapter(model, folder, merge=settings.quantization is None)
+    return model.eval(), folder
 
 
 def is_oom(exc: BaseException) -> bool:

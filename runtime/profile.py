@@ -14,8 +14,7 @@ from llm_runtime.contract import EMBEDDING, GGUF, TEXT_GENERATION
 from llm_runtime.detect import detect_media_family, detect_pipeline_task, flatten
 from llm_runtime.errors import ModelLoadError, UnsupportedFamily
 from llm_runtime.model_info import ModelInfo, ModelInfoError, model_info_path, read_model_info
-
-MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+from llm_runtime.moe_keys import EXPERT_COUNT_KEYS
 
 
 @dataclass(frozen=True)
@@ -78,11 +77,11 @@ def _known_model_type(config: dict) -> bool:
 
 def _load_profile(model_dir: Path) -> ModelProfile:
     found = find_model_info(model_dir)
-    if found and found[0].family:
+    if found and (family := found[0].family):
         info, path = found
         return ModelProfile(
             model_dir=model_dir,
-            family=info.family,
+            family=family,
             model_id=info.model_id or model_dir.name,
             is_moe=info.is_moe,
             is_reasoning=info.is_reasoning,
@@ -135,7 +134,7 @@ def detect_family(model_dir: Path, config: dict) -> str:
 
 def is_moe_config(config: dict) -> bool:
     sections = [config, config.get("text_config") or {}]
-    return any((section.get(key) or 0) > 1 for section in sections for key in MOE_KEYS)
+    return any((section.get(key) or 0) > 1 for section in sections for key in EXPERT_COUNT_KEYS)
 
 
 def _auto_mapping_names() -> tuple[set[str], set[str]]:

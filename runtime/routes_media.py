@@ -30,7 +30,6 @@ from llm_runtime.errors import (
     InvalidRequest,
     RuntimeServeError,
     describe_validation_error,
-    error_body,
     internal_error,
 )
 from llm_runtime.handlers.base import TextStream
@@ -43,10 +42,10 @@ from llm_runtime.handlers.media_base import (
 )
 from llm_runtime.image_api import ImageBody, outcome_body
 from llm_runtime.schemas import ChatCompletionBody
-from llm_runtime.serving import accept_ws, check_api_key, check_ws_api_key, host_of
+from llm_runtime.serving import check_api_key, host_of, open_ws
 from llm_runtime.serving import result_unless_disconnected as finished
 from llm_runtime.sse import event_stream
-from llm_runtime.text_formats import ChatFormat, native_events, native_result
+from llm_runtime.text_formats import ChatFormat, native_result
 
 log = logging.getLogger("llm_runtime")
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -110,7 +109,7 @@ async def generate(request: Request):
     text_request, stream = handler.request_from_generate(body=body)
     running = await start_stream(handler, text_request)
     if stream:
-        return _native_sse(running, text_request)
+        return routes_native.native_sse(running, text_request)
     return native_result(await finished(running, request), text_request)
 
 
@@ -130,14 +129,6 @@ async def chat_completions(request: Request):
     if stream:
         return _guarded_sse(running, chat.chunks(running, text_request, include_usage))
     return chat.completion(await finished(running, request), text_request)
-
-
-def _native_sse(stream: TextStream, text_request) -> EventSourceResponse:
-    async def events():
-        async for event in native_events(stream, text_request):
-            yield {"data": json.dumps(event, ensure_ascii=False)}
-
-    return _guarded_sse(stream, events())
 
 
 def _guarded_sse(stream: TextStream, events) -> EventSourceResponse:
@@ -246,12 +237,8 @@ async def websocket_stream(websocket: WebSocket) -> None:
     if not isinstance(handler, (ImageGeneration, ImageInput)):
         await routes_native.websocket_stream(websocket)
         return
-    try:
-        check_ws_api_key(websocket)
-    except RuntimeServeError as exc:
-        await websocket.close(code=1008, reason=exc.message)
+    if not await open_ws(websocket):
         return
-    await accept_ws(websocket)
     session = _ImageSession(websocket, handler) if isinstance(handler, ImageGeneration) else None
     with contextlib.suppress(WebSocketDisconnect):
         while True:
@@ -289,10 +276,10 @@ class _ImageSession:
             data.setdefault("preview_every", 1)
             job = ImageBody.model_validate(data).to_job()
         except ValidationError as exc:
-            await self._send(_error(InvalidRequest(describe_validation_error(exc))))
+            await self._send(InvalidRequest(describe_validation_error(exc)).body())
             return
         except RuntimeServeError as exc:
-            await self._send(_error(exc))
+            await self._send(exc.body())
             return
         self.cancel_event = threading.Event()
         self.task = asyncio.create_task(self._run(job, self.cancel_event))
@@ -315,7 +302,7 @@ async def image_events(handler, job, cancel_event: threading.Event) -> AsyncIter
     Setting cancel_event (or closing this iterator: the client went away) stops the job at
     its next step.
     """
-    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue[Any]()
 
     def on_progress(progress) -> None:
         if cancel_event.is_set():
@@ -332,9 +319,9 @@ async def image_events(handler, job, cancel_event: threading.Event) -> AsyncIter
             yield event
         yield {"type": "result", **outcome_body(work.result())}
     except RuntimeServeError as exc:
-        yield _error(exc)
+        yield exc.body()
     except Exception as exc:  # a failing pipeline must still answer, or the client waits forever
-        yield _error(internal_error(exc, "Image generation failed"))
+        yield internal_error(exc, "Image generation failed").body()
     finally:
         cancel_event.set()  # no-op once finished
 
@@ -350,7 +337,3 @@ def _image_sse(events: AsyncIterator[dict], stop) -> EventSourceResponse:
 async def _start_multimodal(handler, body: dict) -> tuple[TextStream, Any]:
     text_request, _ = handler.request_from_generate(body=body)
     return await start_stream(handler, text_request), text_request
-
-
-def _error(exc: RuntimeServeError) -> dict:
-    return error_body(exc.message, exc.error_type, exc.code)

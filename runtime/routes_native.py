@@ -22,19 +22,12 @@ from llm_runtime.errors import (
     InvalidRequest,
     RuntimeServeError,
     describe_validation_error,
-    error_body,
     internal_error,
 )
 from llm_runtime.guards import json_problem
 from llm_runtime.handlers.base import TextGeneration, TextStream
 from llm_runtime.schemas import GenerateBody
-from llm_runtime.serving import (
-    accept_ws,
-    check_api_key,
-    check_ws_api_key,
-    host_of,
-    result_unless_disconnected,
-)
+from llm_runtime.serving import check_api_key, host_of, open_ws, result_unless_disconnected
 from llm_runtime.sse import event_stream
 from llm_runtime.text_formats import native_events, native_result
 from llm_runtime.values import TextRequest
@@ -79,7 +72,9 @@ REPORT_SUMMARY = (
 @functools.lru_cache(maxsize=8)
 def adapter_training_report(adapter: str | None) -> dict[str, Any] | None:
     """A summary of the loaded adapter's training report for /info; None without one."""
-    for name in ADAPTER_REPORTS if adapter else ():
+    if not adapter:
+        return None
+    for name in ADAPTER_REPORTS:
         try:
             report = json.loads((Path(adapter) / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -102,7 +97,7 @@ async def generate(request: Request, body: dict = Body(...)):
     text_request = parsed.to_text_request()
     stream = await start_stream(handler, text_request)
     if parsed.stream:
-        return _sse(stream, text_request)
+        return native_sse(stream, text_request)
     result = await result_unless_disconnected(stream, request)
     return native_result(result, text_request)
 
@@ -111,7 +106,7 @@ async def generate(request: Request, body: dict = Body(...)):
 async def generate_stream(request: Request, body: GenerateBody):
     text_request = body.to_text_request()
     handler = host_of(request).require_capability(TextGeneration, "POST /generate/stream")
-    return _sse(await start_stream(handler, text_request), text_request)
+    return native_sse(await start_stream(handler, text_request), text_request)
 
 
 @router.get("/generate/stream")
@@ -124,18 +119,14 @@ async def generate_stream_get(request: Request):
         params["messages"] = json_param("messages", params["messages"])
     text_request = GenerateBody.model_validate(params).to_text_request()
     handler = host_of(request).require_capability(TextGeneration, "GET /generate/stream")
-    return _sse(await start_stream(handler, text_request), text_request)
+    return native_sse(await start_stream(handler, text_request), text_request)
 
 
 @ws_router.websocket("/ws")
 async def websocket_stream(websocket: WebSocket) -> None:
     """Each JSON message is a /generate body; tokens come back as the SSE events do."""
-    try:
-        check_ws_api_key(websocket)
-    except RuntimeServeError as exc:
-        await websocket.close(code=1008, reason=exc.message)
+    if not await open_ws(websocket):
         return
-    await accept_ws(websocket)
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await receive_text(websocket)
@@ -151,7 +142,7 @@ async def receive_text(websocket: WebSocket) -> str | None:
     if message.get("text") is not None:
         return message["text"]
     refusal = InvalidRequest("Binary frames are not accepted: send each request as JSON text.")
-    await websocket.send_json(_error(refusal))
+    await websocket.send_json(refusal.body())
     return None
 
 
@@ -169,27 +160,27 @@ async def answer_ws(websocket: WebSocket, message: str, start: StartStream) -> N
             raise InvalidRequest("Each message must be a JSON object (a /generate body).")
         stream, text_request = await start(body)
     except ValidationError as exc:
-        await websocket.send_json(_error(InvalidRequest(describe_validation_error(exc))))
+        await websocket.send_json(InvalidRequest(describe_validation_error(exc)).body())
         return
     except RuntimeServeError as exc:
-        await websocket.send_json(_error(exc))
+        await websocket.send_json(exc.body())
         return
     except RecursionError:
-        await websocket.send_json(_error(InvalidRequest(TOO_DEEP, code="invalid_json")))
+        await websocket.send_json(InvalidRequest(TOO_DEEP, code="invalid_json").body())
         return
     except Exception as exc:  # answer, rather than drop the socket without a word
-        await websocket.send_json(_error(internal_error(exc, "WS /ws request failed")))
+        await websocket.send_json(internal_error(exc, "WS /ws request failed").body())
         return
     try:
         async for event in native_events(stream, text_request):
             await websocket.send_json(event)
     except RuntimeServeError as exc:
-        await websocket.send_json(_error(exc))
+        await websocket.send_json(exc.body())
     except WebSocketDisconnect:
         raise
     except Exception as exc:  # an answer, not a dropped socket (if it is still there)
         with contextlib.suppress(Exception):
-            await websocket.send_json(_error(internal_error(exc, "WS /ws stream failed")))
+            await websocket.send_json(internal_error(exc, "WS /ws stream failed").body())
     finally:
         stream.cancel()  # no-op when finished; stops the work when the socket went away
 
@@ -200,7 +191,9 @@ async def _start_text(websocket: WebSocket, body: dict) -> tuple[TextStream, Tex
     return await start_stream(handler, text_request), text_request
 
 
-def _sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:
+def native_sse(stream: TextStream, text_request: TextRequest) -> EventSourceResponse:
+    """The /generate event stream (text pieces, then the result) of a running stream."""
+
     async def events():
         async for event in native_events(stream, text_request):
             yield {"data": json.dumps(event, ensure_ascii=False)}
@@ -217,7 +210,3 @@ def json_param(name: str, raw: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"{name!r} must be JSON: {exc}") from exc
-
-
-def _error(exc: RuntimeServeError) -> dict:
-    return error_body(exc.message, exc.error_type, exc.code)

@@ -73,7 +73,7 @@ async def completions(request: Request, body: CompletionBody):
 
 def refuse_unsupported(handler: Any, body: dict[str, Any]) -> None:
     """400 when the request uses an OpenAI feature this model's engine does not implement."""
-    features = getattr(handler, "openai_features", frozenset())
+    features: frozenset[str] = getattr(handler, "openai_features", frozenset())
     for feature in requested_features(body):
         if feature not in features:
             raise InvalidRequest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,7 +22,7 @@ MAX_EMBEDDING_INPUTS = 2048
 MAX_TOP_LOGPROBS = 20  # OpenAI's and vLLM's limit
 MAX_CHOICES = 16
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # OpenAI's rule for function and schema names
-SEED_RANGE = {"ge": -(2**63), "le": 2**64 - 1}  # what torch.Generator.manual_seed takes
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed takes
 MIN_TOP_P = 1e-6  # smaller (with sampling) leaves no probability to sample from
 MIN_REPETITION_PENALTY = 0.01  # smaller divides logits into infinities
 
@@ -153,7 +153,7 @@ class SamplingFields(BaseModel):
     top_p: float = Field(default=1.0, ge=MIN_TOP_P, le=1.0)
     top_k: int = Field(default=0, ge=0)
     repetition_penalty: float = Field(default=1.0, ge=MIN_REPETITION_PENALTY, le=10.0)
-    seed: int | None = Field(default=None, **SEED_RANGE)
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     stop: str | list[str] | None = None
 
     @field_validator("stop")
@@ -280,9 +280,12 @@ class ChatCompletionBody(SamplingFields, ReasoningFields, StructuredFields):
         return self
 
     def output_spec(self) -> OutputSpec:
-        choice, name = self.tool_choice or "auto", None
-        if isinstance(choice, NamedToolChoice):
-            choice, name = "function", choice.function.name
+        choice: Literal["none", "auto", "required", "function"] = "auto"
+        name = None
+        if isinstance(self.tool_choice, NamedToolChoice):
+            choice, name = "function", self.tool_choice.function.name
+        elif self.tool_choice:
+            choice = self.tool_choice
         return OutputSpec(
             tools=tuple(t.to_spec() for t in self.tools or ()),
             tool_choice=choice,
@@ -375,7 +378,7 @@ class EmbeddingsBody(BaseModel):
             return [self.input]
         if self.input and isinstance(self.input[0], int):
             return [list(self.input)]  # one token-id sequence
-        return list(self.input)
+        return cast("list[str] | list[list[int]]", list(self.input))  # texts or id sequences
 
 
 class EmbedBody(BaseModel):
@@ -399,4 +402,4 @@ class EmbedBody(BaseModel):
 
     def items(self) -> list[str]:
         value = self.texts if self.texts is not None else self.input
-        return [value] if isinstance(value, str) else list(value)
+        return [value] if isinstance(value, str) else list(value or ())

@@ -134,6 +134,17 @@ def has_valid_key(request: Request) -> bool:
     return True
 
 
+async def open_ws(websocket: WebSocket) -> bool:
+    """Accept a WebSocket that carries the API key (when one is set); else close it (1008)."""
+    try:
+        check_ws_api_key(websocket)
+    except RuntimeServeError as exc:
+        await websocket.close(code=1008, reason=exc.message)
+        return False
+    await accept_ws(websocket)
+    return True
+
+
 async def accept_ws(websocket: WebSocket) -> None:
     """Accept, choosing the `llm-runtime` subprotocol when the client offered it."""
     offered = _subprotocols(websocket)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from sse_starlette.sse import EventSourceResponse
 
-from llm_runtime.errors import RuntimeServeError, error_body, internal_error
+from llm_runtime.errors import RuntimeServeError, internal_error
 from llm_runtime.text_formats import sse_event
 
 SHUTDOWN_GRACE_S = 2.0  # below uvicorn's timeout_graceful_shutdown (5 s)
@@ -49,7 +49,7 @@ def event_stream(events: AsyncIterator[dict], cancel: Callable[[], None]) -> Eve
 
 
 def error_event(exc: RuntimeServeError) -> dict:
-    return sse_event(error_body(exc.message, exc.error_type, exc.code))
+    return sse_event(exc.body())
 
 
 async def _cancel_when_set(event: anyio.Event, cancel: Callable[[], None]) -> None:

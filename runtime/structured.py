@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
 
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.values import OutputSpec, ToolSpec
 
 # Compact JSON: no optional whitespace; separators as json.dumps(separators=(",", ":")).
-COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+COMPACT: JsonCompileOptions = {
+    "whitespace_flexible": False,
+    "item_separator": ",",
+    "key_separator": ":",
+}
 ANY_OBJECT = {"type": "object"}
 MAX_PARALLEL_CALLS = 4  # `required` with parallel calls: a bound, so a list cannot run forever
 

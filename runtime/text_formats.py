@@ -157,7 +157,7 @@ class ChatFormat:
                 results.append(result := await streams[index].result())
                 yield self._chunk(index, {}, openai_finish_reason(result), usage_field)
             elif delta.tool_call is not None:
-                body = {"tool_calls": [_tool_call_delta(delta)]}
+                body: dict[str, Any] = {"tool_calls": [_tool_call_delta(delta)]}
                 yield self._chunk(index, body, None, usage_field)
             elif delta.channel == "answer":
                 logprobs = chat_logprobs(delta.logprobs) if request.logprobs is not None else None
@@ -195,7 +195,7 @@ class CompletionFormat:
 
     def completion(self, results: list[list[TextResult]], prompts: list[str], echo: bool) -> dict:
         """A `text_completion`: for each prompt, its n choices (indexes run on)."""
-        choices = []
+        choices: list[dict] = []
         for prompt, group in zip(prompts, results, strict=True):
             for r in group:
                 head = prompt if echo else ""

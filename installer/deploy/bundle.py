@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from llm_installer.config import PROJECT_DIR, Settings
 from llm_installer.console import Output
@@ -76,7 +76,7 @@ def _save_image(lock: Mapping[str, Any], path: Path) -> None:
     image = lock["images"]["model"]
     client = connect(timeout=600)
     found = client.images.get(image["id"])
-    name = image["tag"] if image["tag"] in (found.tags or []) else found.id
+    name = image["tag"] if image["tag"] in (found.tags or []) else str(found.id)
     with path.open("wb") as handle:
         for chunk in client.api.get_image(name, chunk_size=CHUNK):
             handle.write(chunk)
@@ -183,7 +183,7 @@ def _extract(bundle: Path, scratch: Path) -> dict[str, Any]:
             _decompressed(raw) as stream,
             tarfile.open(fileobj=stream, mode="r|") as tar,
         ):
-            manifest, seen = None, set()
+            manifest, seen = None, set[str]()
             for info in tar:
                 member = info.name
                 manifest = _read_member(tar, info, manifest, scratch, seen)
@@ -207,7 +207,7 @@ def _read_member(
             raise BundleError(
                 f"The first member is {info.name}, not {MANIFEST}: this is not an llm-installer bundle"
             )
-        manifest = json.loads(tar.extractfile(info).read())
+        manifest = json.loads(_member(tar, info).read())
         if manifest.get("format") != FORMAT:
             raise BundleError(
                 f"Bundle format {manifest.get('format')} is not {FORMAT}: use the llm-installer that made it"
@@ -220,7 +220,7 @@ def _read_member(
     if scratch.resolve() not in path.resolve().parents:
         raise BundleError(f"The bundle member {info.name} points outside the model folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    actual = _copy_hashing(tar.extractfile(info), path)
+    actual = _copy_hashing(_member(tar, info), path)
     if actual != (expected["sha256"], expected["size"]):
         raise BundleError(
             f"{info.name} in the bundle does not match its sha256 in bundle.json: the file is damaged"
@@ -229,7 +229,15 @@ def _read_member(
     return manifest
 
 
-def _copy_hashing(source: BinaryIO, path: Path) -> tuple[str, int]:
+def _member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    """A regular file's contents; a link or folder where a file belongs is not a bundle of ours."""
+    handle = tar.extractfile(info)
+    if handle is None:
+        raise BundleError(f"The bundle member {info.name} is not a regular file")
+    return handle
+
+
+def _copy_hashing(source: IO[bytes], path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with path.open("wb") as out:
         while chunk := source.read(CHUNK):

@@ -159,7 +159,7 @@ def _send_image(lock: Mapping[str, Any], target, output: Output) -> ImageTransfe
     image = lock["images"]["model"]
     source = connect(timeout=600)
     try:
-        local_id = source.images.get(image["id"]).id
+        local_id = str(source.images.get(image["id"]).id)
     except NotFound:
         raise VerifyFailedError(
             f"The image {image['id'][:19]} named by llm.lock.json is not in the local Docker",
@@ -248,6 +248,8 @@ def container_kwargs(
 ) -> dict[str, Any]:
     """docker-py keywords: the lock's serve command, the weights volume read-only, a restart policy."""
     serve = lock["serve"]
+    if result.weights is None:
+        raise ValueError("container_kwargs needs the weights volume: sync_weights comes first")
     gpus = _gpus(lock, options)
     labels = {
         DEPLOYMENT: name, f"{LABEL}.model-id": str(lock["model"]["id"]), f"{LABEL}.lock-hash": result.lock_hash,
@@ -257,8 +259,8 @@ def container_kwargs(
     devices = (
         [
             DeviceRequest(
-                count=-1 if gpus == "all" else None,
-                device_ids=None if gpus == "all" else gpus.split(","),
+                count=-1 if gpus == "all" else 0,
+                device_ids=[] if gpus == "all" else gpus.split(","),
                 capabilities=[["gpu"]],
             )
         ]

@@ -115,8 +115,8 @@ def _filter_save(
 ) -> None:
     try:
         with (
-            tarfile.open(fileobj=Reader(chunks), mode="r|") as source,
-            tarfile.open(fileobj=out, mode="w|") as sink,
+            tarfile.open(fileobj=Reader(chunks), mode="r|") as source,  # type: ignore[call-overload]  # stream mode reads/writes only; typeshed wants seek/tell
+            tarfile.open(fileobj=out, mode="w|") as sink,  # type: ignore[call-overload]
         ):
             for member in source:
                 if member.isfile() and member.name.endswith("layer.tar"):

@@ -29,7 +29,7 @@ def deployments(host: str | None) -> list[dict[str, Any]]:
             "name": container.name, "model": labels.get(f"{LABEL}.model-id", ""),
             "lock_hash": labels.get(f"{LABEL}.lock-hash", ""), "status": _status(container),
             "url": labels.get(f"{LABEL}.url", ""), "host": host or "local",
-            "previous": container.name.endswith(PREVIOUS_SUFFIX),
+            "previous": (container.name or "").endswith(PREVIOUS_SUFFIX),
         })  # fmt: skip
     return sorted(rows, key=lambda r: r["name"])
 
@@ -94,7 +94,8 @@ def undeploy(model: str, host: str | None, *, purge: bool = False) -> list[str]:
     client = connect_host(host)
     current = find_deployment(client, model, host)
     name = current.name
-    removed, volumes = [], set()
+    removed: list[str] = []
+    volumes: set[str] = set()
     for container in filter(None, (current, container_named(client, name + PREVIOUS_SUFFIX))):
         volumes.update(
             m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"

@@ -169,7 +169,7 @@ def _put_files(
 
 def _write_tar(weights: Path, names: list[str], out: Pipe) -> None:
     try:
-        with tarfile.open(fileobj=out, mode="w|") as archive:
+        with tarfile.open(fileobj=out, mode="w|") as archive:  # type: ignore[call-overload]  # stream mode reads/writes only; typeshed wants seek/tell
             for directory in sorted({p for n in names for p in Path(n).parents if str(p) != "."}):
                 info = tarfile.TarInfo(directory.as_posix())
                 info.type, info.mode = tarfile.DIRTYPE, 0o755

@@ -7,23 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from llm_installer.source import ModelSource
+from llm_runtime import moe_keys
+from llm_runtime.moe_keys import EXPERT_COUNT_KEYS, EXPERTS_PER_TOKEN_KEYS
 
-EXPERT_COUNT_KEYS = (
-    "num_local_experts",
-    "num_experts",
-    "n_routed_experts",
-    "moe_num_experts",
-    "num_routed_experts",
-)
-EXPERTS_PER_TOKEN_KEYS = (
-    "num_experts_per_tok",
-    "experts_per_token",
-    "num_experts_per_token",
-    "moe_top_k",
-    "top_k_experts",
-    "moe_k",
-)
-EXPERT_SIZE_KEYS = ("moe_intermediate_size", "expert_intermediate_size", "intermediate_size")
+EXPERT_SIZE_KEYS = (*moe_keys.EXPERT_SIZE_KEYS, "intermediate_size")
 MOE_PERIOD_KEYS = ("moe_layer_freq", "decoder_sparse_step", "expert_layer_period")
 NESTED_TEXT_CONFIGS = ("text_config", "language_config", "llm_config", "thinker_config")
 

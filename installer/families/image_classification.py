@@ -56,9 +56,7 @@ def is_timm_config(config: dict[str, Any]) -> bool:
 
 
 def timm_details(config: dict[str, Any]) -> dict[str, Any]:
-    pretrained = (
-        config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
-    )
+    pretrained = cfg if isinstance(cfg := config.get("pretrained_cfg"), dict) else {}
     found = {
         "num_classes": config.get("num_classes", pretrained.get("num_classes")),
         "input_size": pretrained.get("input_size"),

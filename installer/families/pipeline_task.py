@@ -16,7 +16,7 @@ from llm_installer.families._common import (
     transformers_requirements,
 )
 from llm_installer.families._table import PIPELINE_TASK_MARKERS
-from llm_installer.families.base import Detection, Requirements
+from llm_installer.families.base import Detection, Requirement, Requirements
 from llm_installer.families.feature_extraction import modality
 from llm_installer.source import ModelSource
 
@@ -70,7 +70,7 @@ class PipelineTaskFamily(TransformersFamily):
 
     def requirements(self, source: ModelSource, detection: Detection) -> Requirements:
         config = root_config(source) or {}
-        extra = ()
+        extra: tuple[Requirement, ...] = ()
         if detection.task == "audio-classification":
             extra = AUDIO
         elif detection.task in IMAGE_TASKS or modality(config) == "image":

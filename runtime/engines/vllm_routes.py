@@ -117,8 +117,8 @@ def _rewrite(event: bytes, calls: StreamedCalls | None) -> bytes:
     if not event.startswith(b"data: {") or (calls is None and REASONING_MARK not in event):
         return event + b"\n\n"
     chunk = _with_both_reasoning_keys(json.loads(event[6:]))
-    chunk = calls.rewrite(chunk) if calls else chunk
-    return b"" if chunk is None else b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    rewritten = calls.rewrite(chunk) if calls else chunk
+    return b"" if rewritten is None else b"data: " + json.dumps(rewritten).encode() + b"\n\n"
 
 
 def _with_both_reasoning_keys(body: dict[str, Any]) -> dict[str, Any]:

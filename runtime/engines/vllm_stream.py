@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_runtime.errors import InvalidRequest, RuntimeServeError
 from llm_runtime.handlers.base import TextStream
-from llm_runtime.values import TextDelta, TextResult, Usage
+from llm_runtime.values import Channel, TextDelta, TextResult, Usage
 
 REASONING_KEYS = ("reasoning", "reasoning_content")
 
@@ -27,7 +27,7 @@ class VllmStream(TextStream):
         self._text: list[str] = []
         self._thinking: list[str] = []
         self._counts = {"thinking": 0, "answer": 0}
-        self._finish, self._usage = "stop", {}
+        self._finish, self._usage = "stop", dict[str, Any]()
         self._first: float | None = None
         self._started = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._run(session, path, body))
@@ -94,7 +94,7 @@ class VllmStream(TextStream):
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
 
-    def _emit(self, text: str, channel: str, sink: list[str]) -> None:
+    def _emit(self, text: str, channel: Channel, sink: list[str]) -> None:
         if self._first is None:
             self._first = time.perf_counter()
         sink.append(text)

@@ -16,7 +16,7 @@ from llm_runtime.handlers.media_base import SpeechSynthesis
 from llm_runtime.handlers.pipeline_base import PipelineHandler
 from llm_runtime.media import wav_bytes
 from llm_runtime.profile import ModelProfile
-from llm_runtime.schemas import SEED_RANGE
+from llm_runtime.schemas import SEED_MAX, SEED_MIN
 from llm_runtime.values import LoadSettings
 
 
@@ -24,7 +24,7 @@ class SpeakBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     text: str = Field(min_length=1, max_length=4096)
-    seed: int | None = Field(default=None, **SEED_RANGE)
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
 
 
 class AudioGenerationHandler(PipelineHandler, SpeechSynthesis):

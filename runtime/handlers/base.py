@@ -37,7 +37,7 @@ COMMON_ENDPOINTS = (
 class Handler(ABC):
     """Serves one model family: `load` once, then `describe` and `generate`."""
 
-    family: ClassVar[str]
+    family: str  # a class attribute; the generic pipeline handler sets its own per model
 
     @classmethod
     def served_endpoints(cls) -> list[str]:

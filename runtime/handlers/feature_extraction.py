@@ -23,7 +23,7 @@ class FeatureExtractionHandler(EmbeddingHandler):
     family = FEATURE_EXTRACTION
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
-        self.image_pipe = None
+        self.image_pipe: Any = None
         if _has_tokenizer(profile.model_dir):
             super().load(profile=profile, settings=settings)
             return

@@ -239,6 +239,6 @@ def _file_type(metadata: dict[str, str]) -> str:
         from llama_cpp import llama_cpp as raw
 
         names = {getattr(raw, n): n for n in dir(raw) if n.startswith("LLAMA_FTYPE_MOSTLY_")}
-        return names[int(value)].removeprefix("LLAMA_FTYPE_MOSTLY_")
+        return names[int(value or "")].removeprefix("LLAMA_FTYPE_MOSTLY_")
     except (KeyError, TypeError, ValueError, ImportError):
         return str(value or "unknown")

@@ -62,9 +62,11 @@ class LlamaStream(WorkerTextStream):
         self._text, self._sent, self._finish, self._cut = "", 0, "length", False
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._logprobs: list[TokenLogprob] = []
-        self._logprobs_sent, self._step_logprobs = 0, None
+        self._logprobs_sent = 0
+        self._step_logprobs: np.ndarray | None = None
         self._callback_error: Exception | None = None
-        self._started, self._first_token_s = time.perf_counter(), None
+        self._started = time.perf_counter()
+        self._first_token_s: float | None = None
         handler.slot.reserve()
         threading.Thread(target=self._work, daemon=True).start()
 
@@ -177,6 +179,7 @@ class LlamaStream(WorkerTextStream):
     def _logprob_entry(self, token: int) -> TokenLogprob:
         """token's log-probability under the raw logits, with the likeliest alternatives."""
         values, count = self._step_logprobs, self._request.logprobs or 0
+        assert values is not None, "called only while a step's logprobs are recorded"
         top = np.argpartition(-values, count - 1)[:count] if count else np.array([], dtype=int)
         top = top[np.argsort(-values[top])]
         alternatives = tuple(self._entry(int(t), values) for t in top)

@@ -15,12 +15,9 @@ from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.handlers.media_base import ImageInput
 from llm_runtime.loading import (
-    adapter_dir,
-    apply_adapter,
-    model_kwargs,
+    load_model,
     remote_code,
     resolve_placement,
-    translate_oom,
 )
 from llm_runtime.media import decode_image
 from llm_runtime.profile import ModelProfile
@@ -54,15 +51,9 @@ class ImageTextToTextHandler(Handler, TextGeneration, ImageInput):
         self.profile, self.placement = profile, resolve_placement(settings)
         self.processor = AutoProcessor.from_pretrained(profile.model_dir, **remote_code(settings))
         self.tokenizer = self.processor.tokenizer
-        kwargs = model_kwargs(settings, self.placement)
-        with translate_oom("loading"):
-            model = AutoModelForImageTextToText.from_pretrained(profile.model_dir, **kwargs)
-            if "device_map" not in kwargs:
-                model = model.to(self.placement.device)
-            self.adapter = adapter_dir(settings)
-            if self.adapter is not None:
-                model = apply_adapter(model, self.adapter, merge=settings.quantization is None)
-        self.model = model.eval()
+        self.model, self.adapter = load_model(
+            AutoModelForImageTextToText, profile.model_dir, settings, self.placement
+        )
         self.slot = GenerationSlot(settings.max_queue)
 
     def describe(self) -> ModelDescription:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -38,9 +38,9 @@ class ImageBody(BaseModel):
 class PipelineHandler(Handler):
     """Loads `pipeline(task, model=DIR)` and runs it on one worker thread."""
 
-    task: ClassVar[str]
-    inputs: ClassVar[tuple[str, ...]] = ("image",)
-    outputs: ClassVar[tuple[str, ...]] = ("labels",)
+    task: str
+    inputs: tuple[str, ...] = ("image",)
+    outputs: tuple[str, ...] = ("labels",)
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         self.profile, self.placement = profile, resolve_placement(settings)

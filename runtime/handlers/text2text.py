@@ -9,7 +9,7 @@ from llm_runtime.admission import HEAD_CHARS_PER_TOKEN
 from llm_runtime.contract import TEXT2TEXT
 from llm_runtime.errors import InvalidRequest
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
-from llm_runtime.loading import model_kwargs, remote_code, resolve_placement, translate_oom
+from llm_runtime.loading import load_model, remote_code, resolve_placement
 from llm_runtime.profile import ModelProfile
 from llm_runtime.schemas import GenerateBody
 from llm_runtime.text_formats import native_result
@@ -32,12 +32,9 @@ class Text2TextHandler(Handler, TextGeneration):
 
         self.profile, self.placement = profile, resolve_placement(settings)
         self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **remote_code(settings))
-        kwargs = model_kwargs(settings, self.placement)
-        with translate_oom("loading"):
-            model = AutoModelForSeq2SeqLM.from_pretrained(profile.model_dir, **kwargs)
-            if "device_map" not in kwargs:
-                model = model.to(self.placement.device)
-        self.model = model.eval()
+        self.model, _ = load_model(
+            AutoModelForSeq2SeqLM, profile.model_dir, settings, self.placement, adapter=False
+        )
         self.slot = GenerationSlot(settings.max_queue)
         self.max_input = self._max_input_length()
 

@@ -14,12 +14,9 @@ from llm_runtime.decoding import RowState
 from llm_runtime.errors import InvalidRequest, ModelLoadError
 from llm_runtime.handlers.base import Handler, TextGeneration, TextStream
 from llm_runtime.loading import (
-    adapter_dir,
-    apply_adapter,
-    model_kwargs,
+    load_model,
     remote_code,
     resolve_placement,
-    translate_oom,
 )
 from llm_runtime.profile import ModelProfile
 from llm_runtime.reasoning import ReasoningTokens, detect_reasoning
@@ -59,16 +56,9 @@ class TextGenerationHandler(Handler, TextGeneration):
 
         self.profile, self.placement = profile, resolve_placement(settings)
         self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **remote_code(settings))
-        kwargs = model_kwargs(settings, self.placement)
-        log.info("Loading %s on %s (%s)", profile.model_dir, self.placement.device, kwargs["dtype"])
-        with translate_oom("loading"):
-            model = AutoModelForCausalLM.from_pretrained(profile.model_dir, **kwargs)
-            if "device_map" not in kwargs:
-                model = model.to(self.placement.device)
-            self.adapter = adapter_dir(settings)
-            if self.adapter is not None:
-                model = apply_adapter(model, self.adapter, merge=settings.quantization is None)
-        self.model = model.eval()
+        self.model, self.adapter = load_model(
+            AutoModelForCausalLM, profile.model_dir, settings, self.placement
+        )
         self.think = self._reasoning_tokens(profile)
         self.eos_ids = self._eos_ids()
         self.max_context = self._max_context()
@@ -211,7 +201,9 @@ class TextGenerationHandler(Handler, TextGeneration):
         if output.calls_tools and not native:
             require_tool_rendering(self._accepts_system_prompt())
         messages = template_messages(request.messages or (), native)
-        extra = {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        extra: dict[str, Any] = (
+            {"enable_thinking": thinking} if self.think and self.think.template_toggle else {}
+        )
         if output.calls_tools and native:
             extra["tools"] = [openai_tool(t) for t in output.tools]
         elif output.calls_tools:

@@ -178,7 +178,7 @@ def _decide(state, trend, gap, gap_growing, train_loss, val_loss, config) -> tup
 def _perplexity_exploded(state: AutoLearnState, val_loss: float, config: AutoLearnConfig) -> bool:
     """Text tasks: perplexity jumped over the limit after having been under it."""
     limit = config.perplexity_limit
-    return bool(limit) and perplexity(state.best_val_loss) < limit < perplexity(val_loss)
+    return limit is not None and perplexity(state.best_val_loss) < limit < perplexity(val_loss)
 
 
 def perplexity(loss: float) -> float:

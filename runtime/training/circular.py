@@ -52,9 +52,10 @@ def describe(schedule: Stages) -> str:
 def trainer_class(base):
     """`base` (TRL's SFTTrainer) whose data loader follows the schedule, one cycle per epoch."""
 
-    class CircularTrainer(base):
+    class CircularTrainer(base):  # type: ignore[misc,valid-type]  # a base chosen at run time
         schedule: Stages = ()
         cycles: int = 1
+        _train_batch_size: int  # the Trainer's; set per cycle below
         step_limit: int = 0
         on_batch_change = None
 

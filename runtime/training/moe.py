@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_runtime.moe_keys import EXPERT_COUNT_KEYS
 from llm_runtime.training.errors import TrainingError
 
-EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "top_k")
 ROUTER_NAMES = ("gate", "router")
 OUTPUT_NAMES = ("lm_head", "embed_out", "output")

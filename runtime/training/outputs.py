@@ -95,18 +95,22 @@ def latest_checkpoint(checkpoints: Path, global_step: int) -> Path | None:
     current = checkpoints / f"{CHECKPOINT_PREFIX}{global_step}"
     if current.is_dir():
         return current
-    return max(_numbered(checkpoints), key=_step, default=None)
+    return max(_numbered(checkpoints), key=_number, default=None)
 
 
 def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     """The newest checkpoint-N the Trainer finished writing (trainer_state.json comes last): a
     run killed while saving leaves a partial folder that cannot be resumed."""
     complete = [p for p in _numbered(checkpoints) if (p / "trainer_state.json").is_file()]
-    return max(complete, key=_step, default=None)
+    return max(complete, key=_number, default=None)
 
 
 def _numbered(checkpoints: Path) -> list[Path]:
     return [p for p in checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _step(p) is not None]
+
+
+def _number(checkpoint: Path) -> int:
+    return _step(checkpoint) or 0
 
 
 def _step(checkpoint: Path) -> int | None:
@@ -143,7 +147,7 @@ def append_history(path: Path, run: dict) -> list:
 
 def loss_curves(log_history: list[dict]) -> dict:
     """Train/validation loss and learning rate per step from the Trainer's log history."""
-    curves = {"train": [], "validation": [], "learning_rate": []}
+    curves: dict[str, list] = {"train": [], "validation": [], "learning_rate": []}
     for entry in log_history:
         step = entry.get("step")
         if "loss" in entry:

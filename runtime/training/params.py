@@ -164,7 +164,7 @@ def autolearn_config(options: TrainOptions, task_type: str, mode: Mode) -> AutoL
     patience = options.patience or base.patience
     threshold = options.overfitting_threshold or base.overfitting_threshold
     if options.circular:
-        patience = options.patience or patience * CIRCULAR_TOLERANCE["patience"]
+        patience = options.patience or int(patience * CIRCULAR_TOLERANCE["patience"])
         threshold = (
             options.overfitting_threshold or threshold * CIRCULAR_TOLERANCE["overfitting_threshold"]
         )

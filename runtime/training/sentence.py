@@ -41,11 +41,12 @@ def data_files(spec: str) -> tuple[str, list[str]]:
         else:
             raise DataSourceError(f"{part}: no such file or folder (embedding data is local)")
     kinds = {SUFFIXES.get(p.suffix) for p in found}
-    if not found or None in kinds or len(kinds) > 1:
+    kind = kinds.pop() if len(kinds) == 1 else None
+    if kind is None:
         raise DataSourceError(
             f"{spec}: give .json/.jsonl or .csv files of one kind (found {len(found)} files)"
         )
-    return kinds.pop(), [str(p) for p in found]
+    return kind, [str(p) for p in found]
 
 
 def load_pairs(spec: str, *, max_examples: int | None, seed: int):

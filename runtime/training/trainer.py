@@ -228,7 +228,7 @@ class Run:
             else options.max_seq_length or params.default_seq_length(self.facts)
         )
         if self.processor is not None:
-            self.data = vision.prepare(
+            self.data: PreparedData | vision.VisionData = vision.prepare(
                 loaded, self.processor, validation_split=options.validation_split, seed=options.seed
             )
         else:
@@ -380,8 +380,9 @@ class Run:
 
         def check_experts(folder: Path) -> dict:
             """Before the swap: an adapter missing expert weights must not replace lora/."""
-            if report.get("moe"):
-                saved = moe.check_adapter_size(folder, self.wrapped.predicted_adapter_parameters)
+            predicted = self.wrapped.predicted_adapter_parameters
+            if report.get("moe") and predicted is not None:
+                saved = moe.check_adapter_size(folder, predicted)
                 checked["moe"] = {**report["moe"], "adapter_parameters_saved": saved}
             return checked
 
@@ -461,7 +462,7 @@ def run(options: TrainOptions) -> RunResult:
     quiet_libraries()
     spec = models.read_spec(options.model_dir)
     support = require_trainable(spec.family, options.method)
-    if support.trainer != "sft":
+    if support.trainer is not None and support.trainer != "sft":
         return RunResult(_run_family_trainer(support.trainer, options, spec), 0)
     session = Run(options)
     session.prepare()

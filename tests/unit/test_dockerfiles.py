@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,25 @@ def test_same_family_same_dependency_image():
     assert plan_image(embedding, "base:x").deps_tag != one.deps_tag
     assert "torch" not in dependency_set(PROFILE)  # in the base image already
     assert list(dependency_set(PROFILE)) == sorted(dependency_set(PROFILE))
+
+
+def test_model_image_tag_is_unique_per_llm_home(tmp_path):
+    """Two LLM homes holding a model folder of the same name (a local model, no revision) must
+    not share a tag: the second build would replace the image the first home's start.sh runs."""
+    local = {**PROFILE, "model_id": "my-model", "sha": None, "revision": None}
+    first = tmp_path / "home-a" / "LLM" / "my-model"
+    second = tmp_path / "home-b" / "LLM" / "my-model"
+    tags = [plan_image(local, "base:x", model_dir=d).model_tag for d in (first, second)]
+    assert tags[0] != tags[1]
+    assert all(t.startswith("llm-installer/model-my-model:local-") for t in tags)
+    again = plan_image(local, "base:x", model_dir=tmp_path / "home-a" / "LLM" / "." / "my-model")
+    assert again.model_tag == tags[0]  # a reinstall in the same home keeps (replaces) its image
+    vllm = plan_image(local, "base:x", engine="vllm", model_dir=second).model_tag
+    assert vllm == tags[1]
+    name, _, version = tags[0].partition(":")
+    assert re.fullmatch(r"[a-z0-9._/-]+", name) and re.fullmatch(
+        r"[a-z0-9][a-z0-9._-]{0,127}", version
+    )
 
 
 def _pins() -> set[str]:

@@ -79,7 +79,9 @@ def test_stack_has_a_service_per_model_and_a_gateway(two_models, llm_home):
     assert gateway["volumes"] == [
         "./gateway.py:/gateway/gateway.py:ro",
         "./gateway_ui.html:/gateway/gateway_ui.html:ro",
+        "./host_policy.py:/gateway/host_policy.py:ro",
     ]
+    assert gateway["environment"]["LLM_GATEWAY_HOST"] == "127.0.0.1"
     assert sorted(gateway["depends_on"]) == ["beta", "org_alpha"]
     routes = json.loads(gateway["environment"]["LLM_GATEWAY_ROUTES"])
     assert [(r["id"], r["url"]) for r in routes] == [
@@ -88,6 +90,9 @@ def test_stack_has_a_service_per_model_and_a_gateway(two_models, llm_home):
     ]
     assert (folder / "gateway.py").read_text() == (
         PROJECT_DIR / "compose" / "gateway.py"
+    ).read_text()
+    assert (folder / "host_policy.py").read_text() == (
+        PROJECT_DIR / "runtime" / "host_policy.py"
     ).read_text()
 
 

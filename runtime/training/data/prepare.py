@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llm_runtime.training.data.loader import LoadedData
 from llm_runtime.training.data.render import Tokenized, marked_text, tokenize_example
 from llm_runtime.training.errors import DataFormatError
 from llm_runtime.training.params import text_block_length
+
+if TYPE_CHECKING:
+    from llm_runtime.training.data.vision import VisionData
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,7 @@ class PreparedData:
     loaded: LoadedData
     train: tuple[Tokenized, ...]
     validation: tuple[Tokenized, ...]
-    sample: Tokenized
+    sample: Tokenized | None
     packed_blocks: int
     block_length: int
 
@@ -57,7 +61,8 @@ def prepare(
 
     `fit_blocks` shrinks text blocks for tiny corpora (when the user gave no length).
     """
-    items, texts = [], []
+    items: list[Tokenized] = []
+    texts: list[Tokenized] = []
     for example in loaded.examples:
         tokenized = tokenize_example(tokenizer, example)
         (texts if example.format == "text" else items).append(tokenized)
@@ -105,7 +110,7 @@ def split(items: list, fraction: float) -> tuple[list, list]:
     return items[count:], items[:count]
 
 
-def describe(data: PreparedData, tokenizer, *, color: bool = False) -> str:
+def describe(data: PreparedData | VisionData, tokenizer, *, color: bool = False) -> str:
     """The pre-training printout: format, per-file counts, one rendered example with trained tokens marked."""
     loaded = data.loaded
     lines = [f"📂 Data format: {loaded.format_label}  (task: {loaded.task_type})"]

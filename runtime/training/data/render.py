@@ -111,7 +111,9 @@ def _fold_system(chat: list[dict]) -> list[dict]:
 def marked_text(tokenizer, item: Tokenized, *, color: bool = False, limit: int = 1200) -> str:
     """The example decoded, trained tokens wrapped in « » (green when the console has colour)."""
     opening, closing = ("\x1b[32m", "\x1b[0m") if color else ("«", "»")
-    pieces, run, state = [], [], None
+    pieces: list[str] = []
+    run: list[int] = []
+    state: bool | None = None
     for token, keep in zip(item.input_ids, item.trained, strict=True):
         if keep != state and run:
             pieces.append(_wrap(tokenizer.decode(run), state, opening, closing))
@@ -124,5 +126,5 @@ def marked_text(tokenizer, item: Tokenized, *, color: bool = False, limit: int =
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def _wrap(text: str, trained: bool, opening: str, closing: str) -> str:
+def _wrap(text: str, trained: bool | None, opening: str, closing: str) -> str:
     return f"{opening}{text}{closing}" if trained else text

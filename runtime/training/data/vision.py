@@ -29,7 +29,7 @@ class VisionData:
     loaded: LoadedData
     train: tuple[dict, ...]
     validation: tuple[dict, ...]
-    sample: Tokenized
+    sample: Tokenized | None
     train_tokens: int
     trained_tokens: int
     packed_blocks: int = 0
@@ -92,7 +92,7 @@ def collator(processor):
     return DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)
 
 
-def _tokens(collate, records: list[dict]) -> tuple[int, int, Tokenized]:
+def _tokens(collate, records: list[dict]) -> tuple[int, int, Tokenized | None]:
     """(tokens, tokens with loss, the first record as Tokenized), counted as the collator makes them."""
     from PIL import Image
 
