@@ -208,7 +208,8 @@ def push(
 
 def pull(
     ref: Annotated[
-        str, typer.Argument(help="What push printed: REGISTRY/NAMESPACE/NAME-weights@sha256:….")
+        str,
+        typer.Argument(help="What push printed: REGISTRY/NAMESPACE/NAME-weights@sha256:DIGEST."),
     ],
     host: TargetOpt = None,
     username: UsernameOpt = None,
