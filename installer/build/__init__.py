@@ -1,0 +1,1 @@
+"""Stage build (``install``): download the weights, build the image, smoke-test it."""
