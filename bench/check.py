@@ -164,9 +164,9 @@ class MemoryRow:
 
 
 def memory_row(name: str, folder: Path, repeat: int) -> MemoryRow:
-    from llm_installer.check import with_local_tensor_params
-    from llm_installer.estimate import estimate, seed_rule_estimate, seed_weight_bytes
-    from llm_installer.local_source import load_local_source
+    from llm_installer.check.checker import with_local_tensor_params
+    from llm_installer.check.estimate import estimate, seed_rule_estimate, seed_weight_bytes
+    from llm_installer.check.local_source import load_local_source
 
     source = with_local_tensor_params(load_local_source(folder))
     found = estimate(source)
@@ -227,8 +227,8 @@ def print_memory(rows: list[MemoryRow]) -> None:
 
 def realconfigs_source(folder: Path):
     """A realconfigs folder read as check reads a repo: files.json's inventory, configs by check's rules."""
-    from llm_installer.configs import collect_configs
-    from llm_installer.source import ModelSource, RepoFile
+    from llm_installer.check.config_files import collect_configs
+    from llm_installer.check.source import ModelSource, RepoFile
 
     listing = json.loads((folder / "files.json").read_text())
     files = tuple(RepoFile(f["path"], f["size"] or 0) for f in listing)
@@ -245,7 +245,7 @@ def print_rules() -> None:
     """Our estimate next to the seed's rule on the real repos (no measurement: shows the gap)."""
     from hubserver import REALCONFIGS_DIR
 
-    from llm_installer.estimate import estimate, seed_weight_bytes
+    from llm_installer.check.estimate import estimate, seed_weight_bytes
 
     print(
         "\nOur estimate vs the seed's rule on real repos (GB; ours on CUDA, context min(max_pos, 4096))"
@@ -287,7 +287,7 @@ class HubRow:
 
 def weight_bytes_beyond_headers(server, repo: str, header_sizes: dict[str, int]) -> tuple[int, int]:
     """(bytes served from weight files, of which beyond 8 + the safetensors header length)."""
-    from llm_installer.weights import is_weight_path
+    from llm_installer.check.weights import is_weight_path
 
     fetched = beyond = 0
     for (repo_id, path), n in server.bytes_served.items():

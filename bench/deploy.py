@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "deploy")
 
 from serverb import start_server_b, stop_server_b  # noqa: E402
 
-from llm_installer.config import load_settings  # noqa: E402
 from llm_installer.deploy.lock import installed, read_lock  # noqa: E402
+from llm_installer.settings import load_settings  # noqa: E402
 
 
 def deploy(model: str, host: str, port: int) -> dict:

@@ -106,8 +106,8 @@ def probe(ctx: Context, check: Check) -> None:
     """torch, CUDA, driver, compute capability, and the base image the installer would pick."""
     import torch
 
-    from llm_installer.base_images import choose_cuda_flavour
-    from llm_installer.hardware import probe_nvidia
+    from llm_installer.build.base_images import choose_cuda_flavour
+    from llm_installer.check.hardware import probe_nvidia
 
     nvidia = probe_nvidia()
     check.facts.update(
@@ -137,7 +137,7 @@ def probe(ctx: Context, check: Check) -> None:
 
 
 NVML_SNIPPET = (
-    "import json, os; from llm_installer.hardware import probe_nvidia; n = probe_nvidia(); "
+    "import json, os; from llm_installer.check.hardware import probe_nvidia; n = probe_nvidia(); "
     "print(json.dumps({'uid': os.getuid(), 'driver': n.driver, 'problems': list(n.problems), "
     "'gpus': [(g.name, g.uuid, g.mig_parent) for g in n.gpus]}))"
 )
@@ -392,7 +392,7 @@ def media(ctx: Context, check: Check, family: str) -> None:
     """A tiny random diffusion pipeline or Whisper, through the runtime's handler on CUDA."""
     from tiny_media import make_tiny_diffusion, make_tiny_whisper
 
-    from llm_installer.smoke import silent_wav
+    from llm_installer.build.smoke import silent_wav
     from llm_runtime.contract import DIFFUSION, family_spec
     from llm_runtime.handlers import handler_class
     from llm_runtime.metrics import Metrics

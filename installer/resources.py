@@ -1,7 +1,7 @@
 """The installer's data files (templates, tables, constraints) and the one Jinja environment.
 
 Files are named by their path in the repository (``dockerfiles/constraints.txt``,
-``base-images/table.json``, ``installer/vllm_architectures.json``). An editable install reads
+``base-images/table.json``, ``installer/check/vllm_architectures.json``). An editable install reads
 them from the checkout; a wheel carries the top-level folders as ``llm_installer/_data/<folder>``
 (pyproject.toml maps them) and the packages' own files inside the packages.
 """

@@ -2,7 +2,7 @@
 
 Pure data and the standard library only, so that the host (which never imports the runtime's
 model code) and the image (which never imports the installer) can both import it. Each row
-names a family's host detectors (``"module:Class"`` under ``llm_installer.families``, imported
+names a family's host detectors (``"module:Class"`` under ``llm_installer.check.families``, imported
 by the host only), its runtime handler (``(module, class)`` under ``llm_runtime``, imported by
 the image only), its smoke-test request, the engines that serve it and whether train.sh trains it.
 tests/unit/test_parity.py checks both registries against this table.
@@ -257,7 +257,7 @@ _ROWS = (
 FAMILIES: Mapping[str, FamilySpec] = MappingProxyType({row.name: row for row in _ROWS})
 
 # The host's detectors, in the order they are tried (most specific first; a family may have
-# more than one): (family, "module:Class" under llm_installer.families). Pipeline tasks last.
+# more than one): (family, "module:Class" under llm_installer.check.families). Pipeline tasks last.
 DETECTORS: tuple[tuple[str, str], ...] = (
     (GGUF, "gguf:GgufFamily"),
     (PEFT_ADAPTER, "peft_adapter:PeftAdapterFamily"),

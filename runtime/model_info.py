@@ -42,7 +42,7 @@ class ModelInfo:
     revision: str | None = None
     sha: str | None = None
     local_path: str | None = None
-    # Detection (llm_installer.families.base.Detection).
+    # Detection (llm_installer.check.families.base.Detection).
     library: str | None = None
     task: str | None = None
     architecture: str | None = None

@@ -1,7 +1,7 @@
-"""Regenerate installer/vllm_architectures.json from an installed vLLM's model registry.
+"""Regenerate installer/check/vllm_architectures.json from an installed vLLM's model registry.
 
 Run with the Python that has the pinned vLLM (the vLLM CPU image has it):
-    python scripts/vllm_architectures.py > installer/vllm_architectures.json
+    python scripts/vllm_architectures.py > installer/check/vllm_architectures.json
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def install_adapter(
 ) -> dict[str, Any]:
     """Install (or reuse) the base model, then the adapter in a folder of its own that shares the
     base's weights folder and image; returns the adapter's model_info."""
-    from llm_installer import install
+    from llm_installer.build import install
 
     base_info = installed_base(profile, options, settings, output)
     paths = install.ModelPaths.for_model(settings.models_path, profile["model_id"])
@@ -106,7 +106,7 @@ def installed_base(
     profile: dict[str, Any], options: Any, settings: Any, output: Any
 ) -> dict[str, Any]:
     """The base's model_info: its complete install when there is one, else a fresh install."""
-    from llm_installer import install
+    from llm_installer.build import install
 
     base = profile["base_model"]
     paths = install.ModelPaths.for_model(settings.models_path, base["model_id"])
@@ -129,7 +129,7 @@ def fetch_adapter(profile: dict[str, Any], lora: Path, settings: Any, output: An
             profile["local_path"], lora, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*")
         )
     else:
-        from llm_installer.download import DownloadPlan, download
+        from llm_installer.build.download import DownloadPlan, download
 
         files = tuple((f["path"], f["size"]) for f in profile["adapter"]["files"])
         plan = DownloadPlan(
@@ -170,8 +170,8 @@ def adapter_info(profile: dict[str, Any], base_info: dict[str, Any], paths: Any)
 
 def smoke_test(info: dict[str, Any], paths: Any, output: Any) -> dict[str, Any]:
     """The base's image serving the base's weights with the adapter: start's own plan."""
+    from llm_installer.build.smoke import run_smoke_test, smoke_plan
     from llm_installer.docker_engine import connect
-    from llm_installer.smoke import run_smoke_test, smoke_plan
 
     with output.err.status("Smoke test: loading the base model and the adapter in its container…"):
         smoke = smoke_plan(info, paths.root)

@@ -23,18 +23,18 @@ import docker
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from rich.console import Console
 
-from llm_installer.buildenv import (
+from llm_installer.build.buildenv import (
     PipSettings,
     host_pip_settings,
     local_wheels,
     proxy_build_args,
     write_buildenv,
 )
-from llm_installer.builder import BuiltImage, build_image
+from llm_installer.build.builder import BuiltImage, build_image
+from llm_installer.build.rootfs import RootfsSpec, build_rootfs_image
 from llm_installer.docker_engine import image_exists
 from llm_installer.errors import InstallerError
 from llm_installer.resources import data_file, render
-from llm_installer.rootfs import RootfsSpec, build_rootfs_image
 
 IMAGE_REPOSITORY = "llm-installer/base"
 KINDS = ("cpu", "cuda", "cuda-devel", "cuda-vllm")
@@ -157,7 +157,7 @@ def flavour_for_this_host(name: str) -> Flavour:
     """``flavour`` with the driver and GPUs NVML reports here (``base build cuda``)."""
     if name not in KINDS or name == "cpu":
         return flavour(name)
-    from llm_installer.hardware import probe_nvidia
+    from llm_installer.check.hardware import probe_nvidia
 
     nvidia = probe_nvidia()
     return flavour(

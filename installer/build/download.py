@@ -24,7 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from llm_installer.weights import is_weight_path
+from llm_installer.check.weights import is_weight_path
 
 log = logging.getLogger(__name__)
 RETRIES = 3
@@ -69,7 +69,7 @@ def download(
     """``snapshot_download`` of ``plan`` into ``target`` (no symlinks), with retries and progress."""
     from huggingface_hub import snapshot_download
 
-    from llm_installer.hub import hub_errors_as_messages
+    from llm_installer.check.hub_source import hub_errors_as_messages
 
     target.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, RETRIES + 1):

@@ -23,8 +23,8 @@ from rich.console import Console
 
 import llm_runtime
 from llm_installer import __version__
-from llm_installer.buildenv import CompileSettings, proxy_build_args
-from llm_installer.builder import BuiltImage, build_image
+from llm_installer.build.buildenv import CompileSettings, proxy_build_args
+from llm_installer.build.builder import BuiltImage, build_image
 from llm_installer.docker_engine import image_exists
 from llm_installer.resources import data_file, render
 from llm_runtime.model_info import write_model_info
@@ -175,7 +175,7 @@ def plan_image(
 
 
 def _vllm_plan(profile: dict[str, Any], base_image: str, *, cuda: bool, tag: str) -> ImagePlan:
-    from llm_installer.engines import vllm_build
+    from llm_installer.check.engines import vllm_build
 
     build = vllm_build("cuda" if cuda else "cpu")
     packages = tuple(

@@ -20,17 +20,17 @@ import typer
 
 import llm_runtime
 from llm_installer import __version__
-from llm_installer.check import check_file_stem, is_local_folder, run_check
-from llm_installer.config import PROJECT_DIR, Settings
+from llm_installer.check.checker import check_file_stem, is_local_folder, run_check
+from llm_installer.check.hardware import hardware_profile
 from llm_installer.console import Output
 from llm_installer.errors import InstallerError
-from llm_installer.hardware import hardware_profile
 from llm_installer.logs import LOG_FORMAT
-from llm_installer.model_dir import ModelPaths
+from llm_installer.run.model_folder import ModelPaths
+from llm_installer.settings import PROJECT_DIR, Settings
 from llm_runtime.contract import GGUF
 from llm_runtime.model_info import write_model_info
 
-log = logging.getLogger("llm_installer.install")
+log = logging.getLogger("llm_installer.build.install")
 CHECK_MAX_AGE = timedelta(hours=24)
 GiB = 1024**3
 
@@ -67,7 +67,7 @@ class InstallOptions:
     no_cache: bool = False  # rebuild the dependency layer from scratch
     base: str | None = None  # a PEFT adapter's base model (default: its adapter_config.json)
     quant: str | None = None  # a GGUF repo's quantization (default: the largest that fits)
-    engine: str = "auto"  # auto | vllm | transformers (llm_installer.engines)
+    engine: str = "auto"  # auto | vllm | transformers (llm_installer.check.engines)
 
 
 def install_model(
@@ -76,7 +76,7 @@ def install_model(
     """Install ``model``; returns the written model_info."""
     profile = reuse_or_check(model, options.revision, settings, output, base=options.base)
     if "adapter" in profile:
-        from llm_installer.adapters import install_adapter
+        from llm_installer.build.adapters import install_adapter
 
         return install_adapter(profile, options, settings, output)
     refuse_unservable(profile)
@@ -143,7 +143,7 @@ def _source_kind(model: str) -> str:
 
 def refuse_unservable(profile: dict[str, Any]) -> None:
     """Refuse, before any download, a family no image can serve, saying why."""
-    from llm_installer.serving import refusal_reason
+    from llm_installer.check.serving import refusal_reason
 
     reason = refusal_reason(profile["family"])
     if reason is not None:
@@ -162,7 +162,7 @@ def with_quantization(profile: dict[str, Any], quant: str | None, output: Output
                 hint="Drop --quant.",
             )
         return profile
-    from llm_installer.gguf_quants import choose_quantization
+    from llm_installer.check.gguf_quants import choose_quantization
 
     row = choose_quantization(profile, quant)
     output.info(f"GGUF quantization {row['quantization']}: {', '.join(row['files'])}")
@@ -184,7 +184,7 @@ def with_quantization(profile: dict[str, Any], quant: str | None, output: Output
 
 
 def refuse_if_unusable(profile: dict[str, Any], options: InstallOptions, output: Output) -> None:
-    from llm_installer.report import render_report
+    from llm_installer.check.report import render_report
 
     verdict = profile["compatibility"]["verdict"]
     if verdict == "incompatible":
@@ -209,7 +209,7 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
     device = options.device or settings.default_device
     if device == "auto":
         hardware = profile["hardware"]
-        from llm_installer.base_images import cuda_choice_for
+        from llm_installer.build.base_images import cuda_choice_for
 
         usable = (
             hardware.get("gpus")
@@ -220,7 +220,7 @@ def choose_device(profile: dict[str, Any], options: InstallOptions, settings: Se
     if device == "mps":
         device = "cpu"  # the image is CPU; start.sh runs natively on macOS for MPS
     if device == "cuda" and profile["hardware"].get("gpus"):
-        from llm_installer.base_images import require_cuda_flavour
+        from llm_installer.build.base_images import require_cuda_flavour
 
         require_cuda_flavour(profile["hardware"])  # before any download: exit 32 with the reason
     if options.quantization and device != "cuda":
@@ -307,7 +307,7 @@ def fetch_weights(
     profile: dict[str, Any], paths: ModelPaths, settings: Settings, output: Output
 ) -> Path:
     """Download a Hub model into model/; a local folder is used where it is (mounted read-only)."""
-    from llm_installer.download import download, plan_download
+    from llm_installer.build.download import download, plan_download
 
     if profile["source"] == "local":
         folder = Path(profile["local_path"])
@@ -329,7 +329,7 @@ def fetch_weights(
 def ensure_readable(folder: Path, options: InstallOptions, output: Output) -> None:
     """The container's non-root user must read the weights (transformers 5 saves them 0600):
     make them readable when the user agrees (or passed --yes), else refuse with what to run."""
-    from llm_installer.local_source import make_readable, unreadable_by_others
+    from llm_installer.check.local_source import make_readable, unreadable_by_others
 
     private = unreadable_by_others(folder)
     if not private:
@@ -372,9 +372,9 @@ def build_and_test(
 ) -> dict[str, Any]:  # fmt: skip
     """Image + smoke test on the chosen engine; vLLM that cannot serve the model falls back to
     transformers under --engine auto (the reason is printed and recorded) and fails under vllm."""
-    from llm_installer.builder import ImageBuildError
-    from llm_installer.engines import EngineUnavailableError, choose_engine
-    from llm_installer.smoke import SmokeTestError
+    from llm_installer.build.builder import ImageBuildError
+    from llm_installer.build.smoke import SmokeTestError
+    from llm_installer.check.engines import EngineUnavailableError, choose_engine
 
     choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
     output.info(f"Engine: {choice.engine} ({choice.reason}).")
@@ -404,10 +404,9 @@ def _build_and_test(
     profile: dict[str, Any], paths: ModelPaths, weights: Path, device: str, options: InstallOptions,
     output: Output, state: _State, engine: str, engine_reason: str,
 ) -> dict[str, Any]:  # fmt: skip
-    from llm_installer.base_images import ensure_base_image, install_flavour
-    from llm_installer.buildenv import compile_settings
-    from llm_installer.docker_engine import connect, image_exists
-    from llm_installer.image import (
+    from llm_installer.build.base_images import ensure_base_image, install_flavour
+    from llm_installer.build.buildenv import compile_settings
+    from llm_installer.build.image import (
         build_model_image,
         ensure_deps_image,
         needs_compiler,
@@ -415,7 +414,8 @@ def _build_and_test(
         plan_image,
         render_model_dockerfile,
     )  # fmt: skip
-    from llm_installer.smoke import run_smoke_test, smoke_plan
+    from llm_installer.build.smoke import run_smoke_test, smoke_plan
+    from llm_installer.docker_engine import connect, image_exists
 
     client = connect()
     state.stage = "base image"
@@ -515,7 +515,7 @@ def model_info(
 
 def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
     info = write_model_info(paths.info, info).to_dict()  # llm_runtime.model_info: strict
-    from llm_installer.scripts import write_run_scripts
+    from llm_installer.run.scripts import write_run_scripts
 
     write_run_scripts(paths.root, info)
     from llm_installer.deploy.lock import lock_install
@@ -527,7 +527,7 @@ def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
 
 def summary(info: dict[str, Any], shared_bytes: int) -> str:
     """The seed's final summary: where, how big, how much is shared, how to start and train."""
-    from llm_installer.inventory import folder_size, human_size
+    from llm_installer.run.listing import folder_size, human_size
 
     root = Path(info["model_dir"])
     image_size = info["image"].get("size") or 0

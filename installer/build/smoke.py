@@ -22,8 +22,8 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from llm_installer.container import ContainerSpec, docker_py_kwargs
 from llm_installer.errors import InstallerError
+from llm_installer.run.container import ContainerSpec, docker_py_kwargs
 from llm_runtime.contract import SmokeRequest, family_spec
 
 READY_TIMEOUT_S = 600
@@ -72,8 +72,8 @@ class SmokeResult:
 def smoke_plan(model_info: dict[str, Any], model_dir: Path, host: Any = None) -> Any:
     """``start``'s plan for this install, forced onto the installed device (a CUDA install whose
     GPU cannot be reached fails here instead of passing on CPU)."""
-    from llm_installer.devices import detect_host_runtime
-    from llm_installer.runargs import StartOptions, model_paths, plan_start
+    from llm_installer.run.devices import detect_host_runtime
+    from llm_installer.run.start_plan import StartOptions, model_paths, plan_start
 
     device = "cuda" if model_info.get("device") == "cuda" else "cpu"
     host = host or detect_host_runtime()

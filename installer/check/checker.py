@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer import __version__
-from llm_installer.config import Settings
+from llm_installer.check.families import detect_family
+from llm_installer.check.hardware import Hardware, probe_hardware
+from llm_installer.check.local_source import load_local_source
+from llm_installer.check.safetensors_header import read_local_params
+from llm_installer.check.source import ModelSource
 from llm_installer.console import Output
 from llm_installer.errors import ModelNotFoundError, UsageError
-from llm_installer.families import detect_family
-from llm_installer.hardware import Hardware, probe_hardware
-from llm_installer.local_source import load_local_source
-from llm_installer.safetensors_header import read_local_params
-from llm_installer.source import ModelSource
+from llm_installer.settings import Settings
 from llm_runtime.contract import GGUF, PEFT_ADAPTER
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -56,7 +56,7 @@ def run_check(
         detection, requirements = detect_family(source)
     with output.err.status("Probing this machine…"):
         hardware = hardware or probe_hardware(settings.models_path)
-    from llm_installer.profile import build_profile
+    from llm_installer.check.profile import build_profile
 
     profile = build_profile(source, detection, requirements, hardware, settings)
     profile["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -66,10 +66,10 @@ def run_check(
             profile, base, settings=settings, output=output, hardware=hardware
         )
     if profile["family"] == GGUF:
-        from llm_installer.gguf_quants import quantization_table
+        from llm_installer.check.gguf_quants import quantization_table
 
         profile["quantizations"] = quantization_table(profile, hardware)
-    from llm_installer.engines import engine_summary
+    from llm_installer.check.engines import engine_summary
 
     profile["engine"] = engine_summary(profile)
     saved_to = save_check(profile, settings.logs_path / "checks") if save else None
@@ -84,8 +84,8 @@ def adapter_on_base(
     output: Output,
     hardware: Hardware,
 ) -> dict[str, Any]:
-    """The adapter's profile merged with its base model's check (llm_installer.adapters)."""
-    from llm_installer.adapters import base_reference, with_base
+    """The adapter's profile merged with its base model's check (llm_installer.build.adapters)."""
+    from llm_installer.build.adapters import base_reference, with_base
 
     reference = base_reference(adapter, base)
     beside = Path(adapter.get("local_path") or "/nonexistent") / reference
@@ -108,7 +108,9 @@ def load_source(model: str, *, revision: str | None, settings: Settings) -> Mode
     if is_local_folder(model):
         return with_local_tensor_params(load_local_source(Path(model).expanduser()))
     require_repo_id(model)
-    from llm_installer.hub import load_hub_source  # huggingface_hub is imported only when needed
+    from llm_installer.check.hub_source import (
+        load_hub_source,  # huggingface_hub is imported only when needed
+    )
 
     return load_hub_source(
         model, revision=revision, token=settings.token, cache_dir=settings.cache_path / "hub"
@@ -165,7 +167,7 @@ def check_file_stem(model_id: str) -> str:
 
 def save_check(profile: dict[str, Any], folder: Path) -> Path | None:
     """Write the report text and the JSON profile for install to reuse."""
-    from llm_installer.report import report_text
+    from llm_installer.check.report import report_text
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

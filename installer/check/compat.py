@@ -4,7 +4,7 @@ Rules (seed, Step 2 §6-7): each dtype is tried on the GPU first (NVIDIA: free V
 then of all GPUs together; Apple: MPS), and when it does not fit there, in RAM on the CPU; what
 fits nowhere cannot run. Notes: "Requires quantization" on int8/int4 rows when no 16/32-bit
 row fits; "Close to limit" when less than 1 GiB would remain. QLoRA needs CUDA. Memory is the
-estimate for the device that runs it (its overhead differs, see ``llm_installer.memory``).
+estimate for the device that runs it (its overhead differs, see ``llm_installer.check.memory``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llm_installer.estimate import Estimates
-from llm_installer.hardware import Hardware
-from llm_installer.memory import QUANTIZED, GiB, InferenceEstimate, TrainingEstimate
+from llm_installer.check.estimate import Estimates
+from llm_installer.check.hardware import Hardware
+from llm_installer.check.memory import QUANTIZED, GiB, InferenceEstimate, TrainingEstimate
 
 CLOSE_TO_LIMIT = 1 * GiB
 MPS_SHARE = 0.75  # macOS lets the GPU wire about three quarters of unified memory

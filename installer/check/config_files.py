@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from llm_installer.check.source import RepoFile
 from llm_installer.errors import MalformedConfigError
-from llm_installer.source import RepoFile
 
 ReadText = Callable[[str], str]
 

@@ -1,8 +1,8 @@
 """Resource estimates from a repo's file list and configs: parameters, memory, disk. No torch.
 
-``estimate`` gathers them: the weight set (``llm_installer.weights``), the parameter count
-(``llm_installer.params``), the model's shapes (``llm_installer.shapes``) and the memory to
-serve and to fine-tune it (``llm_installer.memory``, whose docstring has the formulas).
+``estimate`` gathers them: the weight set (``llm_installer.check.weights``), the parameter count
+(``llm_installer.check.params``), the model's shapes (``llm_installer.check.shapes``) and the memory to
+serve and to fine-tune it (``llm_installer.check.memory``, whose docstring has the formulas).
 
 Disk: the chosen weight files + every non-weight file (configs, tokenizers) + 3 GiB for the
 environment (image layers); ``repo_total`` is the whole repo, all formats included.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llm_installer.memory import (
+from llm_installer.check.memory import (
     GiB,
     InferenceEstimate,
     TrainingEstimate,
@@ -21,7 +21,7 @@ from llm_installer.memory import (
     estimate_inference,
     estimate_training,
 )
-from llm_installer.params import (
+from llm_installer.check.params import (
     MoeCounts,
     ParamCount,
     count_parameters,
@@ -29,9 +29,9 @@ from llm_installer.params import (
     moe_counts,
     quantization_label,
 )
-from llm_installer.shapes import ModelShape, model_shape
-from llm_installer.source import ModelSource
-from llm_installer.weights import WeightSet, choose_weights, is_weight_path
+from llm_installer.check.shapes import ModelShape, model_shape
+from llm_installer.check.source import ModelSource
+from llm_installer.check.weights import WeightSet, choose_weights, is_weight_path
 
 ENVIRONMENT_BYTES = 3 * GiB
 INFERENCE_DTYPES = ("fp32", "fp16", "bf16", "int8", "int4")

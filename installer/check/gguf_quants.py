@@ -1,17 +1,17 @@
 """GGUF quantizations: memory per variant, the largest that fits here, and the files of one.
 
 A GGUF file is loaded as it is stored, so its memory is its size + the KV cache of the default
-context (when a config.json says the shapes) + the runtime overhead of llm_installer.memory.
+context (when a config.json says the shapes) + the runtime overhead of llm_installer.check.memory.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from llm_installer.compat import capacity
+from llm_installer.check.compat import capacity
+from llm_installer.check.hardware import Hardware
+from llm_installer.check.memory import RUNTIME_OVERHEAD
 from llm_installer.errors import InstallerError
-from llm_installer.hardware import Hardware
-from llm_installer.memory import RUNTIME_OVERHEAD
 
 CONTEXT = 4096  # the runtime's default llama.cpp context (llm_runtime.handlers.gguf)
 KV_BYTES = 2  # llama.cpp keeps the KV cache in f16

@@ -23,9 +23,9 @@ try:  # huggingface_hub >= 1.x talks HTTP through httpx (vendored as httpx2 in r
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover
     from httpx import TransportError  # type: ignore[assignment]  # the same class, older home
-from llm_installer.configs import collect_configs
-from llm_installer.safetensors_header import ReadRange, read_params
-from llm_installer.source import ModelSource, RepoFile
+from llm_installer.check.config_files import collect_configs
+from llm_installer.check.safetensors_header import ReadRange, read_params
+from llm_installer.check.source import ModelSource, RepoFile
 
 log = logging.getLogger(__name__)
 HEADER_WORKERS = 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llm_installer.configs import collect_configs
+from llm_installer.check.config_files import collect_configs
+from llm_installer.check.source import ModelSource, RepoFile
 from llm_installer.errors import LocalFolderError, ModelNotFoundError
-from llm_installer.source import ModelSource, RepoFile
 
 SKIPPED_FOLDERS = frozenset({".git", ".cache", "__pycache__"})
 MAX_FILES = 100_000

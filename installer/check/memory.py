@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_installer.shapes import ModelShape
+from llm_installer.check.shapes import ModelShape
 
 GiB = 2**30
 DEFAULT_CONTEXT = 4096

@@ -4,7 +4,7 @@ Sources (``ParamCount.source``, best first): the Hub's safetensors counts (``hub
 safetensors headers of the chosen weight files (``headers``) → ``model.safetensors.index.json``
 ``metadata.total_size`` ÷ bytes of the stored dtype (``index``) → a count from config shapes
 for llama-like decoders (``config``) → weight file sizes ÷ bytes of the stored dtype
-(``file-size``). Only ONE weight set is counted (``llm_installer.weights.choose_weights``):
+(``file-size``). Only ONE weight set is counted (``llm_installer.check.weights.choose_weights``):
 repos that hold the same weights as safetensors + .bin + consolidated .pt + onnx/flax/tf are
 never double-counted; diffusers pipelines sum their component folders and ignore single-file
 checkpoints at the root.
@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llm_installer.shapes import ModelShape, text_config
-from llm_installer.source import ModelSource, RepoFile
-from llm_installer.weights import WeightSet, file_format, file_variant, is_weight_path
+from llm_installer.check.shapes import ModelShape, text_config
+from llm_installer.check.source import ModelSource, RepoFile
+from llm_installer.check.weights import WeightSet, file_format, file_variant, is_weight_path
 
 # Stored dtype names (config torch_dtype / dtype, safetensors header dtypes) → bytes per element.
 STORED_BYTES = {
@@ -61,7 +61,7 @@ class MoeCounts:
 
 def main_config(source: ModelSource) -> dict[str, Any] | None:
     """The root model config: config.json, else a validated alternative, else None."""
-    from llm_installer.configs import main_config_path
+    from llm_installer.check.config_files import main_config_path
 
     path = main_config_path(source.configs)
     return source.config(path) if path else None

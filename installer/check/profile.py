@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from llm_installer.compat import Compatibility, check_compatibility
-from llm_installer.config import Settings
-from llm_installer.estimate import Estimates, estimate
-from llm_installer.families.base import Detection, Requirements
-from llm_installer.hardware import Hardware
-from llm_installer.source import ModelSource
+from llm_installer.check.compat import Compatibility, check_compatibility
+from llm_installer.check.estimate import Estimates, estimate
+from llm_installer.check.families.base import Detection, Requirements
+from llm_installer.check.hardware import Hardware
+from llm_installer.check.source import ModelSource
+from llm_installer.settings import Settings
 from llm_runtime.contract import TrainingSupport, training_support
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -69,7 +69,7 @@ def cuda_summary(hardware: Hardware) -> dict[str, Any] | None:
     """The CUDA build of torch install would pick for these GPUs, or why none runs (None: no GPU)."""
     if not hardware.gpus:
         return None
-    from llm_installer.base_images import cuda_choice_for
+    from llm_installer.build.base_images import cuda_choice_for
 
     choice = cuda_choice_for(dataclasses.asdict(hardware))
     row = choice.flavour

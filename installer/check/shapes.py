@@ -1,7 +1,7 @@
 """The text model's shapes from its config (``text_config`` of multimodal configs).
 
-What the memory formulas (``llm_installer.memory``) and the config count of parameters
-(``llm_installer.params``) read: hidden size, layers, heads, KV heads, MLP width, vocabulary,
+What the memory formulas (``llm_installer.check.memory``) and the config count of parameters
+(``llm_installer.check.params``) read: hidden size, layers, heads, KV heads, MLP width, vocabulary,
 experts. Config keys differ between families; ``SHAPE_KEYS`` lists them, first found wins.
 """
 

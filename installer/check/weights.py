@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from llm_installer.source import WEIGHT_SUFFIXES, ModelSource, RepoFile
+from llm_installer.check.source import WEIGHT_SUFFIXES, ModelSource, RepoFile
 
 # Weight formats, best first; "consolidated-*" are native (Mistral/Meta) layouts.
 FORMAT_RANK = (

@@ -11,11 +11,11 @@ import click
 import typer
 
 from llm_installer import __version__
-from llm_installer.config import Settings, load_settings
+from llm_installer.cli.options import ConfigOpt, JsonOpt, ModelArg, RevisionOpt
 from llm_installer.console import Output, simple_table
 from llm_installer.errors import InstallerError
 from llm_installer.logs import setup_logging
-from llm_installer.options import ConfigOpt, JsonOpt, ModelArg, RevisionOpt
+from llm_installer.settings import Settings, load_settings
 
 app = typer.Typer(
     name="llm-installer",
@@ -91,8 +91,8 @@ def check(
     ] = None,
 ) -> None:
     """Check a model's family, requirements and whether this machine can run it (no weights)."""
-    from llm_installer.check import run_check
-    from llm_installer.report import render_report
+    from llm_installer.check.checker import run_check
+    from llm_installer.check.report import render_report
 
     def body(settings: Settings, output: Output) -> None:
         result = run_check(model, revision=revision, settings=settings, output=output, base=base)
@@ -156,7 +156,7 @@ def install(
     config: ConfigOpt = None,
 ) -> None:
     """Download a model, build its Docker image, smoke-test it and write start.sh / train.sh."""
-    from llm_installer.install import InstallOptions, install_model, summary
+    from llm_installer.build.install import InstallOptions, install_model, summary
 
     if quantization not in (None, "4bit", "8bit"):
         raise typer.BadParameter("--quantization must be 4bit or 8bit")
@@ -198,8 +198,8 @@ def base_build(
     config: ConfigOpt = None,
 ) -> None:
     """Build a base image from the table: cpu, cuda or cuda-devel."""
-    from llm_installer.base_images import ensure_base_image
-    from llm_installer.base_images import flavour_for_this_host as find_flavour
+    from llm_installer.build.base_images import ensure_base_image
+    from llm_installer.build.base_images import flavour_for_this_host as find_flavour
     from llm_installer.docker_engine import connect
 
     def body(settings: Settings, output: Output) -> None:
@@ -218,7 +218,7 @@ def base_build(
 @app.command(name="list")
 def list_models(json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List installed models with family, status and size."""
-    from llm_installer.inventory import installed_models
+    from llm_installer.run.listing import installed_models
 
     def body(settings: Settings, output: Output) -> None:
         models = installed_models(settings.models_path)
@@ -256,14 +256,14 @@ def show_config(json: JsonOpt = False, config: ConfigOpt = None) -> None:
 def _register_more_commands() -> None:
     """Commands that live in their own modules (kept out of this file to keep it thin)."""
     try:
-        from llm_installer.cli_run import register
+        from llm_installer.cli.run_commands import register
     except ImportError:  # pragma: no cover - while the module is being written
         return
     register(app, run_command)
-    from llm_installer.stack import register as register_stack
+    from llm_installer.run.stack import register as register_stack
 
     register_stack(app, run_command)
-    from llm_installer.deploy.cli import register as register_deploy  # lock … undeploy
+    from llm_installer.cli.deploy import register as register_deploy  # lock … undeploy
 
     register_deploy(app, run_command)
 

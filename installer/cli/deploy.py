@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from llm_installer.config import Settings
+from llm_installer.cli.options import ConfigOpt, InstalledModelArg, JsonOpt
 from llm_installer.console import Output, simple_table
-from llm_installer.options import ConfigOpt, InstalledModelArg, JsonOpt
+from llm_installer.settings import Settings
 
 RunCommand = Callable[[bool, "str | None", Callable[[Settings, Output], None]], None]
 
@@ -124,7 +124,7 @@ def export(
 ) -> None:
     """Write one bundle file (image, weights, lock) for an air-gapped server: `import` it there."""
     from llm_installer.deploy.bundle import export_model
-    from llm_installer.inventory import human_size
+    from llm_installer.run.listing import human_size
 
     def body(settings: Settings, output: Output) -> None:
         manifest = export_model(model, output_file, settings, output, compress=compress)

@@ -1,7 +1,7 @@
 """Commands that run installed models: start, train, stop, remove.
 
 ``register`` is called by ``llm_installer.cli``; each command parses, calls a library function
-in ``llm_installer.start``, ``train_run`` or ``lifecycle`` and lets ``run_command`` turn errors
+in ``llm_installer.run.start``, ``train_run`` or ``lifecycle`` and lets ``run_command`` turn errors
 into messages.
 """
 
@@ -12,9 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_installer.config import Settings
-from llm_installer.console import Output
-from llm_installer.options import (
+from llm_installer.cli.options import (
     ApiKeyOpt,
     AssumeYesOpt,
     ConfigOpt,
@@ -30,7 +28,9 @@ from llm_installer.options import (
     RunDeviceOpt,
     WeightsOpt,
 )
-from llm_installer.train_plan import TENSORBOARD_PORT
+from llm_installer.console import Output
+from llm_installer.run.train_plan import TENSORBOARD_PORT
+from llm_installer.settings import Settings
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -85,8 +85,8 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Serve an installed model (API + web UI); arguments after -- go to the runtime."""
-        from llm_installer.runargs import StartOptions
-        from llm_installer.start import start_model
+        from llm_installer.run.start import start_model
+        from llm_installer.run.start_plan import StartOptions
 
         options = StartOptions(
             port=port, host=host, dtype=dtype, device=device, no_browser=no_browser,
@@ -98,7 +98,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
     @app.command()
     def stop(model: InstalledModelArg, config: ConfigOpt = None) -> None:
         """Stop a running model (its container, or its native server on macOS)."""
-        from llm_installer.lifecycle import stop_model
+        from llm_installer.run.lifecycle import stop_model
 
         run_command(False, config, lambda s, o: _ignore(stop_model(model, s, o)))
 
@@ -107,7 +107,7 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
         model: InstalledModelArg, yes: AssumeYesOpt = False, config: ConfigOpt = None
     ) -> None:
         """Delete an installed model: its folder and its image (asks first)."""
-        from llm_installer.lifecycle import remove_model
+        from llm_installer.run.lifecycle import remove_model
 
         run_command(False, config, lambda s, o: remove_model(model, s, o, yes=yes))
 
@@ -131,8 +131,8 @@ def register(app: typer.Typer, run_command: RunCommand) -> None:
 
         Ctrl+C saves a resumable checkpoint first. --tensorboard-only [PORT] shows past runs' graphs without training.
         """
-        from llm_installer.train_plan import TrainOptions
-        from llm_installer.train_run import train_model
+        from llm_installer.run.train import train_model
+        from llm_installer.run.train_plan import TrainOptions
 
         extra = list(ctx.args)
         if tensorboard_only and extra[:1] and extra[0].isdigit():  # --tensorboard-only PORT

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from llm_installer.config import PROJECT_DIR, Settings
 from llm_installer.console import Output
 from llm_installer.deploy.errors import BundleError, VerifyFailedError
 from llm_installer.deploy.lock import (
@@ -33,6 +32,7 @@ from llm_installer.deploy.lock import (
     sha256_file,
     verify_local,
 )
+from llm_installer.settings import PROJECT_DIR, Settings
 from llm_runtime.model_info import ModelInfoError, read_model_info, write_model_info
 
 FORMAT = 1
@@ -294,7 +294,7 @@ def _place(scratch: Path, folder: Path) -> None:
 
 def _finish_folder(folder: Path) -> None:
     """Point model_info at this host, write start.sh & co., check the lock, mark complete."""
-    from llm_installer.scripts import write_run_scripts
+    from llm_installer.run.scripts import write_run_scripts
 
     try:
         record = read_model_info(folder / "model_info.json")

@@ -22,14 +22,14 @@ from typing import Any
 from docker.errors import NotFound
 from docker.types import DeviceRequest, Mount
 
-from llm_installer.config import Settings
 from llm_installer.console import Output
-from llm_installer.container import container_name
 from llm_installer.deploy.errors import DeployFailedError, VerifyFailedError
 from llm_installer.deploy.hosts import connect_host, host_key
 from llm_installer.deploy.images import ImageTransfer, send_image
 from llm_installer.deploy.lock import installed, lock_hash, verify_local
 from llm_installer.deploy.volumes import WeightsTransfer, sync_weights
+from llm_installer.run.container import container_name
+from llm_installer.settings import Settings
 
 log = logging.getLogger(__name__)
 LABEL = "org.llm-installer"

@@ -190,7 +190,7 @@ def build_lock(
 
 
 def gpu_need(model_info: Mapping[str, Any]) -> dict[str, Any]:
-    from llm_installer.base_images import flavours
+    from llm_installer.build.base_images import flavours
 
     flavour = flavours().get((model_info.get("image") or {}).get("flavour") or "")
     device = model_info.get("device") or "cpu"
@@ -211,7 +211,12 @@ def memory_estimate(model_info: Mapping[str, Any], device: str) -> int | None:
 
 def serve_section(model_info: Mapping[str, Any]) -> dict[str, Any]:
     """The container's command, as start.sh runs it (weights at /model, logs at /logs)."""
-    from llm_installer.runargs import RUNTIME, StartOptions, serve_args, with_installed_quantization
+    from llm_installer.run.start_plan import (
+        RUNTIME,
+        StartOptions,
+        serve_args,
+        with_installed_quantization,
+    )
 
     device = model_info.get("device") or "cpu"
     options, _ = with_installed_quantization(StartOptions(), model_info, device)
@@ -253,7 +258,7 @@ def lock_install(model_dir: Path, model_info: Mapping[str, Any], client=None) ->
     from datetime import datetime, timezone
 
     from llm_installer.docker_engine import connect
-    from llm_installer.runargs import model_paths
+    from llm_installer.run.start_plan import model_paths
 
     weights = model_paths(Path(model_dir), model_info).weights
     images = image_facts(client or connect(timeout=120), model_info)
@@ -263,8 +268,8 @@ def lock_install(model_dir: Path, model_info: Mapping[str, Any], client=None) ->
 
 def installed(model: str, settings) -> tuple[Path, dict[str, Any], Path]:
     """(model folder, model_info, weights folder) of an installed MODEL, as ``start`` finds it."""
-    from llm_installer.installed import require_complete, require_weights, resolve_model_dir
-    from llm_installer.runargs import model_paths
+    from llm_installer.run.installed import require_complete, require_weights, resolve_model_dir
+    from llm_installer.run.start_plan import model_paths
 
     model_dir = resolve_model_dir(model, settings.models_path)
     info = require_complete(model_dir)

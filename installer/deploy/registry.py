@@ -25,7 +25,6 @@ from typing import Any
 
 import requests
 
-from llm_installer.config import Settings
 from llm_installer.console import Output
 from llm_installer.deploy import modelpack
 from llm_installer.deploy.errors import (
@@ -36,6 +35,7 @@ from llm_installer.deploy.errors import (
     RegistryUnreachableError,
 )
 from llm_installer.deploy.lock import LOCK_NAME, canonical, compare_files, lock_hash, read_lock
+from llm_installer.settings import Settings
 
 CHUNK = 1024 * 1024
 BIG_BLOB = 64 * 1024 * 1024  # larger files are uploaded in chunks, not read into memory

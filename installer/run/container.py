@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_installer.devices import HostRuntime, cdi_names
+from llm_installer.run.devices import HostRuntime, cdi_names
 
 LABEL_PREFIX = "org.llm-installer"
 LABEL_MODEL_DIR = f"{LABEL_PREFIX}.model-dir"

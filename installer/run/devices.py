@@ -69,7 +69,7 @@ class HostRuntime:
 
 def detect_host_runtime() -> HostRuntime:
     """The host as ``docker info`` (docker-py) and NVML report it; nothing is guessed."""
-    from llm_installer.hardware import mps_supported, probe_docker, probe_nvidia
+    from llm_installer.check.hardware import mps_supported, probe_docker, probe_nvidia
 
     system = platform.system().lower()
     docker = probe_docker()
@@ -271,7 +271,7 @@ def cdi_names(gpus: str) -> list[str]:
 
 def _local_gpu_host() -> HostRuntime:
     """NVML and CUDA_VISIBLE_DEVICES only (no engine round trip): what compose files need."""
-    from llm_installer.hardware import TOOLKIT_HOOKS, probe_nvidia
+    from llm_installer.check.hardware import TOOLKIT_HOOKS, probe_nvidia
 
     gpus = _nvml_gpus(probe_nvidia)
     hook = any(shutil.which(name) for name in TOOLKIT_HOOKS)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_installer.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.errors import DockerUnavailableError, InstallerError
+from llm_installer.run.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_runtime import model_info
 from llm_runtime.model_info import ModelInfo
 
@@ -55,7 +55,7 @@ def read_model_info(model_dir: Path) -> dict[str, Any]:
 
 def resolve_model_dir(model: str, models_dir: Path) -> Path:
     """MODEL as a path, a folder name under models_dir, or a Hub id (owner/name)."""
-    from llm_installer.check import check_file_stem, is_local_folder
+    from llm_installer.check.checker import check_file_stem, is_local_folder
 
     if not model.strip():  # "" is not the current folder
         raise ModelNotInstalledError("The model is empty: name an installed model")

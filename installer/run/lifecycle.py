@@ -1,7 +1,7 @@
 """``stop`` and ``remove``: ending what runs of a model, and deleting the model with its image.
 
 What runs is found by the containers' model-folder label and the native server's pid file
-(``llm_installer.installed``). Removing renames the folder first, so it can be put back
+(``llm_installer.run.installed``). Removing renames the folder first, so it can be put back
 when Docker keeps the image.
 """
 
@@ -14,11 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
-from llm_installer.config import Settings
 from llm_installer.console import Output
-from llm_installer.container import LABEL_MODEL_DIR, LABEL_PREFIX
 from llm_installer.errors import DockerUnavailableError, InstallerError
-from llm_installer.installed import (
+from llm_installer.run.container import LABEL_MODEL_DIR, LABEL_PREFIX
+from llm_installer.run.installed import (
     NATIVE_PID_FILE,
     docker_client,
     model_containers,
@@ -27,7 +26,8 @@ from llm_installer.installed import (
     running_container,
     running_native,
 )
-from llm_installer.start import STOP_TIMEOUT_S
+from llm_installer.run.start import STOP_TIMEOUT_S
+from llm_installer.settings import Settings
 
 TRAIN_STOP_TIMEOUT_S = 300  # a stopped trainer finishes its step and saves a checkpoint first
 
@@ -99,7 +99,7 @@ def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = 
 
 
 def _warn_about_stacks(model_dir: Path, settings: Settings, output: Output) -> None:
-    from llm_installer.stack import stacks_naming
+    from llm_installer.run.stack import stacks_naming
 
     for folder in stacks_naming(model_dir, settings):
         output.warning(

@@ -24,7 +24,7 @@ def installed_models(models_dir: Path) -> list[dict[str, Any]]:
     """One entry per model folder: id, family, image, status (complete/incomplete/running) and size."""
     if not models_dir.is_dir():
         return []
-    from llm_installer.installed import running_models
+    from llm_installer.run.installed import running_models
 
     running = running_models(models_dir)
     models = [_describe(folder) for folder in sorted(models_dir.iterdir()) if folder.is_dir()]

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_installer.check import check_file_stem
+from llm_installer.check.checker import check_file_stem
 
 GENERATED = (
     "Dockerfile",

@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer import __version__
-from llm_installer.config import PROJECT_DIR
-from llm_installer.container import container_name
-from llm_installer.devices import compose_gpus
 from llm_installer.resources import templates
-from llm_installer.runargs import (
+from llm_installer.run.container import container_name
+from llm_installer.run.devices import compose_gpus
+from llm_installer.run.start_plan import (
     CONTAINER_PORT,
     RUNTIME,
     StartOptions,
     serve_args,
     with_installed_quantization,
 )
+from llm_installer.settings import PROJECT_DIR
 
 # (template, file written, mode)
 SCRIPTS = (

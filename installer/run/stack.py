@@ -21,19 +21,19 @@ import typer
 
 import llm_runtime.host_policy
 from llm_installer import __version__
-from llm_installer.config import Settings
+from llm_installer.cli.options import ApiKeyOpt, ConfigOpt, HostOpt
 from llm_installer.console import Output
 from llm_installer.errors import InstallerError
-from llm_installer.installed import (
+from llm_installer.resources import data_file, templates
+from llm_installer.run.installed import (
     IncompleteInstallError,
     InvalidModelInfoError,
     ModelNotInstalledError,
     require_complete,
     resolve_model_dir,
 )
-from llm_installer.options import ApiKeyOpt, ConfigOpt, HostOpt
-from llm_installer.resources import data_file, templates
-from llm_installer.scripts import _current_user, script_context
+from llm_installer.run.scripts import _current_user, script_context
+from llm_installer.settings import Settings
 
 HOST_POLICY = Path(llm_runtime.host_policy.__file__)
 
@@ -312,7 +312,7 @@ def register(app: typer.Typer, run_command: Callable[..., None]) -> None:
 
         def body(settings: Settings, output_: Output) -> None:
             if swarm:
-                from llm_installer.swarm import SwarmOptions, report_swarm_stack
+                from llm_installer.run.swarm import SwarmOptions, report_swarm_stack
 
                 options = StackOptions(name, output, port_base, gateway_port, host)
                 wanted = SwarmOptions(replicas, tuple(constraint or ()), gpus, weights, api_key)

@@ -1,6 +1,6 @@
 """Running ``start``: serve an installed model, wait until it is ready, open the browser.
 
-The plan (what to run) comes from ``llm_installer.runargs``; this module carries it out, in
+The plan (what to run) comes from ``llm_installer.run.start_plan``; this module carries it out, in
 the foreground (its output relayed, Ctrl+C stops it) or detached. Training (``train_run``)
 shares its checks and its process helpers; ``stop`` and ``remove`` are in ``lifecycle``.
 """
@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from llm_installer.config import Settings
 from llm_installer.console import Output
-from llm_installer.container import LABEL_MODEL_DIR, docker_py_kwargs
-from llm_installer.devices import detect_host_runtime
 from llm_installer.errors import DockerUnavailableError, InstallerError
-from llm_installer.installed import (
+from llm_installer.run.container import LABEL_MODEL_DIR, docker_py_kwargs
+from llm_installer.run.devices import detect_host_runtime
+from llm_installer.run.installed import (
     NATIVE_PID_FILE,
     docker_client,
     require_installed,
@@ -39,7 +38,8 @@ from llm_installer.installed import (
     resolve_model_dir,
     running_model,
 )
-from llm_installer.runargs import (
+from llm_installer.run.runtime_args import refuse_unparsable
+from llm_installer.run.start_plan import (
     DockerPlan,
     NativePlan,
     StartOptions,
@@ -47,7 +47,7 @@ from llm_installer.runargs import (
     model_paths,
     plan_start,
 )
-from llm_installer.runtime_args import refuse_unparsable
+from llm_installer.settings import Settings
 
 log = logging.getLogger(__name__)
 

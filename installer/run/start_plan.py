@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from llm_installer.container import (
+from llm_installer.errors import InstallerError
+from llm_installer.resources import data_file
+from llm_installer.run.container import (
     ContainerSpec,
     Mount,
     container_name,
@@ -21,7 +23,7 @@ from llm_installer.container import (
     labels_for,
     user_for,
 )
-from llm_installer.devices import (
+from llm_installer.run.devices import (
     HostRuntime,
     choose_docker_device,
     choose_native_device,
@@ -29,9 +31,7 @@ from llm_installer.devices import (
     gpu_warnings,
     refuse_cpu_if_gpu_required,
 )
-from llm_installer.errors import InstallerError
-from llm_installer.model_dir import GENERATED
-from llm_installer.resources import data_file
+from llm_installer.run.model_folder import GENERATED
 
 # What install wrote in the model folder: training mounts these read-only over its writable /work.
 PROTECTED_FILES = (*GENERATED, "install.log")
@@ -281,7 +281,7 @@ def plan_start(
 
 def adapter_info_mount(paths: ModelPaths, model_info: Mapping[str, Any]) -> list[Mount]:
     """An adapter installed on its base's image: its own model_info.json over the image's, so
-    the server names the adapter and its base (llm_installer.adapters)."""
+    the server names the adapter and its base (llm_installer.build.adapters)."""
     if not model_info.get("adapter"):
         return []
     return [Mount(str(paths.model_dir / "model_info.json"), "/opt/llm/model_info.json", True)]
@@ -378,7 +378,10 @@ def _runtime_source(
 def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
     """torch + the image's packages for this model (CPU/MPS: no CUDA-only ones, no CUDA
     kernels), sorted; a package the image builds in a wheel stage at the image's version."""
-    from llm_installer.image import dependency_set, wheel_builds  # docker-py: only when native
+    from llm_installer.build.image import (  # docker-py: only when native
+        dependency_set,
+        wheel_builds,
+    )
 
     packages = dependency_set(_requirements(model_info), cuda=False)
     pinned = {build["package"]: build["spec"] for build in wheel_builds(packages, cuda=False)}
@@ -387,7 +390,7 @@ def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
 
 def native_differences(model_info: Mapping[str, Any], device: str) -> tuple[str, ...]:
     """How the native virtualenv differs from the model's image (stated in the plan)."""
-    from llm_installer.image import cuda_kernels, dependency_set
+    from llm_installer.build.image import cuda_kernels, dependency_set
 
     profile = _requirements(model_info)
     cuda_only = set(dependency_set(profile, cuda=True)) - set(dependency_set(profile, cuda=False))

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer import __version__
-from llm_installer.config import Settings
 from llm_installer.resources import data_file, templates
-from llm_installer.stack import (
+from llm_installer.run.stack import (
     InstalledModel,
     StackOptions,
     StackUsageError,
@@ -32,6 +31,7 @@ from llm_installer.stack import (
     stack_name,
     stacks_root,
 )
+from llm_installer.settings import Settings
 
 STACK_FILE = "docker-stack.yml"
 SECRET_FILE = "api_key"

@@ -1,6 +1,6 @@
 """Running ``train``: the trainer in the model's image (or the macOS virtualenv).
 
-The plan comes from ``llm_installer.train_plan``; the adapter lands in lora/, where ``start``
+The plan comes from ``llm_installer.run.train_plan``; the adapter lands in lora/, where ``start``
 loads it (a full fine-tune: the whole model in finetuned/, which ``start`` then serves). In the foreground the trainer writes straight to this terminal and Ctrl+C lets it
 save a resumable checkpoint; with ``--detach`` the container stays after it ends, for its logs.
 """
@@ -20,20 +20,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from llm_installer.config import Settings
 from llm_installer.console import Output
-from llm_installer.devices import detect_host_runtime
 from llm_installer.errors import DockerUnavailableError, InstallerError
-from llm_installer.installed import (
+from llm_installer.run.devices import detect_host_runtime
+from llm_installer.run.installed import (
     docker_client,
     require_installed,
     require_weights,
     resolve_model_dir,
     running_container,
 )
-from llm_installer.runargs import FINETUNED, DockerPlan, NativePlan, StartPlan, model_paths
-from llm_installer.runtime_args import refuse_unparsable
-from llm_installer.start import (
+from llm_installer.run.runtime_args import refuse_unparsable
+from llm_installer.run.start import (
     STOP_SIGNALS,
     AlreadyRunningError,
     check_port_free,
@@ -46,7 +44,9 @@ from llm_installer.start import (
     run_container_detached,
     spawn_native_detached,
 )
-from llm_installer.train_plan import TrainOptions, plan_train
+from llm_installer.run.start_plan import FINETUNED, DockerPlan, NativePlan, StartPlan, model_paths
+from llm_installer.run.train_plan import TrainOptions, plan_train
+from llm_installer.settings import Settings
 from llm_runtime.model_info import ModelInfo
 
 log = logging.getLogger(__name__)

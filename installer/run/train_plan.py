@@ -1,7 +1,7 @@
 """How to fine-tune an installed model on this host: the trainer in the model's image, or in
 the macOS virtualenv; its data mounted read-only under /data, its outputs in the model folder.
 
-Pure, like ``llm_installer.runargs``: plans are checked against golden files.
+Pure, like ``llm_installer.run.start_plan``: plans are checked against golden files.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_installer.container import ContainerSpec, Mount, container_name, labels_for, user_for
-from llm_installer.devices import (
+from llm_installer.run.container import ContainerSpec, Mount, container_name, labels_for, user_for
+from llm_installer.run.devices import (
     HostRuntime,
     choose_docker_device,
     choose_native_device,
     gpu_flags,
     refuse_cpu_if_gpu_required,
 )
-from llm_installer.runargs import (
+from llm_installer.run.start_plan import (
     RUNTIME,
     DockerPlan,
     InvalidRunOptionError,
@@ -290,7 +290,7 @@ def host_paths_json(mounts: list[Mount]) -> str:
 def continue_adapter(
     model_info: Mapping[str, Any], paths: ModelPaths, options: TrainOptions, root: str
 ) -> tuple[str, ...]:
-    """An installed adapter repo (llm_installer.adapters) trains on from its adapter in lora/."""
+    """An installed adapter repo (llm_installer.build.adapters) trains on from its adapter in lora/."""
     if options.tensorboard_only or not model_info.get("adapter") or not paths.has_lora:
         return ()
     args = " ".join(options.extra_args).replace("=", " ").split()

@@ -1,7 +1,7 @@
 """What train.sh does with each model family: which trainer, which methods, or why not.
 
 The rows are llm_runtime.contract's (the one table of families): the trainer refuses before
-loading anything, and `check`'s training table (llm_installer.profile) says the same. Pure data:
+loading anything, and `check`'s training table (llm_installer.check.profile) says the same. Pure data:
 importing it loads no torch.
 """
 

@@ -60,8 +60,8 @@ def local_engine():
 @pytest.fixture(scope="session")
 def rootfs_base(local_engine) -> str:
     """The offline base image (as tests/docker builds it), made once per engine."""
+    from llm_installer.build.rootfs import RootfsSpec, build_rootfs_image
     from llm_installer.docker_engine import image_exists
-    from llm_installer.rootfs import RootfsSpec, build_rootfs_image
 
     spec = RootfsSpec()
     if not image_exists(local_engine, spec.tag):

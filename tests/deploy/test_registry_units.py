@@ -172,7 +172,7 @@ def test_gather_probes_nothing_without_an_image_or_a_runtime():
 
 def test_driver_floor_of_every_cuda_flavour_against_a_real_answer():
     """580.159.04 is what nvidia-smi printed on an H200 host; 570.x is below the cu130 floor."""
-    from llm_installer.base_images import flavours
+    from llm_installer.build.base_images import flavours
 
     floors = {name: f.min_driver for name, f in flavours().items() if f.min_driver}
     assert floors and all(driver_ok("580.159.04", floor) for floor in floors.values())

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
+from llm_installer.build.rootfs import RootfsSpec, build_rootfs_image
 from llm_installer.docker_engine import connect, image_exists
 from llm_installer.errors import DockerUnavailableError
-from llm_installer.rootfs import RootfsSpec, build_rootfs_image
 
 
 @pytest.fixture(scope="session")

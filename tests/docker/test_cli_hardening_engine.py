@@ -18,8 +18,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from llm_installer.base_images import flavour
-from llm_installer.config import PROJECT_DIR
+from llm_installer.build.base_images import flavour
+from llm_installer.settings import PROJECT_DIR
 
 pytestmark = [pytest.mark.docker]
 

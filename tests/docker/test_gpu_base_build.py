@@ -11,16 +11,16 @@ import dataclasses
 import pytest
 from rich.console import Console
 
-from llm_installer.base_images import build_base_image, flavours
-from llm_installer.buildenv import host_pip_settings
-from llm_installer.builder import ImageBuildError
+from llm_installer.build.base_images import build_base_image, flavours
+from llm_installer.build.buildenv import host_pip_settings
+from llm_installer.build.builder import ImageBuildError
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture
 def local_cpu_wheel():
-    from llm_installer.base_images import matching_torch_wheels
+    from llm_installer.build.base_images import matching_torch_wheels
 
     if not matching_torch_wheels(host_pip_settings(), flavours()["cpu"]):
         pytest.fail("these tests need the torch CPU wheel in PIP_FIND_LINKS (CI: /opt/wheels)")

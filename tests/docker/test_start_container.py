@@ -22,8 +22,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from llm_installer.container import LABEL_MODEL_DIR
-from llm_installer.scripts import write_run_scripts
+from llm_installer.run.container import LABEL_MODEL_DIR
+from llm_installer.run.scripts import write_run_scripts
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 

@@ -179,11 +179,11 @@ def test_the_training_container_cannot_change_the_install(train_env, installed, 
     weights are mounted read-only over it: the same mounts as train.sh, another command."""
     from dataclasses import replace
 
-    from llm_installer.container import docker_py_kwargs
-    from llm_installer.devices import detect_host_runtime
-    from llm_installer.runargs import model_paths
-    from llm_installer.start import prepare_dirs
-    from llm_installer.train_plan import TrainOptions, plan_train
+    from llm_installer.run.container import docker_py_kwargs
+    from llm_installer.run.devices import detect_host_runtime
+    from llm_installer.run.start import prepare_dirs
+    from llm_installer.run.start_plan import model_paths
+    from llm_installer.run.train_plan import TrainOptions, plan_train
 
     model_dir = installed
     info = json.loads((model_dir / "model_info.json").read_text())
@@ -257,10 +257,10 @@ def test_hub_data_gets_the_token_by_name_and_a_writable_cache(train_env, install
     through `-e HF_TOKEN` from the CLI's environment, never through an argument."""
     from dataclasses import replace
 
-    from llm_installer.devices import detect_host_runtime
-    from llm_installer.runargs import model_paths
-    from llm_installer.start import foreground_env, prepare_dirs
-    from llm_installer.train_plan import TrainOptions, plan_train
+    from llm_installer.run.devices import detect_host_runtime
+    from llm_installer.run.start import foreground_env, prepare_dirs
+    from llm_installer.run.start_plan import model_paths
+    from llm_installer.run.train_plan import TrainOptions, plan_train
 
     token = "hf_probe_token_5678"
     model_dir = installed

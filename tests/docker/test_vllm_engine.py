@@ -152,7 +152,7 @@ def test_a_failed_vllm_smoke_test_falls_back_under_auto_and_fails_under_vllm(
 
 
 def test_the_architecture_table_matches_vllms_registry(vllm_install, docker_client):
-    """Regenerate installer/vllm_architectures.json inside the vLLM image; it must not drift."""
+    """Regenerate installer/check/vllm_architectures.json inside the vLLM image; it must not drift."""
     output = docker_client.containers.run(
         vllm_install["info"]["image"]["tag"], ["python", "/scripts/vllm_architectures.py"],
         volumes={str(ROOT / "scripts"): {"bind": "/scripts", "mode": "ro"}},

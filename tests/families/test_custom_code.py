@@ -75,7 +75,7 @@ def test_served_only_when_install_recorded_the_opt_in(custom_dir, tmp_path):
 def test_from_the_test_hub(custom_dir, hub_env, llm_home, tmp_path):
     from rich.console import Console
 
-    from llm_installer.download import download, plan_download
+    from llm_installer.build.download import download, plan_download
 
     files = {p.name: p.read_bytes() for p in custom_dir.iterdir() if p.is_file()}
     hub_env.add_repo(REPO, files, library_name="transformers")

@@ -19,8 +19,8 @@ from tiny_models import make_tiny_llama
 from tiny_ssm import make_tiny_lora, make_tiny_state_space
 from typer.testing import CliRunner
 
+from llm_installer.build.image import plan_image
 from llm_installer.cli import app
-from llm_installer.image import plan_image
 
 runner = CliRunner()
 BASE_REPO, LORA_REPO = "test-org/ssm-tiny-base", "test-org/ssm-tiny-lora"

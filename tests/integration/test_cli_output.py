@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from llm_installer.cli import app
-from llm_installer.devices import HostRuntime
+from llm_installer.run.devices import HostRuntime
 
 
 def run_cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess:
@@ -81,7 +81,7 @@ def test_list_shows_whole_folder_and_image_at_80_columns(llm_home):
 
 def test_cpu_start_says_why(tmp_path: Path):
     """A model installed for CPU on a host without an NVIDIA GPU: the reasons, not silence."""
-    from llm_installer.runargs import ModelPaths, StartOptions, plan_start
+    from llm_installer.run.start_plan import ModelPaths, StartOptions, plan_start
 
     info = {
         "model_id": "m",

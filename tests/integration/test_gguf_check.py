@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llm_installer.base_images import choose_flavour
+from llm_installer.build.base_images import choose_flavour
+from llm_installer.build.download import plan_download
+from llm_installer.build.image import needs_compiler, plan_image
+from llm_installer.build.install import with_quantization
+from llm_installer.check.gguf_quants import choose_quantization
 from llm_installer.cli import app
 from llm_installer.console import Output
-from llm_installer.download import plan_download
 from llm_installer.errors import InstallerError
-from llm_installer.gguf_quants import choose_quantization
-from llm_installer.image import needs_compiler, plan_image
-from llm_installer.install import with_quantization
 from llm_runtime.errors import ModelLoadError
 from llm_runtime.handlers.gguf import model_file
 from llm_runtime.model_info import ModelInfo

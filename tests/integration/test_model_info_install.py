@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from llm_installer.adapters import adapter_info
+from llm_installer.build.adapters import adapter_info
+from llm_installer.build.install import InstallOptions, model_info, with_quantization
 from llm_installer.cli import app
 from llm_installer.console import Output
-from llm_installer.install import InstallOptions, model_info, with_quantization
-from llm_installer.installed import load_model_info, require_installed
-from llm_installer.model_dir import ModelPaths
+from llm_installer.run.installed import load_model_info, require_installed
+from llm_installer.run.model_folder import ModelPaths
 from llm_runtime import contract
 from llm_runtime.model_info import ModelInfo, write_model_info
 from llm_runtime.profile import load_profile

@@ -26,16 +26,16 @@ import pytest
 from packaging.utils import canonicalize_name
 from tiny_models import make_tiny_llama
 
-from llm_installer import start
-from llm_installer.check import run_check
-from llm_installer.config import PROJECT_DIR, load_settings
+from llm_installer.build.image import dependency_set
+from llm_installer.build.install import InstallOptions, finish, model_info
+from llm_installer.check.checker import run_check
 from llm_installer.console import Output
-from llm_installer.devices import HostRuntime
-from llm_installer.image import dependency_set
-from llm_installer.install import InstallOptions, finish, model_info
-from llm_installer.installed import NATIVE_PID_FILE, running_native
-from llm_installer.model_dir import ModelPaths
-from llm_installer.runargs import StartOptions, model_paths, plan_start
+from llm_installer.run import start
+from llm_installer.run.devices import HostRuntime
+from llm_installer.run.installed import NATIVE_PID_FILE, running_native
+from llm_installer.run.model_folder import ModelPaths
+from llm_installer.run.start_plan import StartOptions, model_paths, plan_start
+from llm_installer.settings import PROJECT_DIR, load_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

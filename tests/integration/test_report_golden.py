@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from hubserver import REALCONFIGS_DIR
 
-from llm_installer.check import run_check
-from llm_installer.config import load_settings
+from llm_installer.check.checker import run_check
+from llm_installer.check.hardware import Gpu, Hardware
+from llm_installer.check.report import report_text
 from llm_installer.console import Output
-from llm_installer.hardware import Gpu, Hardware
-from llm_installer.report import report_text
+from llm_installer.settings import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 GiB = 1024**3

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer.config import PROJECT_DIR
+from llm_installer.settings import PROJECT_DIR
 
 pytestmark = [pytest.mark.slow]
 NOT_COPIED = shutil.ignore_patterns(

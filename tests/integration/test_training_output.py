@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tiny_models import make_tiny_llama
 
-from llm_installer.devices import HostRuntime
-from llm_installer.train_plan import HOST_PATHS_ENV, TrainOptions, plan_train
+from llm_installer.run.devices import HostRuntime
+from llm_installer.run.train_plan import HOST_PATHS_ENV, TrainOptions, plan_train
 
 
 @pytest.mark.slow
@@ -45,7 +45,7 @@ def test_trainer_prints_host_paths_and_no_future_warnings(tmp_path: Path):
 
 
 def test_train_plan_names_the_host_side_of_each_mount(tmp_path: Path):
-    from llm_installer.runargs import ModelPaths
+    from llm_installer.run.start_plan import ModelPaths
 
     model_dir = tmp_path / "org_tiny"
     paths = ModelPaths(

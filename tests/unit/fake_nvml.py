@@ -1,6 +1,6 @@
 """A stand-in for the pynvml module: NVML's answers for GPUs this machine does not have.
 
-Only the answers are fake; the probe under test (llm_installer.hardware) is the real code.
+Only the answers are fake; the probe under test (llm_installer.check.hardware) is the real code.
 """
 
 from __future__ import annotations

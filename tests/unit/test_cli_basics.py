@@ -48,8 +48,8 @@ def test_list_json_reports_incomplete_and_complete(llm_home):
 
 def test_check_never_imports_torch_or_transformers():
     code = (
-        "import sys, llm_installer.cli, llm_installer.check, llm_installer.profile, llm_installer.report, "
-        "llm_installer.hub, llm_installer.families as f; [f.family_for(n) for n in f.supported_families()]; "
+        "import sys, llm_installer.cli, llm_installer.check.checker, llm_installer.check.profile, llm_installer.check.report, "
+        "llm_installer.check.hub_source, llm_installer.check.families as f; [f.family_for(n) for n in f.supported_families()]; "
         "print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
     )
     result = subprocess.run(

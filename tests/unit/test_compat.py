@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from llm_installer.compat import CLOSE_NOTE, REQUIRES_QUANTIZATION, check_compatibility
-from llm_installer.estimate import estimate
-from llm_installer.hardware import Gpu, Hardware
-from llm_installer.memory import GiB
-from llm_installer.source import ModelSource, RepoFile
+from llm_installer.check.compat import CLOSE_NOTE, REQUIRES_QUANTIZATION, check_compatibility
+from llm_installer.check.estimate import estimate
+from llm_installer.check.hardware import Gpu, Hardware
+from llm_installer.check.memory import GiB
+from llm_installer.check.source import ModelSource, RepoFile
 
 # Mistral-7B's shapes; 7.25B parameters as the Hub counts them.
 MISTRAL_7B = {

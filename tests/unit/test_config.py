@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_installer.config import load_settings, mask_token, parse_size
 from llm_installer.errors import ConfigFileError
+from llm_installer.settings import load_settings, mask_token, parse_size
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from llm_installer.configs import collect_configs, main_config_path
+from llm_installer.check.config_files import collect_configs, main_config_path
+from llm_installer.check.source import RepoFile
 from llm_installer.errors import MalformedConfigError
-from llm_installer.source import RepoFile
 
 
 class FakeRepo:

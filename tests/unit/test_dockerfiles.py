@@ -9,9 +9,19 @@ from pathlib import Path
 import pytest
 
 from llm_installer import __version__
-from llm_installer.base_images import base_table, choose_flavour, flavours, render_base_dockerfile
-from llm_installer.buildenv import PipSettings, write_buildenv
-from llm_installer.image import dependency_set, needs_compiler, plan_image, render_model_dockerfile
+from llm_installer.build.base_images import (
+    base_table,
+    choose_flavour,
+    flavours,
+    render_base_dockerfile,
+)
+from llm_installer.build.buildenv import PipSettings, write_buildenv
+from llm_installer.build.image import (
+    dependency_set,
+    needs_compiler,
+    plan_image,
+    render_model_dockerfile,
+)
 
 GOLDEN = Path(__file__).parent / "golden_dockerfiles"
 PROFILE = {
@@ -169,7 +179,7 @@ def test_buildenv_carries_pip_settings_and_ca_but_no_credentials(tmp_path):
 
 
 def test_credentials_are_stripped_from_index_urls(monkeypatch):
-    from llm_installer import buildenv
+    from llm_installer.build import buildenv
 
     monkeypatch.setattr(
         buildenv,

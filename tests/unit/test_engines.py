@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from test_dockerfiles import FREEZE, PROFILE, golden
 
-from llm_installer.base_images import choose_flavour, flavours
-from llm_installer.engines import (
+from llm_installer.build.base_images import choose_flavour, flavours
+from llm_installer.build.image import plan_image, render_model_dockerfile
+from llm_installer.check.engines import (
     BUILDS,
     EngineUnavailableError,
     choose_engine,
     vllm_serves,
     vllm_table,
 )
-from llm_installer.image import plan_image, render_model_dockerfile
 
 ROOT = Path(__file__).parents[2]
 LINUX_X86 = {"os": "Linux", "arch": "x86_64", "nvidia_driver": None}

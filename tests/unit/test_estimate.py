@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer.estimate import estimate, seed_rule_estimate
-from llm_installer.memory import GiB, default_context, kv_cache_bytes, lora_rank, weight_bytes
-from llm_installer.params import config_param_count
-from llm_installer.shapes import model_shape
-from llm_installer.source import ModelSource, RepoFile
-from llm_installer.weights import choose_weights
+from llm_installer.check.estimate import estimate, seed_rule_estimate
+from llm_installer.check.memory import GiB, default_context, kv_cache_bytes, lora_rank, weight_bytes
+from llm_installer.check.params import config_param_count
+from llm_installer.check.shapes import model_shape
+from llm_installer.check.source import ModelSource, RepoFile
+from llm_installer.check.weights import choose_weights
 
 # The trimmed copy of shared/realconfigs in tests/fixtures; LLM_INSTALLER_REALCONFIGS overrides.
 REALCONFIGS = Path(

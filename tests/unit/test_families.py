@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from llm_installer.check.families import DETECTORS, detect_family, family_for, supported_families
+from llm_installer.check.families import _table as table
+from llm_installer.check.families._model_types import KNOWN_MODEL_TYPES
+from llm_installer.check.local_source import load_local_source
+from llm_installer.check.source import ModelSource, RepoFile
 from llm_installer.errors import MalformedConfigError, NoConfigError, UnsupportedArchitectureError
-from llm_installer.families import DETECTORS, detect_family, family_for, supported_families
-from llm_installer.families import _table as table
-from llm_installer.families._model_types import KNOWN_MODEL_TYPES
-from llm_installer.local_source import load_local_source
-from llm_installer.source import ModelSource, RepoFile
 
 # Same as tests/hubserver.py: the trimmed copy in tests/fixtures, or the env var.
 REALCONFIGS = Path(
@@ -521,9 +521,9 @@ def test_every_detector_imports_and_has_its_family_name() -> None:
 
 def test_check_imports_neither_torch_nor_transformers() -> None:
     code = (
-        "import sys; from llm_installer.families import detect_family, DETECTORS, load_detector\n"
+        "import sys; from llm_installer.check.families import detect_family, DETECTORS, load_detector\n"
         "[load_detector(t) for _, t in DETECTORS]\n"
-        "import llm_installer.local_source\n"
+        "import llm_installer.check.local_source\n"
         "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": ""})
@@ -606,7 +606,9 @@ def test_table_agrees_with_transformers_auto_mappings() -> None:
         if found not in families and not _refinement(model_type, class_name, config, found):
             disagreements.append((model_type, class_name, sorted(families), found))
     unexplained = [d for d in disagreements if d[:2] not in KNOWN_DIFFERENCES]
-    assert not unexplained, "update installer/families/_table.py for these transformers models"
+    assert not unexplained, (
+        "update installer/check/families/_table.py for these transformers models"
+    )
 
 
 def test_table_model_types_exist_in_transformers() -> None:
@@ -625,7 +627,7 @@ def test_table_model_types_exist_in_transformers() -> None:
     assert ours - set(CONFIG_MAPPING_NAMES) == CUSTOM_CODE_TYPES
     missing = set(CONFIG_MAPPING_NAMES) - KNOWN_MODEL_TYPES
     assert not missing, (
-        "regenerate: python -m llm_installer.families._model_types > installer/families/_model_types.py"
+        "regenerate: python -m llm_installer.check.families._model_types > installer/check/families/_model_types.py"
     )
 
 
@@ -666,7 +668,7 @@ TARGET_CASES = {
 def test_lora_target_modules_from_the_family_reach_model_info(name: str, tmp_path: Path) -> None:
     """The detector names the guide's targets; they are real module names of that model class,
     and check's profile (which install writes into model_info.json) carries them."""
-    from llm_installer.profile import _detection
+    from llm_installer.check.profile import _detection
 
     config, expected = TARGET_CASES[name]
     config = {**TINY, **config}

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from llm_installer.config import PROJECT_DIR
+from llm_installer.settings import PROJECT_DIR
 
 REBINDING_HOST = "attacker.example.com"
 

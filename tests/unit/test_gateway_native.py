@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from llm_installer.config import PROJECT_DIR
+from llm_installer.settings import PROJECT_DIR
 
 
 class Echo(BaseHTTPRequestHandler):

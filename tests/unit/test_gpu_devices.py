@@ -7,11 +7,11 @@ from dataclasses import replace
 
 from test_runargs import GPU_LINUX, INFO, PATHS, check_golden
 
-from llm_installer.container import docker_py_kwargs
-from llm_installer.devices import compose_gpus, gpu_flags, gpu_warnings, visible_gpus
-from llm_installer.runargs import StartOptions, plan_start
-from llm_installer.smoke import classify, smoke_kwargs, smoke_plan
-from llm_installer.train_plan import TrainOptions, plan_train
+from llm_installer.build.smoke import classify, smoke_kwargs, smoke_plan
+from llm_installer.run.container import docker_py_kwargs
+from llm_installer.run.devices import compose_gpus, gpu_flags, gpu_warnings, visible_gpus
+from llm_installer.run.start_plan import StartOptions, plan_start
+from llm_installer.run.train_plan import TrainOptions, plan_train
 
 UUIDS = tuple(f"GPU-{n}a{n}b{n}c{n}-0000-0000-0000-00000000000{n}" for n in range(4))
 FOUR = replace(GPU_LINUX, gpu_count=4, gpu_uuids=UUIDS, gpu_names=("NVIDIA A100-SXM4-80GB",) * 4)
@@ -117,7 +117,7 @@ def test_gpu_failures_are_classified():
 def test_compose_files_reserve_the_subset_or_cdi(monkeypatch):
     import yaml
 
-    from llm_installer import scripts
+    from llm_installer.run import scripts
 
     info = {**INFO, "weights_path": str(PATHS.weights), "model_dir": str(PATHS.model_dir)}
     monkeypatch.setattr(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_installer.base_images import (
+from llm_installer.build.base_images import (
     UnsupportedGpuError,
     choose_cuda_flavour,
     choose_flavour,
@@ -14,7 +14,7 @@ from llm_installer.base_images import (
     matching_torch_wheels,
     render_base_dockerfile,
 )
-from llm_installer.buildenv import PipSettings, compile_settings
+from llm_installer.build.buildenv import PipSettings, compile_settings
 
 # (driver, compute capabilities) → row, as NVIDIA's and PyTorch's tables say (base-images/README.md).
 CHOICES = {
@@ -140,8 +140,8 @@ def test_compile_settings_follow_the_host():
 
 
 def test_install_refuses_unsupported_gpus_before_downloading():
-    from llm_installer.config import Settings
-    from llm_installer.install import InstallOptions, choose_device
+    from llm_installer.build.install import InstallOptions, choose_device
+    from llm_installer.settings import Settings
 
     k80 = {
         "hardware": {

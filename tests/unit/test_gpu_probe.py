@@ -7,8 +7,8 @@ import dataclasses
 
 from fake_nvml import FakeGpu, FakeNvml, NVMLError_NoPermission
 
-from llm_installer.hardware import Gpu, Hardware, gpu_access_from_info, probe_nvidia
-from llm_installer.report import _docker_line, _hardware_lines
+from llm_installer.check.hardware import Gpu, Hardware, gpu_access_from_info, probe_nvidia
+from llm_installer.check.report import _docker_line, _hardware_lines
 
 A100 = "NVIDIA A100-SXM4-40GB"
 
@@ -129,7 +129,7 @@ def test_report_shows_driver_flavour_and_problems():
 
 
 def test_an_unreachable_engine_is_an_error_not_a_missing_toolkit(monkeypatch, tmp_path):
-    from llm_installer.hardware import probe_docker
+    from llm_installer.check.hardware import probe_docker
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     engine = probe_docker()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer.scripts import write_run_scripts
+from llm_installer.run.scripts import write_run_scripts
 
 INFO = {
     "model_id": "Qwen/Qwen3-0.6B", "family": "text-generation", "installer_version": "0.1.0",

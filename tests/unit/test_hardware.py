@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from llm_installer import hardware
-from llm_installer.hardware import Gpu, Hardware, probe_hardware
+from llm_installer.check import hardware
+from llm_installer.check.hardware import Gpu, Hardware, probe_hardware
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from test_runargs import INFO, MAC, PATHS, check_golden
 
-from llm_installer.config import PROJECT_DIR
-from llm_installer.image import WHEEL_BUILDS, dependency_set
-from llm_installer.runargs import StartOptions, plan_start
-from llm_installer.train_plan import TrainOptions, plan_train
+from llm_installer.build.image import WHEEL_BUILDS, dependency_set
+from llm_installer.run.start_plan import StartOptions, plan_start
+from llm_installer.run.train_plan import TrainOptions, plan_train
+from llm_installer.settings import PROJECT_DIR
 
 # A model whose own packages the image installs beside the runtime's (a T5-like tokenizer, timm).
 PACKAGES = ["torch", "transformers", "accelerate", "sentencepiece", "timm", "librosa"]

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from llm_installer.families import DETECTORS, supported_families
-from llm_installer.families._table import PIPELINE_TASK_MARKERS
-from llm_installer.serving import NOT_SERVED, SERVED_ON_BASE, refusal_reason, served_families
+from llm_installer.check.families import DETECTORS, supported_families
+from llm_installer.check.families._table import PIPELINE_TASK_MARKERS
+from llm_installer.check.serving import NOT_SERVED, SERVED_ON_BASE, refusal_reason, served_families
 from llm_runtime import contract
 from llm_runtime.handlers import ENGINE_HANDLERS, FAMILIES, handler_class
 from llm_runtime.training.families import FamilyNotTrainable, require_trainable
@@ -83,7 +83,7 @@ def test_an_unknown_family_gets_a_generic_reason():
 @pytest.mark.parametrize("family", supported_families())
 def test_check_and_the_trainer_say_the_same(family):
     """check's training table and train.sh's refusal come from the same row."""
-    from llm_installer.profile import _training_note, _training_support
+    from llm_installer.check.profile import _training_note, _training_support
 
     support = contract.training_support(family)
     shown = _training_support(family)
@@ -98,7 +98,7 @@ def test_check_and_the_trainer_say_the_same(family):
 
 
 def test_an_embedding_model_shows_no_plain_lora():
-    from llm_installer.profile import _training_note
+    from llm_installer.check.profile import _training_note
 
     support = contract.training_support(contract.EMBEDDING)
     assert _training_note(support, "lora", ()) == "full fine-tune only"

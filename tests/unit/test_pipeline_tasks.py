@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_installer.check.families import detect_family, family_for, supported_families
+from llm_installer.check.families._table import PIPELINE_TASK_MARKERS
+from llm_installer.check.local_source import load_local_source
 from llm_installer.errors import UnsupportedArchitectureError
-from llm_installer.families import detect_family, family_for, supported_families
-from llm_installer.families._table import PIPELINE_TASK_MARKERS
-from llm_installer.local_source import load_local_source
 
 
 def detect(tmp_path: Path, config: dict):

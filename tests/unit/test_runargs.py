@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from llm_installer.container import docker_py_kwargs
-from llm_installer.devices import (
+from llm_installer.run.container import docker_py_kwargs
+from llm_installer.run.devices import (
     DeviceUnavailableError,
     GpuRequiredError,
     HostRuntime,
     visible_gpus,
 )
-from llm_installer.runargs import (
+from llm_installer.run.start import foreground_env
+from llm_installer.run.start_plan import (
     InvalidRunOptionError,
     ModelPaths,
     StartOptions,
@@ -28,8 +29,7 @@ from llm_installer.runargs import (
     plan_start,
     plan_summary,
 )
-from llm_installer.start import foreground_env
-from llm_installer.train_plan import TrainOptions, hub_datasets, plan_train
+from llm_installer.run.train_plan import TrainOptions, hub_datasets, plan_train
 
 GOLDEN = Path(__file__).parent / "golden_runargs"
 MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")

@@ -19,13 +19,13 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from llm_installer.build.image import render_model_dockerfile
 from llm_installer.deploy.k8s import _container
 from llm_installer.deploy.lock import serve_section
-from llm_installer.devices import HostRuntime
-from llm_installer.image import render_model_dockerfile
-from llm_installer.runargs import RUNTIME, ModelPaths, StartOptions, plan_start
-from llm_installer.scripts import render_run_scripts
-from llm_installer.train_plan import TrainOptions, plan_train
+from llm_installer.run.devices import HostRuntime
+from llm_installer.run.scripts import render_run_scripts
+from llm_installer.run.start_plan import RUNTIME, ModelPaths, StartOptions, plan_start
+from llm_installer.run.train_plan import TrainOptions, plan_train
 from llm_runtime import contract
 from llm_runtime.cli import parse_serve, parse_train
 from llm_runtime.model_info import ModelInfo, write_model_info

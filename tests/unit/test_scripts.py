@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_installer.scripts import render_run_scripts, write_run_scripts
+from llm_installer.run.scripts import render_run_scripts, write_run_scripts
 
 GOLDEN = Path(__file__).parent / "golden_runargs"
 MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")

@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from llm_installer.cli import app
-from llm_installer.config import PROJECT_DIR
+from llm_installer.settings import PROJECT_DIR
 
 runner = CliRunner()
 SECRET = "hf_secret_value_for_stack_test"
@@ -101,8 +101,8 @@ def test_per_model_compose_and_stack_share_the_service_definition(two_models, tm
     assert (
         compose("org/alpha", "--output", str(tmp_path / "s"), "--port-base", "8000").exit_code == 0
     )
-    from llm_installer.installed import read_model_info
-    from llm_installer.scripts import render_run_scripts
+    from llm_installer.run.installed import read_model_info
+    from llm_installer.run.scripts import render_run_scripts
 
     own = yaml.safe_load(
         render_run_scripts(alpha, read_model_info(alpha), (1000, 1000))["compose.yml"]
@@ -226,8 +226,8 @@ def test_gateway_routes_by_model_and_lists_them(gateway):
 def test_real_compose_accepts_both_files(two_models, tmp_path):
     alpha, _ = two_models
     assert compose("org/alpha", "beta", "--output", str(tmp_path / "s")).exit_code == 0
-    from llm_installer.installed import read_model_info
-    from llm_installer.scripts import write_run_scripts
+    from llm_installer.run.installed import read_model_info
+    from llm_installer.run.scripts import write_run_scripts
 
     write_run_scripts(alpha, read_model_info(alpha))
     for file in (alpha / "compose.yml", tmp_path / "s" / "compose.yml"):

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llm_installer import train_run
 from llm_installer.cli import app
 from llm_installer.console import Output
-from llm_installer.installed import RunningModel
-from llm_installer.runargs import DockerPlan, NativePlan
-from llm_installer.start import NATIVE_READY_MARKER
-from llm_installer.train_plan import TrainOptions
+from llm_installer.run import train as train_run
+from llm_installer.run.installed import RunningModel
+from llm_installer.run.start import NATIVE_READY_MARKER
+from llm_installer.run.start_plan import DockerPlan, NativePlan
+from llm_installer.run.train_plan import TrainOptions
 
 runner = CliRunner()
 
@@ -58,7 +58,7 @@ def test_trainer_options_pass_through(captured):
 
 
 def test_start_takes_the_weights_to_serve(captured, monkeypatch):
-    from llm_installer import start
+    from llm_installer.run import start
 
     calls = []
     monkeypatch.setattr(start, "start_model", lambda model, options, s, o: calls.append(options))
@@ -202,7 +202,7 @@ def test_train_passes_the_configured_token_and_mirror_to_the_plan(tmp_path, monk
     (model_dir / ".install_complete").write_text("x")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_1234")
     monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example")
-    from llm_installer.config import load_settings
+    from llm_installer.settings import load_settings
 
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")

@@ -15,7 +15,7 @@ import pytest
 from test_runargs import INFO, MAC, PATHS
 from wheel_build import CHECKOUT, build_wheel
 
-from llm_installer.runargs import StartOptions, plan_start
+from llm_installer.run.start_plan import StartOptions, plan_start
 
 DATA_FOLDERS = ("dockerfiles", "base-images", "compose")
 PACKAGES = {"installer": "llm_installer", "runtime": "llm_runtime"}
@@ -86,7 +86,7 @@ def test_an_unpacked_wheel_reads_every_data_file_and_template_from_itself(wheel,
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     wanted = [p for p in checkout_files() if p.split("/", 1)[0] in DATA_FOLDERS]
-    wanted.append("installer/vllm_architectures.json")
+    wanted.append("installer/check/vllm_architectures.json")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(wanted)], cwd=tmp_path, env=env,

@@ -29,20 +29,20 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from llm_installer.configs import main_config_path
+from llm_installer.check.config_files import main_config_path
+from llm_installer.check.families.base import Detection, Family, Requirements
+from llm_installer.check.source import ModelSource
 from llm_installer.errors import NoConfigError, UnsupportedArchitectureError
-from llm_installer.families.base import Detection, Family, Requirements
-from llm_installer.source import ModelSource
 from llm_runtime import contract
 
-# (family name, "module:Class" under llm_installer.families), in detection order: the rows of
+# (family name, "module:Class" under llm_installer.check.families), in detection order: the rows of
 # llm_runtime.contract, the one table of families the runtime's handler registry derives from too.
 DETECTORS: tuple[tuple[str, str], ...] = contract.DETECTORS
 PIPELINE_TASKS = contract.PIPELINE_DETECTOR  # tried last; its families are task names
 
 
 def _pipeline_tasks() -> list[str]:
-    from llm_installer.families.pipeline_task import pipeline_tasks
+    from llm_installer.check.families.pipeline_task import pipeline_tasks
 
     return pipeline_tasks()
 
@@ -54,7 +54,7 @@ def supported_families() -> list[str]:
 
 def detect_family(source: ModelSource) -> tuple[Detection, Requirements]:
     """The first detector that claims ``source``, with that family's requirements."""
-    from llm_installer.families.research import refuse_research_checkpoint
+    from llm_installer.check.families.research import refuse_research_checkpoint
 
     refuse_research_checkpoint(source)  # seed 002's from-scratch forms: a message, not a guess
     for target in (*(target for _, target in DETECTORS), PIPELINE_TASKS):

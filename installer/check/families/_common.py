@@ -7,17 +7,17 @@ from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from llm_installer.configs import main_config_path
-from llm_installer.families import _traits
-from llm_installer.families._model_types import KNOWN_MODEL_TYPES
-from llm_installer.families._table import (
+from llm_installer.check.config_files import main_config_path
+from llm_installer.check.families import _traits
+from llm_installer.check.families._model_types import KNOWN_MODEL_TYPES
+from llm_installer.check.families._table import (
     AUTO_MAP_FAMILIES,
     ENCODER_DECODER,
     HEAD_MARKERS,
     LORA_TARGET_MODULES,
 )
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 
 Config = dict[str, Any]
 

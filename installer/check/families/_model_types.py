@@ -2,7 +2,7 @@
 
 Used to decide whether an ``auto_map`` in config.json means custom code is actually needed.
 tests/unit/test_families.py fails when this list drifts from the installed transformers;
-regenerate it with ``python -m llm_installer.families._model_types > installer/families/_model_types.py``
+regenerate it with ``python -m llm_installer.check.families._model_types > installer/check/families/_model_types.py``
 (transformers is imported only then: it is not a dependency of the installer).
 """
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from llm_installer.source import ModelSource
+from llm_installer.check.source import ModelSource
 from llm_runtime import moe_keys
 from llm_runtime.moe_keys import EXPERT_COUNT_KEYS, EXPERTS_PER_TOKEN_KEYS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     PILLOW,
     Config,
     TransformersFamily,
@@ -14,8 +14,8 @@ from llm_installer.families._common import (
     root_config,
     transformers_requirements,
 )
-from llm_installer.families.base import Detection, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families.base import Detection, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 
 TIMM = Requirement("timm", "backbone weights and layers")
 TIMM_MODEL_TYPES = ("timm_wrapper", "timm_backbone")

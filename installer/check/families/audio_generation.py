@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.errors import UnsupportedArchitectureError
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     AUDIO,
     Config,
     TransformersFamily,
@@ -12,8 +11,9 @@ from llm_installer.families._common import (
     head_family,
     model_type,
 )
-from llm_installer.families._table import AUDIO_GENERATION_TYPES
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import AUDIO_GENERATION_TYPES
+from llm_installer.check.source import ModelSource
+from llm_installer.errors import UnsupportedArchitectureError
 from llm_runtime.contract import AUDIO_GENERATION, TEXT_GENERATION
 
 # (marker in the class name or model_type, task), first match wins; text-to-speech otherwise.

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from llm_installer.source import ModelSource
+from llm_installer.check.source import ModelSource
 
 
 @dataclass(frozen=True)

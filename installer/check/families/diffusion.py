@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_installer.configs import MODEL_INDEX
-from llm_installer.families._common import QUANTIZATION_PACKAGES, TORCH, quantization_method, unique
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.config_files import MODEL_INDEX
+from llm_installer.check.families._common import (
+    QUANTIZATION_PACKAGES,
+    TORCH,
+    quantization_method,
+    unique,
+)
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import DIFFUSION
 
 # (marker in the pipeline class name, task), first match wins; text-to-image otherwise.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     TORCH,
     Config,
     TransformersFamily,
@@ -18,8 +18,8 @@ from llm_installer.families._common import (
     root_config,
     transformers_requirements,
 )
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import EMBEDDING
 
 SENTENCE_TRANSFORMERS_FILES = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     AUDIO,
     PILLOW,
     Config,
@@ -12,8 +12,8 @@ from llm_installer.families._common import (
     is_bare_model,
     transformers_requirements,
 )
-from llm_installer.families.base import Detection, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families.base import Detection, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import FEATURE_EXTRACTION
 
 VISION_KEYS = ("image_size", "patch_size", "num_channels", "vision_config")

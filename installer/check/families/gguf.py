@@ -6,10 +6,10 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from llm_installer.families import _traits
-from llm_installer.families._common import root_config
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource, RepoFile
+from llm_installer.check.families import _traits
+from llm_installer.check.families._common import root_config
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource, RepoFile
 from llm_runtime.contract import GGUF
 
 SHARD = re.compile(r"-\d{5}-of-\d{5}$")

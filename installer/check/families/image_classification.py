@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_installer.families._common import TORCH, root_config, tokenizer_packages
-from llm_installer.families._vision import VisionHeadFamily
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families._common import TORCH, root_config, tokenizer_packages
+from llm_installer.check.families._vision import VisionHeadFamily
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import IMAGE_CLASSIFICATION
 
 TIMM_PRETRAINED_KEYS = ("pretrained_cfg", "num_classes")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from llm_installer.families._common import Config, architecture, is_bare_model, model_type
-from llm_installer.families._table import MASK_GENERATION_TYPES
-from llm_installer.families._vision import VisionHeadFamily
-from llm_installer.source import ModelSource
+from llm_installer.check.families._common import Config, architecture, is_bare_model, model_type
+from llm_installer.check.families._table import MASK_GENERATION_TYPES
+from llm_installer.check.families._vision import VisionHeadFamily
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import IMAGE_SEGMENTATION
 
 

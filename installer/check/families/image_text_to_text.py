@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     OPTIONAL_BITSANDBYTES,
     OPTIONAL_FLASH_ATTN,
     PILLOW,
@@ -16,13 +16,13 @@ from llm_installer.families._common import (
     model_type,
     sub_config,
 )
-from llm_installer.families._table import (
+from llm_installer.check.families._table import (
     CONDITIONAL_GENERATION,
     IMAGE_TEXT_TYPES,
     VIDEO_PROCESSOR_TYPES,
 )
-from llm_installer.families.base import Detection, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families.base import Detection, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import IMAGE_TEXT_TO_TEXT, TEXT_GENERATION
 
 # Sub-configs that carry a vision tower (vq_config: Chameleon/Emu3 image tokenizers;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.families._vision import VisionHeadFamily
+from llm_installer.check.families._vision import VisionHeadFamily
 from llm_runtime.contract import OBJECT_DETECTION
 
 

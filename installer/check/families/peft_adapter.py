@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_installer.families._common import TRANSFORMERS_BASE
-from llm_installer.families.base import Detection, Family, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families._common import TRANSFORMERS_BASE
+from llm_installer.check.families.base import Detection, Family, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import FEATURE_EXTRACTION, PEFT_ADAPTER, TEXT2TEXT, TEXT_GENERATION
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     AUDIO,
     PILLOW,
     Config,
@@ -15,10 +15,10 @@ from llm_installer.families._common import (
     root_config,
     transformers_requirements,
 )
-from llm_installer.families._table import PIPELINE_TASK_MARKERS
-from llm_installer.families.base import Detection, Requirement, Requirements
-from llm_installer.families.feature_extraction import modality
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import PIPELINE_TASK_MARKERS
+from llm_installer.check.families.base import Detection, Requirement, Requirements
+from llm_installer.check.families.feature_extraction import modality
+from llm_installer.check.source import ModelSource
 
 IMAGE_TASKS = frozenset(
     {

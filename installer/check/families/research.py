@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llm_installer.check.source import ModelSource
 from llm_installer.errors import UnsupportedArchitectureError
-from llm_installer.source import ModelSource
 
 RESEARCH_KEYS = frozenset({"embed_dim", "num_heads", "num_layers"})
 RAW_WEIGHTS = (".pt", ".pth")

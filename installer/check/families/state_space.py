@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     OPTIONAL_BITSANDBYTES,
     Config,
     TransformersFamily,
@@ -12,9 +12,9 @@ from llm_installer.families._common import (
     root_config,
     transformers_requirements,
 )
-from llm_installer.families._table import STATE_SPACE_TYPES
-from llm_installer.families.base import Detection, Requirement, Requirements
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import STATE_SPACE_TYPES
+from llm_installer.check.families.base import Detection, Requirement, Requirements
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import STATE_SPACE
 
 KERNEL_NOTES = {

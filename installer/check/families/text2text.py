@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     OPTIONAL_BITSANDBYTES,
     Config,
     TransformersFamily,
@@ -11,8 +11,12 @@ from llm_installer.families._common import (
     head_family,
     model_type,
 )
-from llm_installer.families._table import CONDITIONAL_GENERATION, ENCODER_DECODER, TEXT2TEXT_TYPES
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import (
+    CONDITIONAL_GENERATION,
+    ENCODER_DECODER,
+    TEXT2TEXT_TYPES,
+)
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import TEXT2TEXT
 
 

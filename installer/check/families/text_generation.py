@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     OPTIONAL_BITSANDBYTES,
     OPTIONAL_FLASH_ATTN,
     Config,
@@ -11,8 +11,8 @@ from llm_installer.families._common import (
     auto_map_family,
     head_family,
 )
-from llm_installer.families._table import CONDITIONAL_GENERATION
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import CONDITIONAL_GENERATION
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import TEXT_GENERATION
 
 
@@ -34,7 +34,7 @@ class TextGenerationFamily(TransformersFamily):
         return auto_map_family(config) == self.name
 
     def details(self, source: ModelSource, config: Config) -> dict:
-        """The attention head size: vLLM's CPU attention serves only some (installer/engines.py)."""
+        """The attention head size: vLLM's CPU attention serves only some (installer/check/engines.py)."""
         text = config.get("text_config") or config
         heads = text.get("num_attention_heads")
         head_dim = text.get("head_dim") or (text.get("hidden_size", 0) // heads if heads else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_installer.families._common import (
+from llm_installer.check.families._common import (
     PILLOW,
     Config,
     TransformersFamily,
@@ -12,8 +12,8 @@ from llm_installer.families._common import (
     model_type,
     sub_config,
 )
-from llm_installer.families._table import ZERO_SHOT_IMAGE_TYPES
-from llm_installer.source import ModelSource
+from llm_installer.check.families._table import ZERO_SHOT_IMAGE_TYPES
+from llm_installer.check.source import ModelSource
 from llm_runtime.contract import ZERO_SHOT_IMAGE
 
 
