@@ -1,7 +1,8 @@
 """Commands lock, verify, export, import, push, pull, deploy, deployments, rollback, undeploy.
 
-``register`` is called once by ``llm_installer.cli``; each command parses, calls one library
-function of this package and prints; ``run_command`` turns errors into messages.
+``COMMANDS`` is registered by ``installer/cli/__init__.py`` like every other command; each parses,
+calls one library function of ``installer/deploy/`` and prints; ``run_command`` turns errors into
+messages.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import Annotated
 
 import typer
 
+from llm_installer.cli.common import run_command
 from llm_installer.cli.options import ConfigOpt, InstalledModelArg, JsonOpt
 from llm_installer.console import Output, simple_table
 from llm_installer.settings import Settings
-
-RunCommand = Callable[[bool, "str | None", Callable[[Settings, Output], None]], None]
 
 TargetOpt = Annotated[
     str | None,
@@ -29,27 +29,6 @@ TargetOpt = Annotated[
 ]
 RequiredTargetOpt = Annotated[str, TargetOpt.__metadata__[0]]
 log = logging.getLogger(__name__)
-_commands: dict[str, RunCommand] = {}
-
-
-def register(app: typer.Typer, run_command: RunCommand) -> None:
-    """Add the deploy commands to ``app``."""
-    for command in (
-        lock,
-        verify,
-        export,
-        import_bundle,
-        push,
-        pull,
-        deploy,
-        deployments,
-        rollback,
-        undeploy,
-        k8s,
-    ):
-        name = command.__name__.removesuffix("_bundle")
-        app.command(name=name)(command)
-    _commands["run"] = run_command
 
 
 def _run(json_mode: bool, config: str | None, body: Callable[[Settings, Output], None]) -> None:
@@ -68,7 +47,7 @@ def _run(json_mode: bool, config: str | None, body: Callable[[Settings, Output],
             log.debug("Connection to the Docker host lost", exc_info=True)
             raise DeployFailedError(f"The connection to the Docker host broke: {exc}") from exc
 
-    _commands["run"](json_mode, config, guarded)
+    run_command(json_mode, config, guarded)
 
 
 def lock(model: InstalledModelArg, config: ConfigOpt = None) -> None:
@@ -365,3 +344,19 @@ def k8s(
         )
 
     _run(False, config, body)
+
+
+# (name, function), in the order ``--help`` lists them.
+COMMANDS = (
+    ("lock", lock),
+    ("verify", verify),
+    ("export", export),
+    ("import", import_bundle),
+    ("push", push),
+    ("pull", pull),
+    ("deploy", deploy),
+    ("deployments", deployments),
+    ("rollback", rollback),
+    ("undeploy", undeploy),
+    ("k8s", k8s),
+)

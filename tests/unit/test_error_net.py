@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from llm_installer.cli import UNEXPECTED_EXIT, run_command
+from llm_installer.cli.common import UNEXPECTED_EXIT, run_command
 
 app = typer.Typer()
 

@@ -7,12 +7,12 @@ import pkgutil
 import re
 
 import llm_installer
-from llm_installer import cli
+from llm_installer.cli.common import UNEXPECTED_EXIT
 from llm_installer.errors import InstallerError
 from llm_installer.settings import PROJECT_DIR
 
 # Codes that come from no InstallerError: click's usage errors, Ctrl+C, the last-resort net.
-OTHER_CODES = {2: "click usage error", 130: "Ctrl+C", cli.UNEXPECTED_EXIT: "unexpected error"}
+OTHER_CODES = {2: "click usage error", 130: "Ctrl+C", UNEXPECTED_EXIT: "unexpected error"}
 
 
 def defined_codes() -> dict[int, list[str]]:
