@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))  # the test Hub server (tests/hubserver.py)
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the test Hub server (tests/support/)
 GiB = 2**30
 MiB = 2**20
 
@@ -243,7 +243,7 @@ def realconfigs_source(folder: Path):
 
 def print_rules() -> None:
     """Our estimate next to the seed's rule on the real repos (no measurement: shows the gap)."""
-    from hubserver import REALCONFIGS_DIR
+    from support.hub_files import REALCONFIGS_DIR
 
     from llm_installer.check.estimate import estimate, seed_weight_bytes
 
@@ -367,7 +367,8 @@ def _find_key(value, keys):
 
 
 def run_hub(work: Path) -> list[HubRow]:
-    from hubserver import REALCONFIGS_DIR, HubServer
+    from support.hub_files import REALCONFIGS_DIR
+    from support.hub_server import HubServer
 
     local = work / "llama-246M"
     if not local.is_dir():

@@ -26,17 +26,12 @@ def llm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 _TESTS_DIR = Path(__file__).resolve().parent
-if str(_TESTS_DIR) not in sys.path:  # tests/ is not a package: make `import hubserver` work
+if str(_TESTS_DIR) not in sys.path:  # tests/ is not a package: make `import support` work
     sys.path.insert(0, str(_TESTS_DIR))
 
-from hubserver import (  # noqa: E402
-    GATED_REPO,
-    HUB_TOKEN,
-    PRIVATE_REPO,
-    REALCONFIGS_DIR,
-    HubServer,
-    patch_huggingface_hub,
-)
+from support.hub_files import GATED_REPO, HUB_TOKEN, PRIVATE_REPO, REALCONFIGS_DIR  # noqa: E402
+from support.hub_patch import patch_huggingface_hub  # noqa: E402
+from support.hub_server import HubServer  # noqa: E402
 
 LLAMA_LIKE_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
@@ -65,7 +60,7 @@ def _small_repo_files() -> dict[str, bytes | int]:
 
 @pytest.fixture(scope="session")
 def hub_server() -> Iterator[HubServer]:
-    """A started :class:`hubserver.HubServer` shared by the session.
+    """A started :class:`support.hub_server.HubServer` shared by the session.
 
     Holds every repo of tests/fixtures/realconfigs (e.g. ``meta-llama/Llama-3.2-3B-Instruct``, weights as
     placeholders of their real sizes), plus ``test-org/private-model`` (private) and
@@ -99,7 +94,7 @@ def hub_env(
       ``HF_HUB_CACHE``, ``HF_TOKEN_PATH`` and friends are unset.
     * In-process: ``huggingface_hub`` copies ``HF_ENDPOINT``/``HF_HOME``/... into
       ``huggingface_hub.constants`` when it is first imported, so changing the environment afterwards has
-      no effect on it. :func:`hubserver.patch_huggingface_hub` therefore monkeypatches
+      no effect on it. :func:`support.hub_patch.patch_huggingface_hub` therefore monkeypatches
       ``constants.ENDPOINT``, ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` (used by ``hf_hub_url``), the
       cache/token paths, ``HF_HUB_OFFLINE``, the module-level ``huggingface_hub.hf_api.api`` instance and
       the few ``from ..constants import X`` copies, plus any module attribute ``ENDPOINT``/``HF_ENDPOINT``

@@ -309,7 +309,7 @@ def test_not_enough_disk_is_refused_before_downloading(install_env, hub_server):
 
 
 def test_token_never_reaches_images_logs_or_files(install_env, hub_server, tmp_path, docker_client):
-    from hubserver import HUB_TOKEN
+    from support.hub_files import HUB_TOKEN
 
     folder = make_tiny_llama(tmp_path / "private-llama", seed=8)
     hub_server.add_folder("test-org/private-llama", folder, private=True)

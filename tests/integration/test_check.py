@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hubserver import GATED_REPO, HUB_TOKEN, PRIVATE_REPO, REALCONFIGS_DIR
+from support.hub_files import GATED_REPO, HUB_TOKEN, PRIVATE_REPO, REALCONFIGS_DIR
 from typer.testing import CliRunner
 
 from llm_installer.cli import app

@@ -1,4 +1,4 @@
-"""The local Hub server (tests/hubserver.py) driven by the real huggingface_hub client."""
+"""The local Hub server (tests/support/) driven by the real huggingface_hub client."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hubserver import (
-    GATED_REPO,
-    HUB_TOKEN,
-    PRIVATE_REPO,
-    REALCONFIGS_DIR,
-    HubServer,
-    safetensors_placeholder,
-)
 from huggingface_hub import (
     HfApi,
     get_hf_file_metadata,
@@ -34,6 +26,14 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_session
 from safetensors.numpy import save as st_save
+from support.hub_files import (
+    GATED_REPO,
+    HUB_TOKEN,
+    PRIVATE_REPO,
+    REALCONFIGS_DIR,
+    safetensors_placeholder,
+)
+from support.hub_server import HubServer
 
 LLAMA = "meta-llama/Llama-3.2-3B-Instruct"
 LLAMA_DIR = REALCONFIGS_DIR / "meta-llama__Llama-3.2-3B-Instruct"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hubserver import REALCONFIGS_DIR
+from support.hub_files import REALCONFIGS_DIR
 
 from llm_installer.check.checker import run_check
 from llm_installer.check.hardware import Gpu, Hardware

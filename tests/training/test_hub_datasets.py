@@ -1,5 +1,5 @@
 """`--data name:split` through the real `datasets` and `huggingface_hub` clients, served by the
-project's Hub-compatible test server (tests/hubserver.py): records, slices, a private dataset with
+project's Hub-compatible test server (tests/support/): records, slices, a private dataset with
 and without a token, and one short trainer run on a Hub dataset."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from hubserver import HUB_TOKEN, patch_datasets
+from support.hub_files import HUB_TOKEN
+from support.hub_patch import patch_datasets
 from training_helpers import color_qa, trainer_env
 
 from llm_runtime.training.data.loader import load_examples

@@ -19,7 +19,7 @@ from llm_installer.check.local_source import load_local_source
 from llm_installer.check.source import ModelSource, RepoFile
 from llm_installer.errors import MalformedConfigError, NoConfigError, UnsupportedArchitectureError
 
-# Same as tests/hubserver.py: the trimmed copy in tests/fixtures, or the env var.
+# Same as tests/support/hub_files.py: the trimmed copy in tests/fixtures, or the env var.
 REALCONFIGS = Path(
     os.environ.get(
         "LLM_INSTALLER_REALCONFIGS",
