@@ -12,14 +12,20 @@ import pytest
 from llm_installer.settings import PROJECT_DIR
 
 pytestmark = [pytest.mark.slow]
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", "config.yaml"
+_IGNORED = shutil.ignore_patterns(
+    ".git", ".venv", "*.egg-info", "__pycache__", ".pytest_cache", "config.yaml"
 )
+
+
+def not_copied(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out; setuptools' build/ only at the root (installer/build/ is code)."""
+    root_build = {"build"} if Path(folder) == PROJECT_DIR else set()
+    return set(_IGNORED(folder, names)) | (root_build & set(names))
 
 
 def test_setup_prints_no_setuptools_banner(tmp_path: Path):
     checkout = tmp_path / "checkout"
-    shutil.copytree(PROJECT_DIR, checkout, ignore=NOT_COPIED, symlinks=True)
+    shutil.copytree(PROJECT_DIR, checkout, ignore=not_copied, symlinks=True)
     env = {**os.environ, "HOME": str(tmp_path / "home"), "LLM_HOME": str(tmp_path / "LLM")}
     env.pop("PYTHONWARNINGS", None)
     result = subprocess.run(
