@@ -19,7 +19,7 @@ from llm_runtime import contract
 
 ENGINES = ("vllm", "transformers")
 CHOICES = ("auto", *ENGINES)
-TABLE_PATH = data_file("installer", "vllm_architectures.json")
+TABLE_PATH = data_file("installer", "check", "vllm_architectures.json")
 VLLM_FAMILIES = contract.families_on(contract.VLLM)  # text-generation
 VLLM_CPU_ARCHES = frozenset({"x86_64", "amd64"})
 

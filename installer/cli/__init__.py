@@ -50,7 +50,10 @@ COMMANDS: tuple[tuple[str, Callable[..., None], dict[str, Any]], ...] = (
     ("compose", compose.compose, {}),
     *((name, function, {}) for name, function in deploy.COMMANDS),  # lock … k8s
 )
-GROUPS = (("base", base_app, (("build", base.build, {}),)),)
+Command = tuple[str, Callable[..., None], dict[str, Any]]
+GROUPS: tuple[tuple[str, typer.Typer, tuple[Command, ...]], ...] = (
+    ("base", base_app, (("build", base.build, {}),)),
+)
 
 
 def _version(value: bool) -> None:

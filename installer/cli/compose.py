@@ -76,7 +76,7 @@ def compose(
     def body(settings: Settings, output_: Output) -> None:
         options = StackOptions(name, output, port_base, gateway_port, host)
         if swarm:
-            from llm_installer.run.swarm import SwarmOptions, report_swarm_stack
+            from llm_installer.deploy.swarm import SwarmOptions, report_swarm_stack
 
             wanted = SwarmOptions(replicas, tuple(constraint or ()), gpus, weights, api_key)
             report_swarm_stack(models, settings, options, wanted, output_)

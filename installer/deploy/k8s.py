@@ -146,6 +146,8 @@ def gateway_manifests(
         "name": "gateway", "image": models[0][1]["images"]["model"]["tag"], "imagePullPolicy": "IfNotPresent",
         "command": ["python", "/gateway/gateway.py"],
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "LLM_GATEWAY_ROUTES", "value": json.dumps(routes, sort_keys=True)},
+                # in-cluster Service names are dotted but not attacker-controlled DNS
+                {"name": "LLM_GATEWAY_ALLOWED_HOSTS", "value": "*.svc,*.svc.cluster.local"},
                 {"name": "LLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "llm-api-key", "key": "key", "optional": True}}}],
         "ports": [{"name": "http", "containerPort": 8080}],
         "volumeMounts": [{"name": "gateway", "mountPath": "/gateway", "readOnly": True}],

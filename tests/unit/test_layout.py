@@ -11,7 +11,16 @@ from llm_installer.settings import PROJECT_DIR
 INSTALLER = PROJECT_DIR / "installer"
 # A module may import its own stage and the stages after it in this order, never one before it.
 ORDER = ("cli", "deploy", "build", "run", "check", "shared")
-SHARED = {"__init__", "__main__", "errors", "settings", "console", "logs", "docker_engine"}
+SHARED = {
+    "__init__",
+    "__main__",
+    "errors",
+    "settings",
+    "console",
+    "logs",
+    "docker_engine",
+    "resources",
+}
 # Imports that still run against the order, each inside a function (so no import cycle at load
 # time). The list may only shrink: a new entry needs a reason, a stale one fails the test.
 LAZY_EXCEPTIONS = {

@@ -69,7 +69,7 @@ def test_the_wheel_lists_every_module_template_table_and_constraints_file(wheel)
         "llm_installer/_data/dockerfiles/model.Dockerfile.j2",
         "llm_installer/_data/base_images/table.json",
         "llm_installer/_data/compose/stack.yml.j2",
-        "llm_installer/vllm_architectures.json",
+        "llm_installer/check/vllm_architectures.json",
         "llm_runtime/ui/index.html",
     ):
         assert required in names
