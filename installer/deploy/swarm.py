@@ -25,6 +25,7 @@ from llm_installer.run.stack import (
     StackOptions,
     StackUsageError,
     _remember,
+    check_ports,
     installed_models,
     project_name,
     service_context,
@@ -164,14 +165,7 @@ def write_swarm_stack(
     """Write the Swarm stack folder; returns it and the Swarm stack's name (``llm-stack-NAME``)."""
     check_options(swarm)
     found = installed_models(models, settings.models_path)
-    ports = [options.port_base + i for i in range(len(found))]
-    if options.gateway_port in ports or not all(
-        0 < p < 65536 for p in (*ports, options.gateway_port)
-    ):
-        raise StackUsageError(
-            f"Ports {ports[0]}-{ports[-1]} (models) and {options.gateway_port} (gateway) must be distinct and valid",
-            hint="Choose another --port-base or --gateway-port.",
-        )
+    check_ports(len(found), options)
     name = stack_name(found, options)
     context = swarm_context(found, name, options, swarm)
     text = render_swarm_stack(context)

@@ -144,12 +144,9 @@ def render_stack(models: list[InstalledModel], name: str, options: StackOptions)
     return templates().get_template("stack.yml.j2").render(context)
 
 
-def write_stack(models: list[str], settings: Settings, options: StackOptions) -> tuple[Path, str]:
-    """Write the stack folder (compose.yml + gateway.py); nothing is written when a model is missing.
-
-    Returns the folder and the stack's name."""
-    found = installed_models(models, settings.models_path)
-    ports = [options.port_base + i for i in range(len(found))]
+def check_ports(count: int, options: StackOptions) -> None:
+    """The models' ports (from --port-base, one each) and the gateway's: distinct and valid."""
+    ports = [options.port_base + i for i in range(count)]
     if options.gateway_port in ports or not all(
         0 < p < 65536 for p in (*ports, options.gateway_port)
     ):
@@ -157,6 +154,14 @@ def write_stack(models: list[str], settings: Settings, options: StackOptions) ->
             f"Ports {ports[0]}-{ports[-1]} (models) and {options.gateway_port} (gateway) must be distinct and valid",
             hint="Choose another --port-base or --gateway-port.",
         )
+
+
+def write_stack(models: list[str], settings: Settings, options: StackOptions) -> tuple[Path, str]:
+    """Write the stack folder (compose.yml + gateway.py); nothing is written when a model is missing.
+
+    Returns the folder and the stack's name."""
+    found = installed_models(models, settings.models_path)
+    check_ports(len(found), options)
     name = stack_name(found, options)
     text = render_stack(found, name, options)
     folder = Path(options.output or stacks_root(settings) / name).expanduser()
