@@ -379,9 +379,9 @@ def build_and_test(
     choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
     output.info(f"Engine: {choice.engine} ({choice.reason}).")
     log.info("Engine: %s (%s)", choice.engine, choice.reason)
-    if choice.engine != "vllm":
+    if choice.engine != "vllm":  # transformers, or the family's own engine (GGUF: llama.cpp)
         return _build_and_test(
-            profile, paths, weights, device, options, output, state, "transformers", choice.reason
+            profile, paths, weights, device, options, output, state, choice.engine, choice.reason
         )
     try:
         return _build_and_test(
