@@ -17,7 +17,7 @@ from typing import Any
 
 from llm_installer.errors import InstallerError
 from llm_runtime.contract import PEFT_ADAPTER
-from llm_runtime.model_info import read_model_info, write_model_info
+from llm_runtime.model_info import ModelInfo, read_model_info, write_model_info
 
 ADAPTER_FAMILY = PEFT_ADAPTER
 BASE_KEY = "base_model_name_or_path"
@@ -174,6 +174,6 @@ def smoke_test(info: dict[str, Any], paths: Any, output: Any) -> dict[str, Any]:
     from llm_installer.docker_engine import connect
 
     with output.err.status("Smoke test: loading the base model and the adapter in its container…"):
-        smoke = smoke_plan(info, paths.root)
+        smoke = smoke_plan(ModelInfo.new(**info), paths.root)
         result = run_smoke_test(connect(), smoke.container, info["family"])
     return {"seconds_to_ready": result.seconds_to_ready, "request": result.request, "passed": True}

@@ -28,7 +28,7 @@ from llm_installer.logs import LOG_FORMAT
 from llm_installer.run.model_folder import ModelPaths
 from llm_installer.settings import PROJECT_DIR, Settings
 from llm_runtime.contract import GGUF
-from llm_runtime.model_info import write_model_info
+from llm_runtime.model_info import ModelInfo, write_model_info
 
 log = logging.getLogger("llm_installer.build.install")
 CHECK_MAX_AGE = timedelta(hours=24)
@@ -458,9 +458,8 @@ def _build_and_test(
     info["image"].update(id=image.id, size=image.size)
     state.stage = "smoke test"
     with output.err.status("Smoke test: loading the model in its container…"):
-        smoke = smoke_plan(
-            info, paths.root
-        )  # what `start` runs: serve arguments, device, quantization
+        # what `start` runs: serve arguments, device, quantization
+        smoke = smoke_plan(ModelInfo.new(**info), paths.root)
         log.info("Smoke test: %s", " ".join(smoke.argv()))
         result = run_smoke_test(client, smoke.container, profile["family"])
     log.info(
@@ -514,13 +513,13 @@ def model_info(
 
 
 def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
-    info = write_model_info(paths.info, info).to_dict()  # llm_runtime.model_info: strict
+    record = write_model_info(paths.info, info)  # llm_runtime.model_info: strict
     from llm_installer.run.scripts import write_run_scripts
 
-    write_run_scripts(paths.root, info)
+    write_run_scripts(paths.root, record)
     from llm_installer.deploy.lock import lock_install
 
-    lock_install(paths.root, info)  # llm.lock.json: what deploy, export and verify check against
+    lock_install(paths.root, record)  # llm.lock.json: what deploy, export and verify check against
     paths.complete_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
     log.info("Installation complete")
 

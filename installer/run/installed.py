@@ -87,11 +87,6 @@ def require_installed(model_dir: Path) -> ModelInfo:
     return load_model_info(model_dir)
 
 
-def require_complete(model_dir: Path) -> dict[str, Any]:
-    """``require_installed`` as plain data, for the planners that read it key by key."""
-    return require_installed(model_dir).to_dict()
-
-
 def require_weights(weights: Path) -> None:
     if not weights.is_dir():
         raise ModelNotInstalledError(
