@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, cast
 
-from llm_runtime.contract import TRANSFORMERS, VLLM
+from llm_runtime.contract import FRONT_ENGINES, TRANSFORMERS, VLLM
 from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
 
 Engine = Literal["transformers", "vllm"]
@@ -119,16 +119,23 @@ def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = N
 
 
 def resolve_engine(model_dir: Path, requested: str) -> Engine:
-    """--engine, else model_info.json's ``engine`` (llama.cpp's GGUF handler runs under the
-    transformers front), else transformers (ModelInfoError when that file is unusable)."""
+    """--engine, else the front engine for model_info.json's ``engine`` (contract.FRONT_ENGINES:
+    llama.cpp runs its GGUF handler under the transformers front), else transformers.
+    ModelInfoError when that file is unusable or names an engine this runtime does not know."""
     if requested != "auto":
-        engine = requested
-    else:
-        from llm_runtime.model_info import model_info_path, read_model_info
+        return cast(Engine, requested)
+    from llm_runtime.model_info import ModelInfoError, model_info_path, read_model_info
 
-        path = model_info_path(model_dir) if model_dir.is_dir() else None
-        engine = read_model_info(path).engine if path else TRANSFORMERS
-    return cast(Engine, engine if engine in ENGINES else TRANSFORMERS)
+    path = model_info_path(model_dir) if model_dir.is_dir() else None
+    engine = read_model_info(path).engine if path else TRANSFORMERS
+    front = FRONT_ENGINES.get(engine)
+    if front is None:
+        known = ", ".join(FRONT_ENGINES)
+        raise ModelInfoError(
+            f"{path} names the engine {engine!r}; this llm_runtime runs {known}. "
+            "Reinstall the model (`llm-installer install MODEL --yes`) to rewrite it."
+        )
+    return cast(Engine, front)
 
 
 def serve(config: ServeConfig) -> None:
@@ -191,7 +198,8 @@ def argument_error(argv: Sequence[str], engine: str = TRANSFORMERS) -> str | Non
             if args[:1] == ["train"]:
                 parse_train(args[1:])
             else:
-                parse_serve([*args[:1], "--engine", engine, *args[1:]])
+                front = FRONT_ENGINES.get(engine, engine)  # llama.cpp: the transformers front
+                parse_serve([*args[:1], "--engine", front, *args[1:]])
     except SystemExit as exc:
         if exc.code:
             lines = stderr.getvalue().strip().splitlines() or [f"exit code {exc.code}"]

@@ -43,6 +43,11 @@ KEYPOINT_MATCHING = "keypoint-matching"
 TRANSFORMERS = "transformers"
 VLLM = "vllm"
 LLAMA_CPP = "llama.cpp"
+# The runtime's front engine for each engine model_info.json may name: llama.cpp runs in its
+# family's handler (handlers/gguf.py) under the transformers front; vLLM has a front of its own.
+FRONT_ENGINES: Mapping[str, str] = MappingProxyType(
+    {TRANSFORMERS: TRANSFORMERS, VLLM: VLLM, LLAMA_CPP: TRANSFORMERS}
+)
 
 PIPELINE_FALLBACK = ("llm_runtime.handlers.pipeline_task", "PipelineTaskHandler")
 SFT_METHODS = ("lora", "qlora", "full", "moe-lora")
@@ -283,6 +288,15 @@ PIPELINE_DETECTOR = "pipeline_task:PipelineTaskFamily"  # its families are the p
 def family_spec(name: str) -> FamilySpec | None:
     """The table's row for ``name``, or None for a family the contract does not know."""
     return FAMILIES.get(name)
+
+
+def default_engine(family: str | None) -> str:
+    """The engine a family runs on when vLLM does not serve it: transformers where the table
+    lists it (and for unknown families), else the family's own (GGUF → llama.cpp)."""
+    spec = family_spec(family) if family else None
+    if spec is None or TRANSFORMERS in spec.engines or not spec.engines:
+        return TRANSFORMERS
+    return spec.engines[0]
 
 
 def handled_families() -> dict[str, tuple[str, str]]:

@@ -45,7 +45,8 @@ async def info(request: Request) -> dict[str, Any]:
     return {
         "model_id": host.model_id,
         "family": description.family,
-        "engine": request.app.state.config.load.engine,
+        # What generates: the handler's own engine (GGUF: llama.cpp), else the front's.
+        "engine": description.details.get("engine") or request.app.state.config.load.engine,
         "runtime_version": __version__,
         "device": description.device,
         "dtype": description.dtype,

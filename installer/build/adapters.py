@@ -17,7 +17,7 @@ from typing import Any
 
 from llm_installer.errors import InstallerError
 from llm_runtime.contract import PEFT_ADAPTER
-from llm_runtime.model_info import read_model_info, write_model_info
+from llm_runtime.model_info import ModelInfo, read_model_info, write_model_info
 
 ADAPTER_FAMILY = PEFT_ADAPTER
 BASE_KEY = "base_model_name_or_path"
@@ -81,9 +81,7 @@ def with_base(adapter: dict[str, Any], base: dict[str, Any], reference: str) -> 
     return merged
 
 
-def install_adapter(
-    profile: dict[str, Any], options: Any, settings: Any, output: Any
-) -> dict[str, Any]:
+def install_adapter(profile: dict[str, Any], options: Any, settings: Any, output: Any) -> ModelInfo:
     """Install (or reuse) the base model, then the adapter in a folder of its own that shares the
     base's weights folder and image; returns the adapter's model_info."""
     from llm_installer.build import install
@@ -98,13 +96,11 @@ def install_adapter(
         write_model_info(paths.info, info)
         state.stage = "smoke test"
         info["smoke_test"] = smoke_test(info, paths, output)
-        install.finish(paths, info, output)
-    return info
+        record = install.finish(paths, info, output)
+    return record
 
 
-def installed_base(
-    profile: dict[str, Any], options: Any, settings: Any, output: Any
-) -> dict[str, Any]:
+def installed_base(profile: dict[str, Any], options: Any, settings: Any, output: Any) -> ModelInfo:
     """The base's model_info: its complete install when there is one, else a fresh install."""
     from llm_installer.build import install
 
@@ -112,7 +108,7 @@ def installed_base(
     paths = install.ModelPaths.for_model(settings.models_path, base["model_id"])
     if paths.state == "complete":
         output.info(f"Base model {base['model_id']} is installed in {paths.root}: reused.")
-        return read_model_info(paths.info).to_dict()
+        return read_model_info(paths.info)
     output.info(f"Installing the base model {base['reference']} first.")
     base_options = dataclasses.replace(options, base=None, revision=base.get("revision"), yes=True)
     return install.install_model(base["reference"], base_options, settings, output)
@@ -149,12 +145,12 @@ def fetch_adapter(profile: dict[str, Any], lora: Path, settings: Any, output: An
         path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
-def adapter_info(profile: dict[str, Any], base_info: dict[str, Any], paths: Any) -> dict[str, Any]:
+def adapter_info(profile: dict[str, Any], base_info: ModelInfo, paths: Any) -> dict[str, Any]:
     """The adapter's model_info: the base's install facts (weights, image, family) + both named."""
     info = {
-        key: value
-        for key, value in base_info.items()
-        if key not in ("smoke_test", "base_model", "adapter")
+        field.name: getattr(base_info, field.name)
+        for field in dataclasses.fields(base_info)
+        if field.name not in ("smoke_test", "base_model", "adapter")
     }
     info.update({key: profile.get(key) for key in ADAPTER_KEYS})
     info.update(
@@ -163,7 +159,7 @@ def adapter_info(profile: dict[str, Any], base_info: dict[str, Any], paths: Any)
         capabilities=profile["capabilities"],
         warnings=profile["warnings"],
         adapter=profile["adapter"],
-        base_model={**profile["base_model"], "model_dir": base_info["model_dir"]},
+        base_model={**profile["base_model"], "model_dir": base_info.model_dir},
     )
     return info
 
@@ -174,6 +170,6 @@ def smoke_test(info: dict[str, Any], paths: Any, output: Any) -> dict[str, Any]:
     from llm_installer.docker_engine import connect
 
     with output.err.status("Smoke test: loading the base model and the adapter in its container…"):
-        smoke = smoke_plan(info, paths.root)
+        smoke = smoke_plan(ModelInfo.new(**info), paths.root)
         result = run_smoke_test(connect(), smoke.container, info["family"])
     return {"seconds_to_ready": result.seconds_to_ready, "request": result.request, "passed": True}

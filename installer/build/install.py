@@ -28,7 +28,7 @@ from llm_installer.logs import LOG_FORMAT
 from llm_installer.run.model_folder import ModelPaths
 from llm_installer.settings import PROJECT_DIR, Settings
 from llm_runtime.contract import GGUF
-from llm_runtime.model_info import write_model_info
+from llm_runtime.model_info import ModelInfo, write_model_info
 
 log = logging.getLogger("llm_installer.build.install")
 CHECK_MAX_AGE = timedelta(hours=24)
@@ -72,7 +72,7 @@ class InstallOptions:
 
 def install_model(
     model: str, options: InstallOptions, settings: Settings, output: Output
-) -> dict[str, Any]:
+) -> ModelInfo:
     """Install ``model``; returns the written model_info."""
     profile = reuse_or_check(model, options.revision, settings, output, base=options.base)
     if "adapter" in profile:
@@ -95,8 +95,8 @@ def install_model(
         log.info("Installing %s (device %s) into %s", profile["model_id"], device, paths.root)
         weights = fetch_weights(profile, paths, settings, output)
         info = build_and_test(profile, paths, weights, device, options, settings, output, state)
-        finish(paths, info, output)
-    return info
+        record = finish(paths, info, output)
+    return record
 
 
 def reuse_or_check(
@@ -379,9 +379,9 @@ def build_and_test(
     choice = choose_engine(profile, device, options.engine, quantization=options.quantization)
     output.info(f"Engine: {choice.engine} ({choice.reason}).")
     log.info("Engine: %s (%s)", choice.engine, choice.reason)
-    if choice.engine != "vllm":
+    if choice.engine != "vllm":  # transformers, or the family's own engine (GGUF: llama.cpp)
         return _build_and_test(
-            profile, paths, weights, device, options, output, state, "transformers", choice.reason
+            profile, paths, weights, device, options, output, state, choice.engine, choice.reason
         )
     try:
         return _build_and_test(
@@ -458,9 +458,8 @@ def _build_and_test(
     info["image"].update(id=image.id, size=image.size)
     state.stage = "smoke test"
     with output.err.status("Smoke test: loading the model in its container…"):
-        smoke = smoke_plan(
-            info, paths.root
-        )  # what `start` runs: serve arguments, device, quantization
+        # what `start` runs: serve arguments, device, quantization
+        smoke = smoke_plan(ModelInfo.new(**info), paths.root)
         log.info("Smoke test: %s", " ".join(smoke.argv()))
         result = run_smoke_test(client, smoke.container, profile["family"])
     log.info(
@@ -513,32 +512,35 @@ def model_info(
     return info
 
 
-def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> None:
-    info = write_model_info(paths.info, info).to_dict()  # llm_runtime.model_info: strict
+def finish(paths: ModelPaths, info: dict[str, Any], output: Output) -> ModelInfo:
+    """Write model_info.json (strict), the run scripts and the lock; mark the install complete."""
+    record = write_model_info(paths.info, info)  # llm_runtime.model_info: strict
     from llm_installer.run.scripts import write_run_scripts
 
-    write_run_scripts(paths.root, info)
+    write_run_scripts(paths.root, record)
     from llm_installer.deploy.lock import lock_install
 
-    lock_install(paths.root, info)  # llm.lock.json: what deploy, export and verify check against
+    lock_install(paths.root, record)  # llm.lock.json: what deploy, export and verify check against
     paths.complete_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
     log.info("Installation complete")
+    return record
 
 
-def summary(info: dict[str, Any], shared_bytes: int) -> str:
+def summary(info: ModelInfo, shared_bytes: int) -> str:
     """The seed's final summary: where, how big, how much is shared, how to start and train."""
     from llm_installer.run.listing import folder_size, human_size
 
-    root = Path(info["model_dir"])
-    image_size = info["image"].get("size") or 0
+    root = Path(str(info.model_dir))
+    image, smoke = info.image, info.smoke_test or {}
+    image_size = image.get("size") or 0
     lines = [
-        f"[bold green]✓ {info['model_id']} installed[/]",
+        f"[bold green]✓ {info.model_id} installed[/]",
         f"  Location:    {root}",
-        f"  Weights:     {human_size(folder_size(Path(info['weights_path'])))} ({info['weights_path']})",
-        f"  Image:       {info['image']['tag']} — {human_size(image_size)}, of which {human_size(shared_bytes)}"
-        f" shared with other models ({info['image']['deps_image']})",
-        f"  Device:      {info['device']}   Family: {info['family']}",
-        f"  Smoke test:  ready in {info['smoke_test']['seconds_to_ready']} s, {info['smoke_test']['request']} answered",
+        f"  Weights:     {human_size(folder_size(Path(str(info.weights_path))))} ({info.weights_path})",
+        f"  Image:       {image['tag']} — {human_size(image_size)}, of which {human_size(shared_bytes)}"
+        f" shared with other models ({image['deps_image']})",
+        f"  Device:      {info.device}   Family: {info.family}",
+        f"  Smoke test:  ready in {smoke['seconds_to_ready']} s, {smoke['request']} answered",
         "",
         f"  Start:  {root / 'start.sh'}   (API + web UI on http://127.0.0.1:8000)",
         f"  Train:  {root / 'train.sh'} --data /path/to/data.jsonl",

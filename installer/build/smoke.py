@@ -25,6 +25,7 @@ from docker.errors import DockerException
 from llm_installer.errors import InstallerError
 from llm_installer.run.container import ContainerSpec, docker_py_kwargs
 from llm_runtime.contract import SmokeRequest, family_spec
+from llm_runtime.model_info import ModelInfo
 
 READY_TIMEOUT_S = 600
 IMAGE_MODEL_INFO = "/opt/llm/model_info.json"  # LLM_MODEL_INFO in model.Dockerfile.j2
@@ -69,13 +70,13 @@ class SmokeResult:
     response: dict[str, Any]
 
 
-def smoke_plan(model_info: dict[str, Any], model_dir: Path, host: Any = None) -> Any:
+def smoke_plan(model_info: ModelInfo, model_dir: Path, host: Any = None) -> Any:
     """``start``'s plan for this install, forced onto the installed device (a CUDA install whose
     GPU cannot be reached fails here instead of passing on CPU)."""
     from llm_installer.run.devices import detect_host_runtime
     from llm_installer.run.start_plan import StartOptions, model_paths, plan_start
 
-    device = "cuda" if model_info.get("device") == "cuda" else "cpu"
+    device = "cuda" if model_info.device == "cuda" else "cpu"
     host = host or detect_host_runtime()
     return plan_start(
         model_info, model_paths(model_dir, model_info), host, StartOptions(device=device)

@@ -1,5 +1,5 @@
 """Which engine runs a model in its image: vLLM where it serves the architecture and the hardware
-fits, else transformers (today's engine, and the fallback).
+fits, else the family's engine in the contract (transformers, the fallback; GGUF: llama.cpp).
 
 What vLLM serves comes from ``vllm_architectures.json``, generated from vLLM's own model registry
 for the pinned version by ``scripts/vllm_architectures.py`` (tests fail when it drifts), so the
@@ -132,6 +132,14 @@ def choose_engine(
         raise EngineUnavailableError(
             f"Unknown engine {requested!r}; choose one of {', '.join(CHOICES)}"
         )
+    own = contract.default_engine(profile.get("family"))
+    if own != contract.TRANSFORMERS:  # a family with an engine of its own (GGUF → llama.cpp)
+        if requested == "vllm":
+            raise EngineUnavailableError(
+                f"--engine vllm cannot serve {profile.get('model_id')}: "
+                f"{profile.get('family')} models run on {own}"
+            )
+        return EngineChoice(own, f"{profile.get('family')} models run on {own}", requested)
     if requested == "transformers":
         return EngineChoice("transformers", "asked for with --engine transformers", requested)
     blocker = vllm_blocker(profile, device, profile.get("hardware") or {})

@@ -81,7 +81,7 @@ def install(
         info = install_model(model, options, settings, output)
         from llm_installer.docker_engine import connect
 
-        shared = connect().images.get(info["image"]["deps_image"]).attrs.get("Size", 0)
+        shared = connect().images.get(info.image["deps_image"]).attrs.get("Size", 0)
         output.info(summary(info, shared))
 
     run_command(False, config, body)

@@ -305,7 +305,7 @@ def _finish_folder(folder: Path) -> None:
         installer_dir=str(PROJECT_DIR), installer_python=sys.executable,
     )  # fmt: skip
     write_model_info(folder / "model_info.json", record)
-    write_run_scripts(folder, record.to_dict())
+    write_run_scripts(folder, record)
     read_lock(folder)
     try:
         verify_local(folder, folder / "model")

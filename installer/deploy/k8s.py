@@ -188,12 +188,12 @@ def write_k8s(
 ) -> list[Path]:
     """Render the manifests of installed MODELS into OUTPUT_DIR; the written files."""
     from llm_installer.deploy.lock import read_lock
-    from llm_installer.run.installed import require_complete, resolve_model_dir
+    from llm_installer.run.installed import require_installed, resolve_model_dir
 
     locked, taken = [], set()
     for model in models:
         folder = resolve_model_dir(model, settings.models_path)
-        require_complete(folder)
+        require_installed(folder)
         service = slug(folder.name)
         while service in taken:
             service = slug(service + "-m")

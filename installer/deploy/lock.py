@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer.deploy.errors import LockMissingError, VerifyFailedError
+from llm_runtime.model_info import ModelInfo
 
 LOCK_NAME = "llm.lock.json"
 LOCK_VERSION = 1
@@ -153,7 +154,7 @@ def verify_local(model_dir: Path, weights: Path, *, use_cache: bool = False) -> 
 
 
 def build_lock(
-    model_info: Mapping[str, Any],
+    model_info: ModelInfo,
     weights: Path,
     images: Mapping[str, Any],
     model_dir: Path,
@@ -161,55 +162,55 @@ def build_lock(
 ) -> dict[str, Any]:
     """The lock of one install: model, files, images, versions, GPU need, serve arguments."""
     files = hash_folder(weights, Path(model_dir) / HASH_CACHE)
-    image = model_info.get("image") or {}
+    image = model_info.image
     return {
         "lock_version": LOCK_VERSION,
         "locked_at": locked_at,
         "model": {
-            "id": model_info.get("model_id"),
-            "source": model_info.get("source"),
-            "revision": model_info.get("revision"),
-            "commit": model_info.get("sha"),
-            "local_path": model_info.get("local_path"),
-            "family": model_info.get("family"),
+            "id": model_info.model_id,
+            "source": model_info.source,
+            "revision": model_info.revision,
+            "commit": model_info.sha,
+            "local_path": model_info.local_path,
+            "family": model_info.family,
             "folder": Path(model_dir).name,
         },
         "files": files,
         "weights_digest": weights_digest(files),
         "images": dict(images),
         "versions": {
-            "engine": model_info.get("engine") or "transformers",
-            "installer": model_info.get("installer_version"),
-            "runtime": model_info.get("runtime_version"),
+            "engine": model_info.engine or "transformers",
+            "installer": model_info.installer_version,
+            "runtime": model_info.runtime_version,
             "image_flavour": image.get("flavour"),
         },
-        "pip_freeze": sorted(model_info.get("pip_freeze") or []),
+        "pip_freeze": sorted(model_info.pip_freeze),
         "gpu": gpu_need(model_info),
         "serve": serve_section(model_info),
     }
 
 
-def gpu_need(model_info: Mapping[str, Any]) -> dict[str, Any]:
+def gpu_need(model_info: ModelInfo) -> dict[str, Any]:
     from llm_installer.build.base_images import flavours
 
-    flavour = flavours().get((model_info.get("image") or {}).get("flavour") or "")
-    device = model_info.get("device") or "cpu"
+    flavour = flavours().get(model_info.image.get("flavour") or "")
+    device = model_info.device or "cpu"
     return {
         "device": device,
-        "required": bool(model_info.get("requires_gpu")),
+        "required": model_info.requires_gpu,
         "min_nvidia_driver": flavour.min_driver if flavour and device == "cuda" else None,
         "memory_estimate_bytes": memory_estimate(model_info, device),
     }
 
 
-def memory_estimate(model_info: Mapping[str, Any], device: str) -> int | None:
+def memory_estimate(model_info: ModelInfo, device: str) -> int | None:
     """The smallest inference estimate on the install's device (the dtype it will load in)."""
-    rows = (model_info.get("memory") or {}).get("inference") or []
+    rows = model_info.memory.get("inference") or []
     totals = [r.get(f"total_{device}_bytes") for r in rows if r.get(f"total_{device}_bytes")]
     return min(totals) if totals else None
 
 
-def serve_section(model_info: Mapping[str, Any]) -> dict[str, Any]:
+def serve_section(model_info: ModelInfo) -> dict[str, Any]:
     """The container's command, as start.sh runs it (weights at /model, logs at /logs)."""
     from llm_installer.run.start_plan import (
         RUNTIME,
@@ -218,7 +219,7 @@ def serve_section(model_info: Mapping[str, Any]) -> dict[str, Any]:
         with_installed_quantization,
     )
 
-    device = model_info.get("device") or "cpu"
+    device = model_info.device or "cpu"
     options, _ = with_installed_quantization(StartOptions(), model_info, device)
     args = serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs", lora=None,
@@ -227,11 +228,11 @@ def serve_section(model_info: Mapping[str, Any]) -> dict[str, Any]:
     return {"command": [*RUNTIME, *args], "container_port": CONTAINER_PORT, "env": {"HOME": "/tmp"}}
 
 
-def image_facts(client, model_info: Mapping[str, Any]) -> dict[str, Any]:
+def image_facts(client, model_info: ModelInfo) -> dict[str, Any]:
     """IDs (and registry digests, where an image has them) of the base, deps and model images."""
     from docker.errors import ImageNotFound
 
-    image = model_info.get("image") or {}
+    image = model_info.image
     facts = {}
     for role, key in (("base", "base_image"), ("deps", "deps_image"), ("model", "tag")):
         tag = image.get(key)
@@ -253,7 +254,7 @@ def image_facts(client, model_info: Mapping[str, Any]) -> dict[str, Any]:
 # ── commands ────────────────────────────────────────────────────────────────────────────
 
 
-def lock_install(model_dir: Path, model_info: Mapping[str, Any], client=None) -> Path:
+def lock_install(model_dir: Path, model_info: ModelInfo, client=None) -> Path:
     """Write llm.lock.json for an install (install's last step, and ``llm-installer lock``)."""
     from datetime import datetime, timezone
 
@@ -266,13 +267,13 @@ def lock_install(model_dir: Path, model_info: Mapping[str, Any], client=None) ->
     return write_lock(model_dir, build_lock(model_info, weights, images, Path(model_dir), now))
 
 
-def installed(model: str, settings) -> tuple[Path, dict[str, Any], Path]:
+def installed(model: str, settings) -> tuple[Path, ModelInfo, Path]:
     """(model folder, model_info, weights folder) of an installed MODEL, as ``start`` finds it."""
-    from llm_installer.run.installed import require_complete, require_weights, resolve_model_dir
+    from llm_installer.run.installed import require_installed, require_weights, resolve_model_dir
     from llm_installer.run.start_plan import model_paths
 
     model_dir = resolve_model_dir(model, settings.models_path)
-    info = require_complete(model_dir)
+    info = require_installed(model_dir)
     weights = model_paths(model_dir, info).weights
     require_weights(weights)
     return model_dir, info, weights

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_installer.run.devices import HostRuntime, cdi_names
+from llm_runtime.model_info import ModelInfo
 
 LABEL_PREFIX = "org.llm-installer"
 LABEL_MODEL_DIR = f"{LABEL_PREFIX}.model-dir"
@@ -64,10 +65,10 @@ def user_for(host: HostRuntime) -> tuple[str | None, tuple[int, int] | None]:
     return f"{host.uid}:{host.gid}", None
 
 
-def labels_for(model_dir: Path, model_info: Mapping[str, Any], role: str, port: int) -> tuple:
+def labels_for(model_dir: Path, model_info: ModelInfo, role: str, port: int) -> tuple:
     return (
         (LABEL_MODEL_DIR, str(model_dir)),
-        (f"{LABEL_PREFIX}.model-id", str(model_info.get("model_id", ""))),
+        (f"{LABEL_PREFIX}.model-id", model_info.model_id),
         (f"{LABEL_PREFIX}.role", role),
         (f"{LABEL_PREFIX}.port", str(port)),
     )

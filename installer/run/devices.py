@@ -11,12 +11,12 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm_installer.errors import InstallerError
+from llm_runtime.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +166,12 @@ def why_no_gpu(host: HostRuntime) -> str | None:
     return next((reason for failed, reason in reasons if failed), None)
 
 
-def _installed_device(model_info: Mapping[str, Any]) -> str:
-    recommended = (model_info.get("compatibility") or {}).get("recommended") or {}
-    return str(model_info.get("device") or recommended.get("device") or "cpu")
-
-
-def _image_flavour(model_info: Mapping[str, Any]) -> str:
-    return str((model_info.get("image") or {}).get("flavour") or "cuda")
+def _image_flavour(model_info: ModelInfo) -> str:
+    return str(model_info.image.get("flavour") or "cuda")
 
 
 def choose_docker_device(
-    model_info: Mapping[str, Any], host: HostRuntime, requested: str | None
+    model_info: ModelInfo, host: HostRuntime, requested: str | None
 ) -> tuple[str, tuple[str, ...]]:
     """(cuda|cpu, warnings) for a container; an explicit --device that cannot work is an error.
 
@@ -184,7 +179,7 @@ def choose_docker_device(
     host_reason = why_no_gpu(host)
     image_reason = CPU_IMAGE_REASON if _image_flavour(model_info) == "cpu" else None
     reason = image_reason or host_reason
-    wanted = requested if requested not in (None, "auto") else _installed_device(model_info)
+    wanted = requested if requested not in (None, "auto") else model_info.device
     if requested == "mps":
         raise DeviceUnavailableError("--device mps works on macOS only (Apple Silicon)")
     if requested == "cuda" and reason:
@@ -201,7 +196,7 @@ def choose_docker_device(
 
 
 def choose_native_device(
-    model_info: Mapping[str, Any], host: HostRuntime, requested: str | None
+    model_info: ModelInfo, host: HostRuntime, requested: str | None
 ) -> tuple[str, tuple[str, ...]]:
     """(mps|cpu, warnings) for the macOS virtualenv."""
     if requested == "cuda":
@@ -220,13 +215,11 @@ def choose_native_device(
     return "mps", ()
 
 
-def refuse_cpu_if_gpu_required(
-    model_info: Mapping[str, Any], device: str, force: bool
-) -> tuple[str, ...]:
+def refuse_cpu_if_gpu_required(model_info: ModelInfo, device: str, force: bool) -> tuple[str, ...]:
     """Models whose check says only a GPU fits are refused on CPU unless --force."""
-    if device != "cpu" or not model_info.get("requires_gpu"):
+    if device != "cpu" or not model_info.requires_gpu:
         return ()
-    model = model_info.get("model_id", "this model")
+    model = model_info.model_id or "this model"
     if not force:
         raise GpuRequiredError(f"{model} needs a GPU and none can be used here")
     return (f"{model} needs a GPU; running it on CPU because of --force.",)

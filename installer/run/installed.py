@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from llm_installer.errors import DockerUnavailableError, InstallerError
 from llm_installer.run.container import LABEL_MODEL_DIR, LABEL_PREFIX
@@ -45,12 +44,12 @@ def load_model_info(model_dir: Path) -> ModelInfo:
         raise InvalidModelInfoError(str(exc)) from None
 
 
-def read_model_info(model_dir: Path) -> dict[str, Any]:
-    """The folder's model_info as plain data, every key present; {} when it has none usable."""
+def read_model_info(model_dir: Path) -> ModelInfo | None:
+    """The folder's model_info, or None when it has none usable."""
     try:
-        return load_model_info(model_dir).to_dict()
+        return load_model_info(model_dir)
     except InvalidModelInfoError:
-        return {}
+        return None
 
 
 def resolve_model_dir(model: str, models_dir: Path) -> Path:
@@ -68,7 +67,8 @@ def resolve_model_dir(model: str, models_dir: Path) -> Path:
         if (folder / "model_info.json").is_file() or (folder / COMPLETE_MARKER).exists():
             return folder.resolve()
     for folder in _model_folders(models_dir):
-        if str(read_model_info(folder).get("model_id", "")).lower() == model.lower():
+        info = read_model_info(folder)
+        if info is not None and info.model_id.lower() == model.lower():
             return folder.resolve()
     inside = [f for f in candidates[1:] if f.is_dir() and f.parent == models_dir]
     if inside:  # a folder without model_info.json: an interrupted install (stop/remove still work)
@@ -85,11 +85,6 @@ def require_installed(model_dir: Path) -> ModelInfo:
     if not (model_dir / COMPLETE_MARKER).exists() or not (model_dir / "model_info.json").is_file():
         raise IncompleteInstallError(f"The installation in {model_dir} is incomplete")
     return load_model_info(model_dir)
-
-
-def require_complete(model_dir: Path) -> dict[str, Any]:
-    """``require_installed`` as plain data, for the planners that read it key by key."""
-    return require_installed(model_dir).to_dict()
 
 
 def require_weights(weights: Path) -> None:

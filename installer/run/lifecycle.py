@@ -82,7 +82,7 @@ def remove_model(model: str, settings: Settings, output: Output, *, yes: bool = 
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
     info = read_model_info(model_dir)
-    tag = None if info.get("adapter") else (info.get("image") or {}).get("tag")  # the base's image
+    tag = None if info is None or info.adapter else info.image_tag  # an adapter: the base's image
     _warn_about_stacks(model_dir, settings, output)
     if not yes and not _confirm(model_dir, tag, output):
         output.info("Nothing removed.")

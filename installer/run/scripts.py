@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from llm_installer.run.start_plan import (
     with_installed_quantization,
 )
 from llm_installer.settings import PROJECT_DIR
+from llm_runtime.model_info import ModelInfo
 
 # (template, file written, mode)
 SCRIPTS = (
@@ -34,10 +34,10 @@ SCRIPTS = (
 )
 
 
-def _container_command(device: str, model_info: Mapping[str, Any] | None = None) -> list[str]:
+def _container_command(device: str, model_info: ModelInfo | None = None) -> list[str]:
     """What the container runs (with the install's --quantization on CUDA, as ``start``); /lora
     is picked up by the runtime when it holds an adapter."""
-    options, _ = with_installed_quantization(StartOptions(), model_info or {}, device)
+    options, _ = with_installed_quantization(StartOptions(), model_info or ModelInfo(), device)
     args = serve_args(
         model="/model", host="0.0.0.0", port=CONTAINER_PORT, logs="/logs", lora=None,
         device=device, options=options,
@@ -46,24 +46,22 @@ def _container_command(device: str, model_info: Mapping[str, Any] | None = None)
 
 
 def script_context(
-    model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None
+    model_dir: Path, model_info: ModelInfo, uid_gid: tuple[int, int] | None
 ) -> dict[str, Any]:
     """Everything the templates use, from the install facts in model_info.json."""
-    weights = Path(model_info.get("weights_path") or model_dir / "model")
-    inside = (
-        weights == model_dir / "model" or str(weights) == model_info.get("model_dir", "") + "/model"
-    )
-    installer_dir = model_info.get("installer_dir") or str(PROJECT_DIR)
-    device = "cuda" if model_info.get("device") == "cuda" else "cpu"
+    weights = Path(model_info.weights_path or model_dir / "model")
+    inside = weights == model_dir / "model" or str(weights) == f"{model_info.model_dir}/model"
+    installer_dir = model_info.installer_dir or str(PROJECT_DIR)
+    device = "cuda" if model_info.device == "cuda" else "cpu"
     slug = re.sub(r"[^a-z0-9_-]+", "-", model_dir.name.lower()).strip("-") or "model"
     return {
-        "model_id": model_info.get("model_id", model_dir.name),
-        "family": model_info.get("family", "unknown"),
-        "installer_version": model_info.get("installer_version", __version__),
-        "image": (model_info.get("image") or {}).get("tag", ""),
+        "model_id": model_info.model_id or model_dir.name,
+        "family": model_info.family or "unknown",
+        "installer_version": model_info.installer_version or __version__,
+        "image": model_info.image.get("tag", ""),
         "model_dir": model_dir,
-        "label_model_dir": str(model_info.get("model_dir") or model_dir.resolve()),
-        "installer_python": model_info.get("installer_python")
+        "label_model_dir": str(model_info.model_dir or model_dir.resolve()),
+        "installer_python": model_info.installer_python
         or str(Path(installer_dir) / ".venv" / "bin" / "python"),
         "weights_sh": '"$MODEL_DIR/model"' if inside else shlex.quote(str(weights)),
         "weights_volume": f"{'./model' if inside else weights}:/model:ro",
@@ -88,7 +86,7 @@ def _current_user() -> tuple[int, int] | None:
 
 
 def render_run_scripts(
-    model_dir: Path, model_info: Mapping[str, Any], uid_gid: tuple[int, int] | None = None
+    model_dir: Path, model_info: ModelInfo, uid_gid: tuple[int, int] | None = None
 ) -> dict[str, str]:
     """{file name: text} of every script, without writing anything."""
     env = templates()
@@ -98,7 +96,7 @@ def render_run_scripts(
 
 
 def write_run_scripts(
-    model_dir: Path, model_info: Mapping[str, Any], *, uid_gid: tuple[int, int] | None = None
+    model_dir: Path, model_info: ModelInfo, *, uid_gid: tuple[int, int] | None = None
 ) -> list[Path]:
     """Write start.sh and train.sh (mode 755) and compose.yml into ``model_dir``.
 

@@ -24,11 +24,12 @@ from llm_installer.run.installed import (
     IncompleteInstallError,
     InvalidModelInfoError,
     ModelNotInstalledError,
-    require_complete,
+    require_installed,
     resolve_model_dir,
 )
 from llm_installer.run.scripts import _current_user, script_context
 from llm_installer.settings import Settings
+from llm_runtime.model_info import ModelInfo
 
 HOST_POLICY = Path(llm_runtime.host_policy.__file__)
 
@@ -54,7 +55,7 @@ class StackOptions:
 @dataclass(frozen=True)
 class InstalledModel:
     model_dir: Path
-    info: dict[str, Any]
+    info: ModelInfo
 
 
 def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel]:
@@ -63,7 +64,7 @@ def installed_models(models: list[str], models_dir: Path) -> list[InstalledModel
     for model in models:
         try:
             folder = resolve_model_dir(model, models_dir)
-            found.append(InstalledModel(folder, require_complete(folder)))
+            found.append(InstalledModel(folder, require_installed(folder)))
         except InvalidModelInfoError:
             raise  # its own message names the file and what is wrong with it
         except (ModelNotInstalledError, IncompleteInstallError):

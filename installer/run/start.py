@@ -88,8 +88,7 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
     """Resolve MODEL, plan the run for this host, start it and wait until it answers."""
     model_dir = resolve_model_dir(model, settings.models_path)
     record = require_installed(model_dir)
-    info = record.to_dict()
-    paths = model_paths(model_dir, info)
+    paths = model_paths(model_dir, record)
     require_weights(paths.weights)
     already = running_model(model_dir)
     if already:
@@ -97,7 +96,7 @@ def start_model(model: str, options: StartOptions, settings: Settings, output: O
             f"{record.model_id or model} is already running at {already.url} ({already.name})",
             hint=f"Stop it first: `llm-installer stop {model_dir.name}`.",
         )
-    plan = plan_start(info, paths, detect_host_runtime(), options)
+    plan = plan_start(record, paths, detect_host_runtime(), options)
     refuse_unparsable(
         plan.argv() if isinstance(plan, NativePlan) else plan.container.command, record.engine
     )

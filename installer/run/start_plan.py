@@ -32,6 +32,7 @@ from llm_installer.run.devices import (
     refuse_cpu_if_gpu_required,
 )
 from llm_installer.run.model_folder import GENERATED
+from llm_runtime.model_info import ModelInfo
 
 # What install wrote in the model folder: training mounts these read-only over its writable /work.
 PROTECTED_FILES = (*GENERATED, "install.log")
@@ -130,13 +131,13 @@ class NativePlan:
 StartPlan = DockerPlan | NativePlan
 
 
-def model_paths(model_dir: Path, model_info: Mapping[str, Any]) -> ModelPaths:
+def model_paths(model_dir: Path, model_info: ModelInfo) -> ModelPaths:
     """The model's folders; weights from ``weights_path`` (a local-folder install) or model/."""
     model_dir = Path(model_dir).resolve()
-    weights = Path(model_info.get("weights_path") or model_dir / "model").resolve()
+    weights = Path(model_info.weights_path or model_dir / "model").resolve()
     lora = model_dir / "lora"
     has_lora = (lora / "adapter_config.json").is_file()
-    installer_dir = model_info.get("installer_dir")
+    installer_dir = model_info.installer_dir
     finetuned = model_dir / FINETUNED
     whole = (finetuned / "config.json").is_file()
     return ModelPaths(
@@ -176,10 +177,10 @@ def quantization(options: StartOptions, device: str) -> str | None:
 
 
 def with_installed_quantization(
-    options: StartOptions, model_info: Mapping[str, Any], device: str
+    options: StartOptions, model_info: ModelInfo, device: str
 ) -> tuple[StartOptions, tuple[str, ...]]:
     """The install's --quantization is the default; off CUDA it is dropped with a warning."""
-    installed = model_info.get("quantization")
+    installed = model_info.quantization
     if installed not in QUANTIZATION_FLAGS or options.load_in_8bit or options.load_in_4bit:
         return options, ()
     if device != "cuda":
@@ -212,8 +213,8 @@ def secrets_for(api_key: str | None) -> dict[str, str]:
     return {API_KEY_ENV: api_key} if api_key else {}
 
 
-def image_tag(model_info: Mapping[str, Any]) -> str:
-    tag = (model_info.get("image") or {}).get("tag")
+def image_tag(model_info: ModelInfo) -> str:
+    tag = model_info.image_tag
     if not tag:
         raise InvalidRunOptionError(
             "model_info.json names no image",
@@ -238,7 +239,7 @@ def validate_choices(**values: str | None) -> None:
 
 
 def plan_start(
-    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: StartOptions
+    model_info: ModelInfo, paths: ModelPaths, host: HostRuntime, options: StartOptions
 ) -> StartPlan:
     """How to serve this model here: a container on Linux, a virtualenv on macOS."""
     validate_port(options.port)
@@ -279,10 +280,10 @@ def plan_start(
     )  # fmt: skip
 
 
-def adapter_info_mount(paths: ModelPaths, model_info: Mapping[str, Any]) -> list[Mount]:
+def adapter_info_mount(paths: ModelPaths, model_info: ModelInfo) -> list[Mount]:
     """An adapter installed on its base's image: its own model_info.json over the image's, so
     the server names the adapter and its base (llm_installer.build.adapters)."""
-    if not model_info.get("adapter"):
+    if not model_info.adapter:
         return []
     return [Mount(str(paths.model_dir / "model_info.json"), "/opt/llm/model_info.json", True)]
 
@@ -321,7 +322,7 @@ def _lora_warning(paths: ModelPaths) -> tuple[str, ...]:
 
 
 def native_setup(
-    host: HostRuntime, paths: ModelPaths, model_info: Mapping[str, Any] | None = None
+    host: HostRuntime, paths: ModelPaths, model_info: ModelInfo | None = None
 ) -> tuple[Path, tuple[tuple[str, ...], ...]]:
     """The virtualenv beside the model and the commands that make it (run when missing): the
     image's dependency set (the runtime's packages and the model's own, e.g. sentencepiece,
@@ -341,7 +342,7 @@ def native_setup(
         *copy,
         (
             python, "-m", "pip", "install", "--constraint", str(constraints),
-            *runtime, *native_packages(model_info or {}),
+            *runtime, *native_packages(model_info or ModelInfo()),
         ),
     )  # fmt: skip
 
@@ -375,7 +376,7 @@ def _runtime_source(
     return copy, runtime, data_file("dockerfiles", "constraints.txt")
 
 
-def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
+def native_packages(model_info: ModelInfo) -> tuple[str, ...]:
     """torch + the image's packages for this model (CPU/MPS: no CUDA-only ones, no CUDA
     kernels), sorted; a package the image builds in a wheel stage at the image's version."""
     from llm_installer.build.image import (  # docker-py: only when native
@@ -388,7 +389,7 @@ def native_packages(model_info: Mapping[str, Any]) -> tuple[str, ...]:
     return ("torch", *(pinned.get(p, p) for p in packages))
 
 
-def native_differences(model_info: Mapping[str, Any], device: str) -> tuple[str, ...]:
+def native_differences(model_info: ModelInfo, device: str) -> tuple[str, ...]:
     """How the native virtualenv differs from the model's image (stated in the plan)."""
     from llm_installer.build.image import cuda_kernels, dependency_set
 
@@ -404,8 +405,8 @@ def native_differences(model_info: Mapping[str, Any], device: str) -> tuple[str,
     )
 
 
-def _requirements(model_info: Mapping[str, Any]) -> dict[str, Any]:
-    requirements = model_info.get("requirements") or {}
+def _requirements(model_info: ModelInfo) -> dict[str, Any]:
+    requirements = model_info.requirements
     return {
         "requirements": {
             "packages": list(requirements.get("packages") or []),
@@ -415,7 +416,7 @@ def _requirements(model_info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _native_start(
-    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: StartOptions,
+    model_info: ModelInfo, paths: ModelPaths, host: HostRuntime, options: StartOptions,
     served: tuple[str, ...],
 ) -> NativePlan:  # fmt: skip
     device, warnings = choose_native_device(model_info, host, options.device)

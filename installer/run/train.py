@@ -94,8 +94,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
     model_dir = resolve_model_dir(model, settings.models_path)
     record = require_installed(model_dir)
     refuse_untrainable(record, options)
-    info = record.to_dict()
-    paths = model_paths(model_dir, info)
+    paths = model_paths(model_dir, record)
     require_weights(paths.weights)
     role = "tensorboard" if options.tensorboard_only else "train"
     busy = running_container(model_dir, role=role)
@@ -110,7 +109,7 @@ def train_model(model: str, options: TrainOptions, settings: Settings, output: O
         options, hf_token=options.hf_token or settings.token,
         hf_endpoint=options.hf_endpoint or os.environ.get("HF_ENDPOINT"),
     )  # fmt: skip
-    plan = plan_train(info, paths, detect_host_runtime(), options)
+    plan = plan_train(record, paths, detect_host_runtime(), options)
     refuse_unparsable(
         plan.argv() if isinstance(plan, NativePlan) else plan.container.command, record.engine
     )

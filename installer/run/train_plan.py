@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import re
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from llm_installer.run.container import ContainerSpec, Mount, container_name, labels_for, user_for
 from llm_installer.run.devices import (
@@ -36,6 +34,7 @@ from llm_installer.run.start_plan import (
     validate_choices,
     validate_port,
 )
+from llm_runtime.model_info import ModelInfo
 from llm_runtime.training.data.sources import HUB_SPEC
 
 TENSORBOARD_PORT = 6006
@@ -216,7 +215,7 @@ def _container_checkpoint(value: str, paths: ModelPaths, root: str) -> str:
 
 
 def plan_train(
-    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: TrainOptions
+    model_info: ModelInfo, paths: ModelPaths, host: HostRuntime, options: TrainOptions
 ) -> StartPlan:
     """How to fine-tune this model here; the adapter lands in lora/, start then loads it.
 
@@ -288,10 +287,10 @@ def host_paths_json(mounts: list[Mount]) -> str:
 
 
 def continue_adapter(
-    model_info: Mapping[str, Any], paths: ModelPaths, options: TrainOptions, root: str
+    model_info: ModelInfo, paths: ModelPaths, options: TrainOptions, root: str
 ) -> tuple[str, ...]:
     """An installed adapter repo (llm_installer.build.adapters) trains on from its adapter in lora/."""
-    if options.tensorboard_only or not model_info.get("adapter") or not paths.has_lora:
+    if options.tensorboard_only or not model_info.adapter or not paths.has_lora:
         return ()
     args = " ".join(options.extra_args).replace("=", " ").split()
     method = args[args.index("--method") + 1] if "--method" in args[:-1] else "lora"
@@ -316,7 +315,7 @@ def _writable_dirs(paths: ModelPaths, hub_env: tuple) -> tuple[Path, ...]:
 
 
 def _native_train(
-    model_info: Mapping[str, Any], paths: ModelPaths, host: HostRuntime, options: TrainOptions
+    model_info: ModelInfo, paths: ModelPaths, host: HostRuntime, options: TrainOptions
 ) -> NativePlan:
     device, warnings = choose_native_device(model_info, host, options.device)
     if not options.tensorboard_only:

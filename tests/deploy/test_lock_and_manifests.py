@@ -19,6 +19,7 @@ from llm_installer.deploy.images import chain_ids
 from llm_installer.deploy.k8s import render, slug
 from llm_installer.deploy.lock import build_lock, canonical, lock_hash, verify_local, write_lock
 from llm_installer.deploy.streams import Reader
+from llm_runtime.model_info import ModelInfo
 
 GOLDEN = Path(__file__).parent / "golden"
 IMAGES = {
@@ -37,14 +38,14 @@ IMAGES = {
 }
 
 
-def model_info(device: str, model_id: str = "test-org/tiny") -> dict:
-    return {
+def model_info(device: str, model_id: str = "test-org/tiny") -> ModelInfo:
+    return ModelInfo.new(**{
         "model_id": model_id, "source": "hub", "revision": None, "sha": "c0ffee" * 6 + "abcd",
         "family": "text-generation", "installer_version": "0.1.0", "runtime_version": "0.1.0",
         "pip_freeze": ["transformers==4.56.0", "torch==2.13.0"], "device": device, "requires_gpu": device == "cuda",
         "image": {"flavour": "cuda-cu130" if device == "cuda" else "cpu"}, "quantization": None,
         "memory": {"inference": [{"dtype": "bfloat16", "total_cpu_bytes": 3 * 2**30, "total_cuda_bytes": 2 * 2**30}]},
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def weights_folder(root: Path) -> Path:

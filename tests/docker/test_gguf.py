@@ -124,6 +124,7 @@ def test_install_quant_downloads_one_file(installed, gguf_repo, hub_server):
         "Q8_0",
     )
     assert not (installed / "model" / "tiny-llama-F16.gguf").exists()
+    assert info["engine"] == "llama.cpp"  # llm_runtime.contract's engine for GGUF
     assert any(line.startswith("llama_cpp_python==0.3.36") for line in info["pip_freeze"])
 
 
@@ -137,6 +138,7 @@ def _exercise_api(url: str) -> None:
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
         info = client.get("/info").json()
         assert info["family"] == "gguf" and info["details"]["engine"] == "llama.cpp"
+        assert info["engine"] == "llama.cpp"  # what generates, not the front it runs under
         assert info["details"]["gguf_file"] == "tiny-llama-Q8_0.gguf" and info["dtype"] == "Q8_0"
         chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0}
         answer = client.post("/v1/chat/completions", json=chat).json()

@@ -24,6 +24,7 @@ import pytest
 
 from llm_installer.run.container import LABEL_MODEL_DIR
 from llm_installer.run.scripts import write_run_scripts
+from llm_runtime.model_info import ModelInfo
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
@@ -119,7 +120,7 @@ def installed(tmp_path, fake_model_image):
         "image": {"tag": fake_model_image, "flavour": "cpu"},
     }
     (model_dir / "model_info.json").write_text(json.dumps(info))
-    write_run_scripts(model_dir, info)
+    write_run_scripts(model_dir, ModelInfo.from_dict(info))
     (model_dir / ".install_complete").write_text("test\n")
     env = {
         **os.environ,

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from tiny_models import make_tiny_llama
 
+from llm_runtime.model_info import read_model_info
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ALPACA = [
@@ -186,7 +188,7 @@ def test_the_training_container_cannot_change_the_install(train_env, installed, 
     from llm_installer.run.train_plan import TrainOptions, plan_train
 
     model_dir = installed
-    info = json.loads((model_dir / "model_info.json").read_text())
+    info = read_model_info(model_dir / "model_info.json")
     before = {name: (model_dir / name).read_bytes() for name in ("model_info.json", "start.sh")}
     plan = plan_train(
         info, model_paths(model_dir, info), detect_host_runtime(),
@@ -264,7 +266,7 @@ def test_hub_data_gets_the_token_by_name_and_a_writable_cache(train_env, install
 
     token = "hf_probe_token_5678"
     model_dir = installed
-    info = json.loads((model_dir / "model_info.json").read_text())
+    info = read_model_info(model_dir / "model_info.json")
     plan = plan_train(
         info, model_paths(model_dir, info), detect_host_runtime(),
         TrainOptions(data="org/set:train", device="cpu", tensorboard=False, hf_token=token),

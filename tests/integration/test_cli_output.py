@@ -82,13 +82,11 @@ def test_list_shows_whole_folder_and_image_at_80_columns(llm_home):
 def test_cpu_start_says_why(tmp_path: Path):
     """A model installed for CPU on a host without an NVIDIA GPU: the reasons, not silence."""
     from llm_installer.run.start_plan import ModelPaths, StartOptions, plan_start
+    from llm_runtime.model_info import ModelInfo
 
-    info = {
-        "model_id": "m",
-        "family": "text-generation",
-        "device": "cpu",
-        "image": {"tag": "x:1", "flavour": "cpu"},
-    }
+    info = ModelInfo.new(
+        model_id="m", family="text-generation", device="cpu", image={"tag": "x:1", "flavour": "cpu"}
+    )
     paths = ModelPaths(
         model_dir=tmp_path, weights=tmp_path / "model", logs=tmp_path / "logs", lora=tmp_path / "lora",
         checkpoints=tmp_path / "checkpoints", installer_dir=tmp_path, protected=(),

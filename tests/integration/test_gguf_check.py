@@ -13,10 +13,12 @@ from llm_installer.build.base_images import choose_flavour
 from llm_installer.build.download import plan_download
 from llm_installer.build.image import needs_compiler, plan_image
 from llm_installer.build.install import with_quantization
+from llm_installer.check.engines import EngineUnavailableError, choose_engine
 from llm_installer.check.gguf_quants import choose_quantization
 from llm_installer.cli import app
 from llm_installer.console import Output
 from llm_installer.errors import InstallerError
+from llm_runtime import contract
 from llm_runtime.errors import ModelLoadError
 from llm_runtime.handlers.gguf import model_file
 from llm_runtime.model_info import ModelInfo
@@ -118,3 +120,14 @@ def test_runtime_loads_the_named_file_or_the_only_one(tmp_path: Path):
     assert model_file(named) == tmp_path / "a-Q4_0.gguf"
     (tmp_path / "a-Q4_0.gguf").unlink()
     assert model_file(profile) == tmp_path / "b-F16-00001-of-00002.gguf"
+
+
+def test_check_and_install_choose_the_contracts_engine_for_gguf(profile):
+    assert profile["engine"]["engine"] == contract.LLAMA_CPP == "llama.cpp"
+    assert "gguf models run on llama.cpp" in profile["engine"]["reason"]
+    for requested in ("auto", "transformers"):  # the GGUF handler is llama.cpp either way
+        assert choose_engine(profile, "cpu", requested).engine == "llama.cpp"
+    with pytest.raises(EngineUnavailableError, match="gguf models run on llama.cpp"):
+        choose_engine(profile, "cuda", "vllm")
+    text = runner.invoke(app, ["check", REPO])
+    assert text.exit_code == 0 and "Engine: llama.cpp on" in text.stdout

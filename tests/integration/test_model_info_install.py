@@ -86,7 +86,7 @@ def test_an_adapter_record_names_its_base(profiles, tmp_path):
     assert adapter_profile["family"] == contract.TEXT_GENERATION and adapter_profile["adapter"]
     paths = ModelPaths(tmp_path / "lora")
     paths.create()
-    record = write_model_info(paths.info, adapter_info(adapter_profile, base.to_dict(), paths))
+    record = write_model_info(paths.info, adapter_info(adapter_profile, base, paths))
     assert record.model_id == "test-org/tiny-lora" and record.weights_path == base.weights_path
     assert record.base_model["model_id"] == "test-org/tiny-llama"
     assert load_model_info(paths.root) == record

@@ -36,6 +36,7 @@ from llm_installer.run.installed import NATIVE_PID_FILE, running_native
 from llm_installer.run.model_folder import ModelPaths
 from llm_installer.run.start_plan import StartOptions, model_paths, plan_start
 from llm_installer.settings import PROJECT_DIR, load_settings
+from llm_runtime.model_info import read_model_info
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -101,7 +102,7 @@ def test_native_path_makes_the_planned_venv_serves_from_it_and_chats(
     settings, output = load_settings(), Output()
     weights = make_tiny_llama(tmp_path / "tiny-llama")
     model_dir = installed_folder(weights, settings, output)
-    info = json.loads((model_dir / "model_info.json").read_text())
+    info = read_model_info(model_dir / "model_info.json")
     port = free_port()
     options = StartOptions(port=port, detach=True, no_browser=True, ready_timeout=600)
     plan = plan_start(info, model_paths(model_dir, info), MAC, options)
@@ -126,7 +127,10 @@ def test_native_path_makes_the_planned_venv_serves_from_it_and_chats(
     assert reply.choices[0].message.content == greedy_reply(weights, messages, 6)
     shown = capsys.readouterr().out.replace("\n", " ")
     assert all(f"Native environment: {line}" in shown for line in plan.differences)
-    wanted = {canonicalize_name(p) for p in (*dependency_set(info), "torch")}
+    wanted = {
+        canonicalize_name(p)
+        for p in (*dependency_set({"requirements": info.requirements}), "torch")
+    }
     assert wanted <= set(versions), wanted - set(versions)
     mismatched = {
         name: (versions[name], pin)

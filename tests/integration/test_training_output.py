@@ -46,6 +46,7 @@ def test_trainer_prints_host_paths_and_no_future_warnings(tmp_path: Path):
 
 def test_train_plan_names_the_host_side_of_each_mount(tmp_path: Path):
     from llm_installer.run.start_plan import ModelPaths
+    from llm_runtime.model_info import ModelInfo
 
     model_dir = tmp_path / "org_tiny"
     paths = ModelPaths(
@@ -56,7 +57,7 @@ def test_train_plan_names_the_host_side_of_each_mount(tmp_path: Path):
     data = tmp_path / "mine" / "data.jsonl"
     data.parent.mkdir()
     data.write_text("{}\n")
-    info = {"model_id": "org/tiny", "device": "cpu", "image": {"tag": "x:1", "flavour": "cpu"}}
+    info = ModelInfo.new(model_id="org/tiny", device="cpu", image={"tag": "x:1", "flavour": "cpu"})
     host = HostRuntime(os="linux", nvidia_runtime=False, gpu_count=0, uid=1000, gid=1000)
     plan = plan_train(info, paths, host, TrainOptions(data=str(data), tensorboard=False))
     mounts = json.loads(dict(plan.container.env)[HOST_PATHS_ENV])

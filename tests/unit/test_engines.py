@@ -198,6 +198,26 @@ def test_runtime_engine_flags_and_model_info_engine(tmp_path):
     assert config.load.engine == "vllm" and config.load.engine_args == ("--max-model-len", "4096")
 
 
+def test_engines_the_front_does_not_distinguish_run_under_its_front_engine(tmp_path):
+    from llm_runtime import contract
+    from llm_runtime.cli import argument_error, resolve_engine
+    from llm_runtime.model_info import ModelInfoError
+
+    assert dict(contract.FRONT_ENGINES) == {
+        "transformers": "transformers", "vllm": "vllm", "llama.cpp": "transformers"
+    }  # fmt: skip
+    assert contract.default_engine("gguf") == "llama.cpp"
+    assert contract.default_engine("text-generation") == contract.default_engine(None)
+    assert contract.default_engine("embedding") == "transformers"
+    model = _model_dir(tmp_path)
+    (tmp_path / "model_info.json").write_text('{"family": "gguf", "engine": "llama.cpp"}')
+    assert resolve_engine(model, "auto") == "transformers"
+    assert argument_error(["serve", "--model", str(model)], "llama.cpp") is None
+    (tmp_path / "model_info.json").write_text('{"family": "gguf", "engine": "onnx"}')
+    with pytest.raises(ModelInfoError, match="names the engine 'onnx'.*llama.cpp"):
+        resolve_engine(model, "auto")
+
+
 def test_handler_registry_knows_the_vllm_engine():
     from llm_runtime.errors import UnsupportedFamily
     from llm_runtime.handlers import ENGINE_HANDLERS, handler_class

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from support.records import record
 from test_runargs import GPU_LINUX, INFO, PATHS, check_golden
 
 from llm_installer.build.smoke import classify, smoke_kwargs, smoke_plan
@@ -84,12 +85,9 @@ def test_compose_reserves_the_same_gpus():
 def test_the_smoke_test_runs_starts_command_on_the_installed_device(tmp_path):
     model_dir = tmp_path / "Org_Model"
     (model_dir / "model").mkdir(parents=True)
-    info = {
-        **INFO,
-        "quantization": "4bit",
-        "weights_path": str(model_dir / "model"),
-        "model_dir": str(model_dir),
-    }
+    info = record(
+        INFO, quantization="4bit", weights_path=str(model_dir / "model"), model_dir=str(model_dir)
+    )
     plan = smoke_plan(info, model_dir, GPU_LINUX)
     kwargs = smoke_kwargs(plan.container)
     command = kwargs["command"]
@@ -100,7 +98,7 @@ def test_the_smoke_test_runs_starts_command_on_the_installed_device(tmp_path):
     assert [m["Target"] for m in kwargs["mounts"]] == ["/model"] and kwargs["mounts"][0]["ReadOnly"]
     assert kwargs["name"].startswith("llm-Org_Model-smoke-")
     cpu = smoke_kwargs(
-        smoke_plan({**info, "device": "cpu", "quantization": None}, model_dir, GPU_LINUX).container
+        smoke_plan(record(info, device="cpu", quantization=None), model_dir, GPU_LINUX).container
     )
     assert (
         cpu["device_requests"] == []
@@ -119,7 +117,7 @@ def test_compose_files_reserve_the_subset_or_cdi(monkeypatch):
 
     from llm_installer.run import scripts
 
-    info = {**INFO, "weights_path": str(PATHS.weights), "model_dir": str(PATHS.model_dir)}
+    info = record(INFO, weights_path=str(PATHS.weights), model_dir=str(PATHS.model_dir))
     monkeypatch.setattr(
         scripts,
         "compose_gpus",

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.records import record
 
 from llm_installer.run.scripts import write_run_scripts
 
@@ -39,7 +40,7 @@ def run_start(
     (model_dir / "model").mkdir(parents=True, exist_ok=True)
     info = {**INFO, "weights_path": str(model_dir / "model"), "model_dir": str(model_dir)}
     (model_dir / "model_info.json").write_text(json.dumps(info))
-    write_run_scripts(model_dir, info)
+    write_run_scripts(model_dir, record(info))
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(tmp_path / "argv"), "RUNTIME": runtime}
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible

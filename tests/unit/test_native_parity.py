@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.records import record
 from test_runargs import INFO, MAC, PATHS, check_golden
 
 from llm_installer.build.image import WHEEL_BUILDS, dependency_set
@@ -21,7 +22,7 @@ from llm_installer.settings import PROJECT_DIR
 
 # A model whose own packages the image installs beside the runtime's (a T5-like tokenizer, timm).
 PACKAGES = ["torch", "transformers", "accelerate", "sentencepiece", "timm", "librosa"]
-MODEL_INFO = {**INFO, "requirements": {"packages": PACKAGES}}
+MODEL_INFO = record(INFO, requirements={"packages": PACKAGES})
 CONSTRAINTS = PROJECT_DIR / "dockerfiles" / "constraints.txt"
 
 
@@ -45,7 +46,7 @@ def test_native_venv_installs_the_images_set_under_its_constraints(planner):
     step = install_step(plan)
     constraint = step[step.index("--constraint") + 1]
     assert Path(constraint) == PATHS.installer_dir / "dockerfiles" / "constraints.txt"
-    image_set = set(dependency_set(MODEL_INFO, cuda=False))
+    image_set = set(dependency_set({"requirements": MODEL_INFO.requirements}, cuda=False))
     native_set = set(step[step.index(f"{PATHS.installer_dir}[runtime]") + 1 :])
     assert native_set == image_set | {"torch"}
     assert {"sentencepiece", "timm", "librosa"} <= native_set
@@ -74,7 +75,7 @@ def test_native_install_resolves_to_the_images_pins(tmp_path):
         for item in json.loads(report.read_text())["install"]
     }
     pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines() if "==" in line)
-    for name in set(dependency_set(MODEL_INFO)) | {"torch"}:
+    for name in set(dependency_set({"requirements": MODEL_INFO.requirements})) | {"torch"}:
         if name in pins:
             assert resolved[name].split("+")[0] == pins[name], name
     assert {"sentencepiece", "timm", "librosa"} <= set(resolved)
@@ -83,7 +84,7 @@ def test_native_install_resolves_to_the_images_pins(tmp_path):
 def test_a_gguf_model_gets_the_images_llama_cpp_version():
     """The image builds llama-cpp-python in a wheel stage at a pinned version (not in
     constraints.txt); the native venv asks pip for that same version."""
-    info = {**INFO, "family": "gguf", "requirements": {"packages": ["llama-cpp-python"]}}
+    info = record(INFO, family="gguf", requirements={"packages": ["llama-cpp-python"]})
     step = install_step(plan_start(info, PATHS, MAC, StartOptions()))
     assert f"llama-cpp-python=={WHEEL_BUILDS['llama-cpp-python']['version']}" in step
     assert "llama-cpp-python" not in step
@@ -96,7 +97,7 @@ def test_cuda_kernels_are_left_out_and_the_plan_says_so():
         "packages": ["transformers", "mamba-ssm", "causal-conv1d"],
         "architecture": ["mamba-ssm (requires CUDA compilation)", "causal-conv1d (requires CUDA compilation)"],
     }  # fmt: skip
-    plan = plan_start({**INFO, "requirements": requirements}, PATHS, MAC, StartOptions())
+    plan = plan_start(record(INFO, requirements=requirements), PATHS, MAC, StartOptions())
     assert not {"mamba-ssm", "causal-conv1d"} & set(install_step(plan))
     left_out = next(line for line in plan.differences if line.startswith("Left out"))
     assert left_out == "Left out (CUDA only): bitsandbytes, causal-conv1d, mamba-ssm."

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.records import record
 
 from llm_installer.run.container import docker_py_kwargs
 from llm_installer.run.devices import (
@@ -35,20 +36,22 @@ GOLDEN = Path(__file__).parent / "golden_runargs"
 MODEL_DIR = Path("/home/user/LLM/models/Qwen_Qwen3-0.6B")
 SECRET = "sk-do-not-leak-42"
 
-INFO = {
-    "model_id": "Qwen/Qwen3-0.6B",
-    "family": "text-generation",
-    "requires_gpu": False,
-    "device": "cuda",
-    "weights_path": str(MODEL_DIR / "model"),
-    "model_dir": str(MODEL_DIR),
-    "installer_dir": "/home/user/llm-installer",
-    "compatibility": {
-        "verdict": "compatible",
-        "recommended": {"dtype": "bfloat16", "device": "cuda"},
-    },
-    "image": {"tag": "llm-installer/qwen_qwen3-0.6b:abc123", "flavour": "cuda"},
-}
+INFO = record(
+    {
+        "model_id": "Qwen/Qwen3-0.6B",
+        "family": "text-generation",
+        "requires_gpu": False,
+        "device": "cuda",
+        "weights_path": str(MODEL_DIR / "model"),
+        "model_dir": str(MODEL_DIR),
+        "installer_dir": "/home/user/llm-installer",
+        "compatibility": {
+            "verdict": "compatible",
+            "recommended": {"dtype": "bfloat16", "device": "cuda"},
+        },
+        "image": {"tag": "llm-installer/qwen_qwen3-0.6b:abc123", "flavour": "cuda"},
+    }
+)
 PATHS = ModelPaths(
     model_dir=MODEL_DIR,
     weights=MODEL_DIR / "model",
@@ -96,19 +99,19 @@ START_CASES = {
     "cpu_linux_no_toolkit": (INFO, PATHS, replace(CPU_LINUX, gpu_count=1), StartOptions()),
     "cpu_linux_no_gpu": (INFO, PATHS, CPU_LINUX, StartOptions()),
     "cpu_linux_requires_gpu_forced": (
-        {**INFO, "requires_gpu": True}, PATHS, CPU_LINUX, StartOptions(force=True)
+        record(INFO, requires_gpu=True), PATHS, CPU_LINUX, StartOptions(force=True)
     ),
     "cpu_image_on_gpu_host": (
-        {**INFO, "device": "cpu", "image": {"tag": "llm-installer/x:1", "flavour": "cpu"}},
+        record(INFO, device="cpu", image={"tag": "llm-installer/x:1", "flavour": "cpu"}),
         PATHS, GPU_LINUX, StartOptions(),
     ),
     "root_host_all_interfaces": (INFO, PATHS, replace(GPU_LINUX, uid=0, gid=0), StartOptions(host="0.0.0.0")),
     "local_folder_weights": (
-        {**INFO, "weights_path": "/data/my-model"}, replace(PATHS, weights=Path("/data/my-model")),
+        record(INFO, weights_path="/data/my-model"), replace(PATHS, weights=Path("/data/my-model")),
         GPU_LINUX, StartOptions(),
     ),
     "api_key": (INFO, PATHS, GPU_LINUX, StartOptions(api_key=SECRET)),
-    "installed_4bit_on_cpu": ({**INFO, "quantization": "4bit"}, PATHS, CPU_LINUX, StartOptions()),
+    "installed_4bit_on_cpu": (record(INFO, quantization="4bit"), PATHS, CPU_LINUX, StartOptions()),
     "macos_native_mps": (INFO, replace(PATHS, has_lora=True), MAC, StartOptions(api_key=SECRET)),
     "macos_native_cpu": (INFO, PATHS, replace(MAC, mps_available=False), StartOptions()),
     "gpu_linux_finetuned": (INFO, FINETUNED_PATHS, GPU_LINUX, StartOptions()),
@@ -167,7 +170,7 @@ def test_cuda_visible_devices_can_hide_every_gpu(value):
 
 
 def test_gpu_only_model_is_refused_on_cpu_unless_forced():
-    info = {**INFO, "requires_gpu": True}
+    info = record(INFO, requires_gpu=True)
     with pytest.raises(GpuRequiredError) as caught:
         plan_start(info, PATHS, CPU_LINUX, StartOptions())
     assert "--force" in caught.value.hint
@@ -233,14 +236,14 @@ def test_docker_py_kwargs_match_the_argv():
 def test_model_paths_reads_the_folder(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "lora").mkdir()
-    paths = model_paths(tmp_path, {})
+    paths = model_paths(tmp_path, record())
     assert paths.weights == tmp_path.resolve() / "model" and not paths.has_lora
     assert not paths.lora_unusable
     (tmp_path / "lora" / "notes.txt").write_text("x")
-    assert model_paths(tmp_path, {}).lora_unusable
+    assert model_paths(tmp_path, record()).lora_unusable
     (tmp_path / "lora" / "adapter_config.json").write_text("{}")
-    assert model_paths(tmp_path, {}).has_lora
-    assert model_paths(tmp_path, {"weights_path": "/data/w"}).weights == Path("/data/w")
+    assert model_paths(tmp_path, record()).has_lora
+    assert model_paths(tmp_path, record(weights_path="/data/w")).weights == Path("/data/w")
 
 
 def _train_plan(tmp_path, **options):
@@ -348,7 +351,7 @@ def test_install_files_are_mounted_read_only_over_the_writable_work(tmp_path):
     (model_dir / "model").mkdir(parents=True)
     for name in ("model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"):
         (model_dir / name).write_text("x")
-    paths = model_paths(model_dir, {**INFO, "weights_path": None})  # weights in model/
+    paths = model_paths(model_dir, record(INFO, weights_path=None))  # weights in model/
     assert {p.name for p in paths.protected} == {
         "model_info.json", "start.sh", "train.sh", "compose.yml", "install.log"
     }  # fmt: skip
@@ -440,15 +443,15 @@ def test_start_serves_a_newer_full_fine_tune_loudly_and_base_on_request():
 
 def test_model_paths_finds_a_full_fine_tune_and_which_is_newer(tmp_path):
     (tmp_path / "finetuned").mkdir()
-    assert model_paths(tmp_path, {}).finetuned is None  # no config.json: not a model
+    assert model_paths(tmp_path, record()).finetuned is None  # no config.json: not a model
     config = tmp_path / "finetuned" / "config.json"
     config.write_text("{}")
-    paths = model_paths(tmp_path, {})
+    paths = model_paths(tmp_path, record())
     assert paths.finetuned == tmp_path.resolve() / "finetuned" and paths.finetuned_is_newer
     (tmp_path / "lora").mkdir()
     adapter = tmp_path / "lora" / "adapter_config.json"
     adapter.write_text("{}")
     os.utime(config, (1_000_000, 1_000_000))
-    assert not model_paths(tmp_path, {}).finetuned_is_newer
+    assert not model_paths(tmp_path, record()).finetuned_is_newer
     os.utime(adapter, (900_000, 900_000))
-    assert model_paths(tmp_path, {}).finetuned_is_newer
+    assert model_paths(tmp_path, record()).finetuned_is_newer

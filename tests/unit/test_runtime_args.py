@@ -77,7 +77,6 @@ ENGINE_FLAGS = ("--max-model-len", "512", "--gpu-memory-utilization", "0.8")  # 
 
 def serve_commands(info: ModelInfo, tmp_path: Path) -> dict[str, list[str]]:
     """Every serve command the host writes for this install, by where it is written."""
-    data = info.to_dict()
     found: dict[str, list[str]] = {}
     for host_name, host in (("gpu", GPU_LINUX), ("cpu", CPU_LINUX), ("mac", MAC)):
         for name, options in START_OPTIONS.items():
@@ -85,21 +84,21 @@ def serve_commands(info: ModelInfo, tmp_path: Path) -> dict[str, list[str]]:
                 continue  # refused on the host before any command (tested in test_runargs)
             if info.engine == contract.VLLM:
                 options = replace(options, extra_args=(*options.extra_args, *ENGINE_FLAGS))
-            plan = plan_start(data, replace(PATHS, has_lora=name == "tuned"), host, options)
+            plan = plan_start(info, replace(PATHS, has_lora=name == "tuned"), host, options)
             command = list(plan.argv() if plan.kind == "native" else plan.container.command)
             if plan.kind == "docker":
                 assert plan.argv()[-len(command) :] == command  # what `docker run` runs
             found[f"start-{host_name}-{name}"] = command
-    texts = render_run_scripts(tmp_path, data, (1000, 1000))
+    texts = render_run_scripts(tmp_path, info, (1000, 1000))
     for i, line in enumerate(re.findall(r"^\s*COMMAND=\((.*)\)$", texts["start.sh"], re.M)):
         found[f"start.sh-{i}"] = shlex.split(line)
     for name, service in yaml.safe_load(texts["compose.yml"])["services"].items():
         found[f"compose-{name}"] = service["command"]
-    lock = {"serve": serve_section(data), "images": {"model": {"tag": "t"}}}
+    lock = {"serve": serve_section(info), "images": {"model": {"tag": "t"}}}
     found["lock"] = lock["serve"]["command"]
     found["k8s"] = _container(lock, gpu=info.device == "cuda")["command"]
     plan = SimpleNamespace(deps_tag="deps:1", base_image="base:1")
-    dockerfile = render_model_dockerfile(data, plan, "torch==2.13.0\n")
+    dockerfile = render_model_dockerfile(info.to_dict(), plan, "torch==2.13.0\n")
     found["Dockerfile"] = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
     return found
 
@@ -173,7 +172,7 @@ TRAIN_OPTIONS = {
 @pytest.mark.parametrize("family", contract.trainable_families())
 @pytest.mark.parametrize("options", sorted(TRAIN_OPTIONS))
 def test_every_train_command_parses_with_the_trainers_parser(family, options, tmp_path):
-    info = record(family).to_dict()
+    info = record(family)
     data_file = tmp_path / "d.jsonl"
     data_file.write_text('{"text": "x"}\n')
     for host in (GPU_LINUX, CPU_LINUX, MAC):

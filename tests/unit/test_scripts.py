@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.records import record
 
 from llm_installer.run.scripts import render_run_scripts, write_run_scripts
 
@@ -41,7 +42,7 @@ CASES = {
 
 def rendered(case: str) -> dict[str, str]:
     info, uid_gid = CASES[case]
-    return render_run_scripts(MODEL_DIR, info, uid_gid)
+    return render_run_scripts(MODEL_DIR, record(info), uid_gid)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -86,7 +87,7 @@ def test_local_folder_weights_are_quoted_absolute_paths():
 
 
 def test_write_run_scripts_makes_executables(tmp_path):
-    written = write_run_scripts(tmp_path, {**INFO, "weights_path": str(tmp_path / "model")})
+    written = write_run_scripts(tmp_path, record(INFO, weights_path=str(tmp_path / "model")))
     assert [p.name for p in written] == ["start.sh", "train.sh", "compose.yml"]
     for path in written[:2]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o755
@@ -104,7 +105,7 @@ def test_train_sh_hands_over_to_the_installers_train_command(tmp_path):
     info = {**INFO, "weights_path": str(model_dir / "model"), "model_dir": str(model_dir)}
     (model_dir / "model_info.json").write_text(json.dumps(info))
     (model_dir / ".install_complete").write_text("")
-    write_run_scripts(model_dir, {**INFO, "installer_dir": str(tmp_path / "installer")})
+    write_run_scripts(model_dir, record(INFO, installer_dir=str(tmp_path / "installer")))
     config = tmp_path / "config.yaml"
     config.write_text("")
     env = {

@@ -101,11 +101,11 @@ def test_per_model_compose_and_stack_share_the_service_definition(two_models, tm
     assert (
         compose("org/alpha", "--output", str(tmp_path / "s"), "--port-base", "8000").exit_code == 0
     )
-    from llm_installer.run.installed import read_model_info
+    from llm_installer.run.installed import load_model_info
     from llm_installer.run.scripts import render_run_scripts
 
     own = yaml.safe_load(
-        render_run_scripts(alpha, read_model_info(alpha), (1000, 1000))["compose.yml"]
+        render_run_scripts(alpha, load_model_info(alpha), (1000, 1000))["compose.yml"]
     )
     stack = yaml.safe_load((tmp_path / "s" / "compose.yml").read_text())
     (own_service,) = own["services"].values()
@@ -226,10 +226,10 @@ def test_gateway_routes_by_model_and_lists_them(gateway):
 def test_real_compose_accepts_both_files(two_models, tmp_path):
     alpha, _ = two_models
     assert compose("org/alpha", "beta", "--output", str(tmp_path / "s")).exit_code == 0
-    from llm_installer.run.installed import read_model_info
+    from llm_installer.run.installed import load_model_info
     from llm_installer.run.scripts import write_run_scripts
 
-    write_run_scripts(alpha, read_model_info(alpha))
+    write_run_scripts(alpha, load_model_info(alpha))
     for file in (alpha / "compose.yml", tmp_path / "s" / "compose.yml"):
         checked = subprocess.run(
             ["docker-compose", "-f", str(file), "config", "-q"], capture_output=True, text=True
