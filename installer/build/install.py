@@ -27,7 +27,7 @@ from llm_installer.errors import InstallerError
 from llm_installer.logs import LOG_FORMAT
 from llm_installer.run.model_folder import ModelPaths
 from llm_installer.settings import PROJECT_DIR, Settings
-from llm_runtime.contract import GGUF
+from llm_runtime.contract import GGUF, TRANSFORMERS
 from llm_runtime.model_info import ModelInfo, write_model_info
 
 log = logging.getLogger("llm_installer.build.install")
@@ -487,8 +487,11 @@ def model_info(
     flavour: str,
     options: InstallOptions,
 ) -> dict[str, Any]:
-    info = {k: v for k, v in profile.items() if k not in ("hardware",)}
+    info = {k: v for k, v in profile.items() if k not in ("hardware", "engine")}
+    choice = profile.get("engine") or {}  # check's engine choice; install may override it
     info.update(
+        engine=choice.get("engine", TRANSFORMERS),
+        engine_reason=choice.get("reason"),
         installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         installer_version=__version__,
         runtime_version=llm_runtime.__version__,
