@@ -10,7 +10,7 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> "$(git rev-p
 PACKAGES=(
     bitsandbytes==0.50.2 trl==1.16.0 datasets==5.2.0 dill multiprocess diffusers==0.42.1
     docker==7.2.0 fastapi==0.165.0 starlette==1.10.0 pydantic==2.14.3 pydantic-core==2.50.4
-    annotated-types typing-inspection importlib-metadata soundfile==0.14.0 cffi pycparser
+    annotated-types typing-inspection importlib-metadata opentelemetry-api soundfile==0.14.0 cffi pycparser
 )
 PLATFORMS=()
 # bitsandbytes 0.50.2 is tagged manylinux_2_24; pip matches each N exactly.

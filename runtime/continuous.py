@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_runtime.batching import BatchEngine, _Job, wake_streams
-from llm_runtime.decoding import choose_token
+from llm_runtime.decoding import choose_tokens
 from llm_runtime.errors import RuntimeServeError, internal_error
 from llm_runtime.loading import input_device, translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS
@@ -141,11 +141,11 @@ class StepBatchEngine(BatchEngine):
     def _sample(self, jobs: list[_Job], logits: torch.Tensor) -> torch.Tensor:
         """Each row's next token (pushed to the row), as a tensor to feed the next step."""
         chosen = logits.argmax(dim=-1).tolist()
-        for index, job in enumerate(jobs):
-            row = job.row
-            if not row.finished and not row.plain_greedy:
-                chosen[index] = choose_token(row, logits[index], row.history)
-            row.push(chosen[index])
+        rows = [job.row for job in jobs]
+        for index, token in choose_tokens(rows, logits, [row.history for row in rows]).items():
+            chosen[index] = token
+        for row, token in zip(rows, chosen, strict=True):
+            row.push(token)
         wake_streams([job.stream for job in jobs])
         return torch.tensor(chosen, device=input_device(self.model))  # fed back as input ids
 

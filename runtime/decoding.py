@@ -253,10 +253,11 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         chosen = scores.argmax(dim=-1)
-        for index, row in enumerate(self.rows):
-            if not row.finished and not row.plain_greedy:
-                history = input_ids[index, self.pad_lengths[index] :]
-                chosen[index] = choose_token(row, scores[index], _returning(history))
+        histories = [
+            _returning(input_ids[index, pad:]) for index, pad in enumerate(self.pad_lengths)
+        ]
+        for index, token in choose_tokens(self.rows, scores, histories).items():
+            chosen[index] = token
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen.unsqueeze(1), 0.0)
         return out
@@ -288,6 +289,35 @@ def choose_token(row: RowState, logits: torch.Tensor, history: Callable[[], torc
     return token
 
 
+def choose_tokens(
+    rows: list[RowState], logits: torch.Tensor, histories: list[Callable[[], torch.Tensor]]
+) -> dict[int, int]:
+    """Next tokens of the rows that the batch-wide argmax does not decide, by row index.
+
+    Rows with only sampling settings (temperature, top-k, top-p, repetition penalty) are
+    decided together: a handful of batched operations and one copy back, whatever the batch
+    size. Rows with a forced token, a grammar, banned ids or logprobs go one by one."""
+    picks: dict[int, int] = {}
+    together: list[int] = []
+    for index, row in enumerate(rows):
+        if row.finished or row.plain_greedy:
+            continue
+        alone = row.forced_token() is not None or row.constraint is not None
+        if not alone and not row.banned_ids and row.top_logprobs is None:
+            together.append(index)
+            continue
+        picks[index] = choose_token(row, logits[index], histories[index])
+    if together:
+        chosen = logits[together].float()
+        params = [rows[i].sampling for i in together]
+        penalties = [p.repetition_penalty for p in params]
+        if any(p != 1.0 for p in penalties):
+            chosen = penalize(chosen, [histories[i]() for i in together], penalties)
+        tokens = draw(chosen, params, [rows[i].generator for i in together])
+        picks.update(zip(together, tokens.tolist(), strict=True))
+    return picks
+
+
 def _pick_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch.Tensor]) -> int:
     """Forced, banned, constrained, penalized, greedy or sampled."""
     forced = row.forced_token()
@@ -300,31 +330,62 @@ def _pick_token(row: RowState, logits: torch.Tensor, history: Callable[[], torch
     if row.banned_ids:
         logits[row.banned_ids] = float("-inf")
     if params.repetition_penalty != 1.0:
-        logits = _apply_repetition_penalty(logits, history(), params.repetition_penalty)
+        logits = penalize(logits[None], [history()], [params.repetition_penalty])[0]
     if params.greedy:
         return int(logits.argmax())
-    probs = torch.softmax(_filter_top_k_top_p(logits / params.temperature, params), dim=-1)
-    return int(torch.multinomial(probs.cpu(), 1, generator=row.generator))
+    return int(draw(logits[None], [params], [row.generator])[0])
 
 
-def _apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: float):
-    history = history.to(logits.device)
-    seen = logits.gather(0, history)
-    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
-    return logits.scatter(0, history, seen)
+def penalize(logits: torch.Tensor, histories: list[torch.Tensor], penalties: list[float]):
+    """Repetition penalty (CTRL's) on a [rows, vocab] batch: each row's seen tokens' logits
+    divided (positive) or multiplied (negative) by its penalty; 1.0 leaves a row as it was."""
+    device = logits.device
+    # Padded with each row's own first token: scattering a value twice writes the same value.
+    padded = torch.nn.utils.rnn.pad_sequence(
+        [h.to(device) for h in histories], batch_first=True, padding_value=-1
+    )
+    padded = torch.where(padded < 0, padded[:, :1], padded)
+    factor = torch.tensor(penalties, device=device, dtype=logits.dtype)[:, None]
+    seen = logits.gather(1, padded)
+    seen = torch.where(seen > 0, seen / factor, seen * factor)
+    return logits.scatter(1, padded, seen)
 
 
-def _filter_top_k_top_p(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    if 0 < params.top_k < logits.numel():
-        kth = torch.topk(logits, params.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= params.top_p
-        mask = torch.zeros_like(drop).scatter(0, order, drop)
-        logits = logits.masked_fill(mask, float("-inf"))
-    return logits
+def draw(
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]
+) -> torch.Tensor:
+    """One token per row of a [rows, vocab] batch, on the logits' device: greedy rows take the
+    argmax; the others sample from softmax(logits / temperature) cut to top-k and top-p.
+
+    Sampling is by inverse CDF over the ranked distribution: one uniform number per row from
+    the row's own (seeded) CPU generator, so a seed repeats its tokens at any batch size, and
+    only those numbers travel to the device."""
+    device, vocab = logits.device, logits.shape[-1]
+    # Greedy rows rank one token; a top-k of 0 (or beyond the vocabulary) means no cut.
+    cuts = [1 if p.greedy else p.top_k if 0 < p.top_k < vocab else vocab for p in params]
+    greedy = torch.tensor([p.greedy for p in params], device=device)
+    temperature = torch.tensor([1.0 if p.greedy else p.temperature for p in params], device=device)
+    top_k = torch.tensor(cuts, device=device)[:, None]
+    top_p = torch.tensor([p.top_p for p in params], device=device)[:, None]
+    uniform = torch.cat([torch.rand(1, generator=g) for g in generators]).to(device)
+
+    scaled = logits / temperature[:, None]
+    if max(cuts) < vocab:  # every row cut to top-k: only the widest cut needs ranking
+        ranked, order = torch.topk(scaled, max(cuts), dim=-1)
+    else:
+        ranked, order = torch.sort(scaled, dim=-1, descending=True)
+    kth = ranked.gather(1, top_k - 1)
+    ranked = ranked.masked_fill(ranked < kth, float("-inf"))  # ties with the k-th stay in
+    probs = torch.softmax(ranked, dim=-1)
+    cumulative = probs.cumsum(dim=-1)
+    # Keep the smallest head whose mass reaches top_p (the first token always stays).
+    beyond = (cumulative - probs >= top_p) & (top_p < 1.0)
+    probs = probs.masked_fill(beyond, 0.0)
+    cumulative = probs.cumsum(dim=-1)
+    target = uniform[:, None] * cumulative[:, -1:]
+    position = torch.searchsorted(cumulative, target).clamp_(max=ranked.shape[-1] - 1)
+    sampled = order.gather(1, position)[:, 0]
+    return torch.where(greedy, order[:, 0], sampled)
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
