@@ -158,6 +158,7 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
                         process.url, child, name, levels, count, max_tokens, process.process.pid
                     )
                 )
+                servers["ttft pairs"] = {1: paired_ttft(process.url, child, name)}
         finally:
             process.stop()
     return servers
@@ -204,6 +205,27 @@ def interleaved(front, child, name, levels, count, max_tokens, front_pid, rounds
     return out
 
 
+def paired_ttft(front: str, child: str, name: str, pairs: int = 60) -> dict[str, float]:
+    """The front's own time-to-first-token cost: single streamed chats alternating between the
+    front and the vLLM behind it (which goes first alternates too), the median of each pair's
+    difference; a shared machine's background load hits both sides of a pair alike."""
+    for url in (front, child):
+        one_request(url, name, 2)  # warm-up
+    differences, front_ttft, child_ttft = [], [], []
+    for index in range(pairs):
+        order = (front, child) if index % 2 == 0 else (child, front)
+        ttft = {url: one_request(url, name, 2)[2] for url in order}
+        differences.append(ttft[front] - ttft[child])
+        front_ttft.append(ttft[front])
+        child_ttft.append(ttft[child])
+    return {
+        "overhead_s": statistics.median(differences),
+        "front_s": statistics.median(front_ttft),
+        "child_s": statistics.median(child_ttft),
+        "pairs": pairs,
+    }
+
+
 def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str, str, str]]:
     """Table rows: each engine against the standalone vLLM server, per concurrency."""
     out = []
@@ -225,5 +247,12 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
             f"{ref['cpu_us_per_token']:.0f} us (vLLM's API server process)",
             f"{mine['cpu_us_per_token']:.0f} us (our front process)",
             f"{mine['median_pair_ratio']:.2f}x tokens/s",
+        ))  # fmt: skip
+    for pair in figures.get("ttft pairs", {}).values():
+        out.append((
+            f"front's time to first token, {pair['pairs']} alternating single chats (medians)",
+            f"{pair['child_s'] * 1000:.1f} ms (its vLLM)",
+            f"{pair['front_s'] * 1000:.1f} ms (front)",
+            f"{pair['overhead_s'] * 1000:+.1f} ms (median of paired differences)",
         ))  # fmt: skip
     return out
