@@ -20,6 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from llm_runtime.training import adaptive, autolearn
 from llm_runtime.training.autolearn import AutoLearnState
+from llm_runtime.training.outputs import write_json_atomically
 from llm_runtime.training.params import AutoLearnConfig
 
 STATE_FILE = "autolearn_state.json"
@@ -181,7 +182,7 @@ class AutoLearningCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if folder.is_dir():
-            (folder / STATE_FILE).write_text(json.dumps(self.state.to_dict()), encoding="utf-8")
+            write_json_atomically(folder / STATE_FILE, self.state.to_dict())
             say(f"💾 Saved checkpoint: {folder}")
 
 

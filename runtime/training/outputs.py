@@ -99,9 +99,18 @@ def latest_checkpoint(checkpoints: Path, global_step: int) -> Path | None:
 
 
 def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest checkpoint-N the Trainer finished writing (trainer_state.json comes last): a
-    run killed while saving leaves a partial folder that cannot be resumed."""
-    complete = [p for p in _numbered(checkpoints) if (p / "trainer_state.json").is_file()]
+    """The newest checkpoint-N that was written to the end: the Trainer writes
+    trainer_state.json last, then our callback autolearn_state.json. A run killed in between
+    leaves a folder whose validation history and patience are missing, so where the run keeps
+    that state (any checkpoint has it), a checkpoint without it is not complete."""
+    numbered = _numbered(checkpoints)
+    kept = any((p / "autolearn_state.json").is_file() for p in numbered)
+    complete = [
+        p
+        for p in numbered
+        if (p / "trainer_state.json").is_file()
+        and (not kept or (p / "autolearn_state.json").is_file())
+    ]
     return max(complete, key=_number, default=None)
 
 

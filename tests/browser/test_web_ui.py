@@ -128,6 +128,8 @@ def test_reasoning_panel(page, ui_servers):
     page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
     assert page.is_visible("#reasoning-row") and page.is_checked("#reasoning-toggle")
     page.fill("#max-tokens", "20")
+    # Greedy: sampled, a random-weight model sometimes closes its thinking at once.
+    page.fill("#temperature", "0")
     page.fill("#chat-input", "think about cats")
     page.click("#send")
     page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)

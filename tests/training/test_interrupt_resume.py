@@ -22,6 +22,7 @@ from training_helpers import (
 
 from llm_runtime.training.cli import main
 from llm_runtime.training.options import TrainOptions, TrainPaths
+from llm_runtime.training.outputs import latest_complete_checkpoint
 from llm_runtime.training.trainer import find_resume_checkpoint
 
 
@@ -191,12 +192,10 @@ def test_sigkill_then_resume_continues_from_the_last_complete_checkpoint(tiny_ll
     process.kill()  # no handler runs: whatever was being written stays half-written
     process.communicate(timeout=60)
     assert not (out / "logs" / "training" / "training_report.json").exists()
-    complete = [
-        c
-        for c in (out / "checkpoints").glob("checkpoint-*")
-        if (c / "trainer_state.json").is_file()
-    ]
-    resume_point = max(complete, key=lambda c: int(c.name.split("-")[1]))
+    # The kill may land between the Trainer's files and our autolearn_state.json: such a
+    # folder is not a resume point.
+    resume_point = latest_complete_checkpoint(out / "checkpoints")
+    assert resume_point is not None
     before = json.loads((resume_point / "autolearn_state.json").read_text())
 
     assert main([*args, "--resume"]) == 0
@@ -239,3 +238,22 @@ def test_resume_keeps_patience_and_the_best_loss(tiny_llama, tmp_path):
         == first["final_metrics"]["best_step"]
     )
     assert resumed["final_metrics"]["best_val_loss"] == pytest.approx(saved["best_val_loss"])
+
+
+def test_a_checkpoint_without_its_autolearn_state_is_not_a_resume_point(tmp_path):
+    for step, files in ((3, ("trainer_state.json", "autolearn_state.json")),
+                        (6, ("trainer_state.json", "autolearn_state.json")),
+                        (9, ("trainer_state.json",)),  # killed before our callback wrote
+                        (12, ("adapter_model.safetensors",))):  # killed mid-save  # fmt: skip
+        folder = tmp_path / "kept" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text("{}")
+    assert latest_complete_checkpoint(tmp_path / "kept") == tmp_path / "kept" / "checkpoint-6"
+    # A run that keeps no autolearn state (none of its checkpoints has one): trainer_state.json
+    # alone marks a complete checkpoint.
+    for step in (2, 4):
+        folder = tmp_path / "plain" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+    assert latest_complete_checkpoint(tmp_path / "plain") == tmp_path / "plain" / "checkpoint-4"
