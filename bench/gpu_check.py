@@ -288,7 +288,7 @@ def serve(ctx: Context, check: Check, quantization: str | None) -> None:
             {str(v) for v in (getattr(model, "hf_device_map", None) or {}).values()}
         )
         requests = mixed_requests(ctx.requests, sample=False, small=ctx.dry_run)
-        # The first batch pays CUDA's and cuBLAS' start-up (6x the warm time on an H200):
+        # The first batch pays CUDA's and cuBLAS' start-up (3-6x the warm time on an H200):
         # reported apart, the throughput is the second, warm batch's.
         cold_s, _, _ = run_requests(handler, requests)
         seconds, tokens, results = run_requests(handler, requests)
