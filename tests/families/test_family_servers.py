@@ -327,7 +327,8 @@ def test_multimodal_bad_request(media_servers, bad, reason):
         error = json.loads(socket.recv(timeout=60))
         socket.send("[1, 2]")
         not_an_object = json.loads(socket.recv(timeout=60))
-        socket.send(json.dumps({"prompt": "what is it", "image": image, "max_tokens": 3}))
+        greedy = {"prompt": "what is it", "image": image, "max_tokens": 3, "temperature": 0}
+        socket.send(json.dumps(greedy))
         events = _until(socket, lambda event: event.get("finished"))
     assert error["error"]["type"] == "invalid_request_error" and reason in error["error"]["message"]
     assert not_an_object["error"]["type"] == "invalid_request_error"
