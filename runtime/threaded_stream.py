@@ -92,6 +92,22 @@ class WorkerTextStream(TextStream):
         """The stream is over: after ``_result`` is set."""
         self._put(_END)
 
+    def _work_in(
+        self, slot: GenerationSlot, body: Callable[[], None], finish: Callable[[], None]
+    ) -> None:
+        """The worker thread: ``body`` under the slot's lock, its error sent down the stream; the
+        slot is freed and ``finish`` (which sets the result and ends the stream) runs always."""
+        try:
+            with slot.lock:
+                body()
+        except RuntimeServeError as exc:
+            self._put(exc)
+        except Exception as exc:
+            self._put(internal_error(exc, "Generation failed"))
+        finally:
+            slot.release()
+            finish()
+
 
 class ThreadedTextStream(WorkerTextStream):
     """Runs `run(streamer, stopping_criteria)` on a thread and streams what it decodes."""
@@ -119,26 +135,21 @@ class ThreadedTextStream(WorkerTextStream):
         )
         self._counter = _TokenCounter(self)
         slot.reserve()
-        threading.Thread(target=self._work, args=(slot, run), daemon=True).start()
+        threading.Thread(
+            target=self._work_in,
+            args=(slot, lambda: self._generate(run), self._finish),
+            daemon=True,
+        ).start()
 
-    def _work(self, slot: GenerationSlot, run) -> None:
+    def _generate(self, run) -> None:
+        reader = threading.Thread(target=self._read, daemon=True)
+        reader.start()
         try:
-            with slot.lock:
-                reader = threading.Thread(target=self._read, daemon=True)
-                reader.start()
-                try:
-                    with translate_oom("generating"):
-                        run(self._streamer, [self._counter])
-                finally:
-                    self._streamer.end()
-                    reader.join()
-        except RuntimeServeError as exc:
-            self._put(exc)
-        except Exception as exc:
-            self._put(internal_error(exc, "Generation failed"))
+            with translate_oom("generating"):
+                run(self._streamer, [self._counter])
         finally:
-            slot.release()
-            self._finish()
+            self._streamer.end()
+            reader.join()
 
     def _read(self) -> None:
         for piece in self._streamer:

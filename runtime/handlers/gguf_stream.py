@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llm_runtime.errors import RuntimeServeError, internal_error
 from llm_runtime.structured import GrammarFactory, JsonConstraint
 from llm_runtime.threaded_stream import WorkerTextStream
 from llm_runtime.values import FinishReason, TextDelta, TextRequest, TextResult, TokenLogprob, Usage
@@ -68,20 +67,9 @@ class LlamaStream(WorkerTextStream):
         self._started = time.perf_counter()
         self._first_token_s: float | None = None
         handler.slot.reserve()
-        threading.Thread(target=self._work, daemon=True).start()
-
-    def _work(self) -> None:
-        slot = self._handler.slot
-        try:
-            with slot.lock:
-                self._run()
-        except RuntimeServeError as exc:
-            self._put(exc)
-        except Exception as exc:
-            self._put(internal_error(exc, "Generation failed"))
-        finally:
-            slot.release()
-            self._done()
+        threading.Thread(
+            target=self._work_in, args=(handler.slot, self._run, self._done), daemon=True
+        ).start()
 
     def _run(self) -> None:
         llm, sampling = self._handler.llm, self._request.sampling
