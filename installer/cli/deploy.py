@@ -28,6 +28,7 @@ TargetOpt = Annotated[
     ),
 ]
 RequiredTargetOpt = Annotated[str, TargetOpt.__metadata__[0]]
+ReplaceOpt = Annotated[bool, typer.Option("--yes", "-y", help="Replace an existing model folder.")]
 log = logging.getLogger(__name__)
 
 
@@ -118,9 +119,7 @@ def export(
 def import_bundle(
     bundle: Annotated[Path, typer.Argument(help="A bundle made by `llm-installer export`.")],
     host: TargetOpt = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Replace an existing model folder.")
-    ] = False,
+    yes: ReplaceOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Check a bundle's every hash, load its image (DOCKER_HOST or --host), make the model folder."""
@@ -194,9 +193,7 @@ def pull(
     username: UsernameOpt = None,
     password_stdin: PasswordStdinOpt = False,
     insecure: InsecureOpt = False,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Replace an existing model folder.")
-    ] = False,
+    yes: ReplaceOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Pull a pushed model: weights hashed against its lock, image by digest (DOCKER_HOST or --host)."""
