@@ -300,7 +300,10 @@ def main() -> None:
     parser.add_argument("--ttft-runs", type=int, default=30)
     parser.add_argument("--embeddings", type=int, default=256)
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads, server and in-process alike"
+        "--threads",
+        type=int,
+        help="torch CPU threads, server and in-process alike (default: 1; for (d) the "
+        "runtime's own default, every core)",
     )
     parser.add_argument("--json-schema", action="store_true", help="add measure (e)")
     parser.add_argument("--vllm-python", help="a Python with vLLM: adds measure (d)")
@@ -314,7 +317,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = args.model or build_tiny_llama(work / "tiny-llama")
-    server = Server(model, work / "logs", "--threads", str(args.threads), *args.server_arg)
+    threads = args.threads or 1
+    server = Server(model, work / "logs", "--threads", str(threads), *args.server_arg)
     try:
         tput = bench_batching(server.url, args.clients, args.requests, args.max_tokens)
         ttft_server = server_ttft(server.url, args.ttft_runs)
@@ -324,7 +328,7 @@ def main() -> None:
             )
     finally:
         server.stop()
-    ttft_local = inprocess_ttft(model, args.ttft_runs, args.threads)
+    ttft_local = inprocess_ttft(model, args.ttft_runs, threads)
     rows = [
         (
             f"chat tokens/s, {args.clients} clients ({tput['mean_rows']:.1f} rows/step)",
@@ -364,9 +368,7 @@ def main() -> None:
                 f"{emb['batched'] / emb['single']:.1f}x",
             )
         )
-    print(
-        f"CPU threads for torch: {args.threads}; {args.requests} chats of {args.max_tokens} tokens"
-    )
+    print(f"CPU threads for torch: {threads}; {args.requests} chats of {args.max_tokens} tokens")
     print_table(rows)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -61,7 +61,9 @@ class Process:
 
 
 def one_request(url: str, model: str, max_tokens: int) -> tuple[int, float, float]:
-    """(completion tokens, latency s, time to first token s) of one streamed chat."""
+    """(completion tokens, latency s, time to first token s) of one streamed chat. Only the
+    first text chunk and the usage chunk are parsed: on a 2-core machine the client's own JSON
+    parsing (about 1 ms of CPU a token over 16 httpx streams) competes with the server."""
     body = {
         "model": model, "messages": PROMPT, "max_tokens": max_tokens, "temperature": 0,
         "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True},
@@ -72,13 +74,13 @@ def one_request(url: str, model: str, max_tokens: int) -> tuple[int, float, floa
         for line in response.iter_lines():
             if not line.startswith("data: {"):
                 continue
-            chunk = json.loads(line[6:])
-            delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
-            if first is None and any(
-                delta.get(k) for k in ("content", "reasoning", "reasoning_content")
-            ):
-                first = time.perf_counter()
-            tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+            if first is None:
+                delta = (json.loads(line[6:]).get("choices") or [{}])[0].get("delta") or {}
+                if any(delta.get(k) for k in ("content", "reasoning", "reasoning_content")):
+                    first = time.perf_counter()
+            if '"usage":{' in line or '"usage": {' in line:
+                usage = json.loads(line[6:]).get("usage") or {}
+                tokens = usage.get("completion_tokens", tokens)
     end = time.perf_counter()
     return tokens, end - start, (first or end) - start
 
@@ -107,8 +109,10 @@ def free_port() -> int:
 
 
 def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: int, max_tokens: int,
-            threads: int, kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
-    """Each server in turn, each concurrency level: {server: {clients: figures}}."""
+            threads: int | None, kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
+    """Each server in turn, each concurrency level: {server: {clients: figures}}. The
+    transformers engine runs twice: at its own CPU default (float32) and at the dtype vLLM
+    picks for a float32 checkpoint on a CPU with bf16 (the log says which)."""
     from llm_runtime.engines.vllm_process import VllmLaunch
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -126,12 +130,12 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
             command, f"http://127.0.0.1:{port}", "/health", same_env, work / "standalone.log"
         )
 
-    def ours(engine: str, python: str) -> callable:
+    def ours(engine: str, python: str, *extra: str) -> callable:
         def start(port: int) -> Process:
             command = [python, "-m", "llm_runtime", "serve", "--model", str(model), "--port", str(port),
                        "--engine", engine, "--max-concurrency", str(max_seqs), "--max-queue", "64",
                        "--logs-dir", str(work / f"logs-{engine}"), "--log-level", "warning",
-                       "--threads", str(threads)]  # fmt: skip
+                       *(["--threads", str(threads)] if threads else []), *extra]  # fmt: skip
             return Process(
                 command, f"http://127.0.0.1:{port}", "/health/ready", env, work / f"{engine}.log"
             )
@@ -147,6 +151,7 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
         ("vLLM standalone", standalone),
         ("ours on vLLM", ours("vllm", vllm_python)),
         ("ours on transformers", ours("transformers", sys.executable)),
+        ("ours on transformers, bf16", ours("transformers", sys.executable, "--dtype", "bfloat16")),
     ):
         process = starter(free_port())
         try:
@@ -230,6 +235,7 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
     """Table rows: each engine against the standalone vLLM server, per concurrency."""
     out = []
     pairs = [("vLLM standalone", "ours on vLLM"), ("vLLM standalone", "ours on transformers"),
+             ("vLLM standalone", "ours on transformers, bf16"),
              ("its vLLM (interleaved)", "front (interleaved)")]  # fmt: skip
     for base_label, label in pairs:
         for clients, ref in figures[base_label].items():

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Literal, cast
 
 from llm_runtime.contract import FRONT_ENGINES, TRANSFORMERS, VLLM
-from llm_runtime.values import DEFAULT_MAX_BODY_MB, LoadSettings, ServeConfig
+from llm_runtime.values import (
+    DEFAULT_MAX_BODY_MB,
+    DEFAULT_PREFIX_CACHE_MB,
+    LoadSettings,
+    ServeConfig,
+)
 
 Engine = Literal["transformers", "vllm"]
 Quantization = Literal["8bit", "4bit"] | None
@@ -57,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="step: requests join the running batch at the next token (plain KV caches); "
         "generate: one transformers generate call per batch (any model); auto: step if possible",
+    )
+    serve.add_argument(
+        "--prefix-cache-mb",
+        type=_non_negative,
+        default=DEFAULT_PREFIX_CACHE_MB,
+        help="KV states of recent prompts kept for prompts that start the same way "
+        "(step batching; 0: off)",
     )
     serve.add_argument(
         "--max-body-mb",
@@ -111,6 +123,7 @@ def config_from_args(args: argparse.Namespace, engine_args: list[str] | None = N
             batch_window_ms=args.batch_window_ms,
             threads=args.threads,
             batching=args.batching,
+            prefix_cache_mb=args.prefix_cache_mb,
             engine=resolve_engine(args.model, args.engine),
             engine_args=tuple(engine_args or ()),
             logs_dir=args.logs_dir,
@@ -220,6 +233,13 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return number
 
 

@@ -7,7 +7,10 @@ never waits for a whole batch to end, and the model never waits for stragglers.
 
 This works on transformers' DynamicCache made of plain DynamicLayer entries (full attention:
 Llama, Mistral without a window, Qwen, Mixtral...). Other caches (sliding windows, hybrid or
-state-space models) use the `generate`-per-batch engine of batching.py instead.
+state-space models) use the `generate`-per-batch engine of batching.py instead. The batch's cache
+keeps each layer in a buffer with room to grow (GrowingLayer): a decoding step writes its one new
+column in place, where DynamicLayer's `torch.cat` copied the whole cache every step (half of a
+small model's step time on CPU, measured).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.cache_utils import DynamicLayer
 
 from llm_runtime.batching import BatchEngine, _Job, wake_streams
-from llm_runtime.decoding import choose_tokens
-from llm_runtime.errors import RuntimeServeError, internal_error
+from llm_runtime.decoding import RowState, choose_tokens
+from llm_runtime.errors import OutOfMemory, RuntimeServeError, internal_error
 from llm_runtime.loading import input_device, translate_oom
 from llm_runtime.metrics import BATCH_BUCKETS
+from llm_runtime.prefix_cache import BLOCK, PrefixCache, PrefixHit
+from llm_runtime.values import DEFAULT_PREFIX_CACHE_MB
 
 log = logging.getLogger("llm_runtime")
 
@@ -34,7 +40,6 @@ def supports_step_batching(model) -> bool:
     """True when model's KV cache is a DynamicCache of plain full-attention layers."""
     try:
         from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
 
         config = model.config
         if getattr(config, "is_encoder_decoder", False):
@@ -56,7 +61,14 @@ class _Running:
 
 
 class StepBatchEngine(BatchEngine):
-    """A BatchEngine whose batch admits new requests between decoding steps."""
+    """A BatchEngine whose batch admits new requests between decoding steps; prompts reuse the
+    KV states of recent prompts they start with (``prefix_cache_bytes`` of them; 0: none)."""
+
+    def __init__(
+        self, *, prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_MB * 2**20, **kwargs
+    ) -> None:
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        super().__init__(**kwargs)  # starts the worker
 
     def _work(self) -> None:
         running: _Running | None = None
@@ -79,6 +91,8 @@ class StepBatchEngine(BatchEngine):
             with torch.inference_mode(), translate_oom("generating"):
                 return work()
         except Exception as exc:
+            if isinstance(exc, OutOfMemory) and self.prefix_cache:
+                self.prefix_cache.clear()  # its memory goes back to the running requests
             self._fail_all(jobs, exc)
             return None
 
@@ -95,22 +109,54 @@ class StepBatchEngine(BatchEngine):
         return jobs
 
     def _prefill(self, jobs: list[_Job]) -> _Running:
-        from transformers import DynamicCache
-
+        """One forward over the new prompts; a prompt's cached prefix (prefix_cache.py) goes
+        into the batch's cache as it is and only the rest is computed. Row i's columns:
+        [padding][its cached prefix][padding][the rest of its prompt]."""
         rows = [job.row for job in jobs]
-        width = max(len(row.prompt_ids) for row in rows)
+        hits = [self._lookup(row.prompt_ids) for row in rows]
+        reused = [hit.length if hit else 0 for hit in hits]
+        past = max(reused)
+        rests = [row.prompt_ids[n:] for row, n in zip(rows, reused, strict=True)]
+        width = max(len(rest) for rest in rests)
         device = input_device(self.model)  # a model split over GPUs takes inputs at its embedding
-        ids = torch.tensor(
-            [[self.pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows],
-            device=device,
-        )
+        ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rests], device=device)
         mask = torch.tensor(
-            [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows],
+            [[0] * (past - n) + [1] * n + [0] * (width - len(r)) + [1] * len(r)
+             for n, r in zip(reused, rests, strict=True)],
             device=device,
-        )
-        cache = DynamicCache(config=self.model.config)
-        logits = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
+        )  # fmt: skip
+        cache = growing_cache(self.model.config)
+        if past:
+            _seed_cache(cache, hits, past)
+        self._count_prefix_tokens(rows, reused)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+        logits = self._forward(ids, mask, positions, cache)
+        self._remember(rows, mask, cache)
         return _Running(jobs=jobs, cache=cache, mask=mask, tokens=self._sample(jobs, logits))
+
+    def _count_prefix_tokens(self, rows: list[RowState], reused: list[int]) -> None:
+        """vLLM's prefix-cache counters: prompt tokens looked up, and found."""
+        if self.prefix_cache:
+            queried = sum(len(row.prompt_ids) for row in rows)
+            self.metrics.inc("prefix_cache_queries_total", queried, "Prompt tokens looked up")
+            self.metrics.inc("prefix_cache_hits_total", sum(reused), "Prompt tokens found cached")
+
+    def _lookup(self, ids: list[int]) -> PrefixHit | None:
+        return self.prefix_cache.lookup(ids) if self.prefix_cache else None
+
+    def _remember(self, rows: list[RowState], mask: torch.Tensor, cache) -> None:
+        """Copy each new prompt's states into the prefix cache (its unmasked columns)."""
+        if not self.prefix_cache:
+            return
+        for index, row in enumerate(rows):
+            if len(row.prompt_ids) < BLOCK or self.prefix_cache.covers(row.prompt_ids):
+                continue
+            columns = mask[index].nonzero()[:, 0]
+            states = []
+            for layer in cache.layers:
+                at = columns.to(layer.keys.device)
+                states.append((layer.keys[index][:, at], layer.values[index][:, at]))
+            self.prefix_cache.add(row.prompt_ids, states)
 
     def _step(self, running: _Running) -> _Running | None:
         started = time.perf_counter()
@@ -201,6 +247,82 @@ class StepBatchEngine(BatchEngine):
             exc = internal_error(exc, "Generation failed")
         self._fail(jobs, exc)
         self.metrics.set("num_requests_running", 0, "Requests being decoded")
+
+
+class GrowingLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views of buffers with room to grow: `update`
+    writes the new columns in place. Code that replaces `keys`/`values` (merging batches,
+    dropping rows, trimming padding) needs no care: the next update sees that they are no longer
+    the views it made and copies them into fresh buffers (with room again)."""
+
+    keys: torch.Tensor  # DynamicLayer's, set by lazy_initialization
+    values: torch.Tensor
+    _key_store: torch.Tensor | None = None
+    _value_store: torch.Tensor | None = None
+    _views: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.get_seq_length()
+        end = length + key_states.shape[-2]
+        if not self._has_room(end):
+            self._key_store = _buffer(self.keys, key_states, length, end)
+            self._value_store = _buffer(self.values, value_states, length, end)
+        assert self._key_store is not None and self._value_store is not None
+        self._key_store[:, :, length:end] = key_states
+        self._value_store[:, :, length:end] = value_states
+        self.keys, self.values = self._key_store[:, :, :end], self._value_store[:, :, :end]
+        self._views = (self.keys, self.values)
+        return self.keys, self.values
+
+    def _has_room(self, end: int) -> bool:
+        """True while keys/values are still this layer's own views and the buffers hold ``end``
+        columns (identity, not `_base`: views made under inference_mode do not record it)."""
+        views = self._views
+        return (
+            views is not None
+            and views[0] is self.keys
+            and views[1] is self.values
+            and self._key_store is not None
+            and self._key_store.shape[2] >= end
+        )
+
+
+def _buffer(old: torch.Tensor, new: torch.Tensor, length: int, end: int) -> torch.Tensor:
+    """A buffer for ``end`` columns and room for half as many again (at least 128), holding
+    ``old``'s ``length`` columns: growing costs one copy per 1.5x of length."""
+    room = end + max(128, end // 2)
+    store = new.new_empty((*new.shape[:2], room, new.shape[3]))
+    if length:
+        store[:, :, :length] = old
+    return store
+
+
+def growing_cache(config):
+    """A DynamicCache for ``config`` whose full-attention layers are GrowingLayers."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() for _ in cache.layers]
+    return cache
+
+
+def _seed_cache(cache, hits: list[PrefixHit | None], past: int) -> None:
+    """Fill each (empty) cache layer with the rows' cached prefixes, right-aligned to ``past``
+    columns (rows without one get zeros, masked out)."""
+    first = next(hit for hit in hits if hit)
+    for number, layer in enumerate(cache.layers):
+        model_keys, model_values = first.layers[number]
+        heads, _, dim = model_keys.shape
+        keys = model_keys.new_zeros((len(hits), heads, past, dim))
+        values = model_values.new_zeros((len(hits), heads, past, dim))
+        for row, hit in enumerate(hits):
+            if hit:
+                keys[row, :, past - hit.length :], values[row, :, past - hit.length :] = hit.layers[
+                    number
+                ]
+        layer.update(keys, values)
 
 
 def select_cache_rows(cache, rows: list[int]) -> None:

@@ -8,6 +8,7 @@ from typing import Literal
 
 GREEDY_BELOW = 1e-5  # as vLLM: smaller temperatures decode greedily
 DEFAULT_MAX_BODY_MB = 8
+DEFAULT_PREFIX_CACHE_MB = 512
 Channel = Literal["thinking", "answer"]
 FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
 
@@ -25,6 +26,7 @@ class LoadSettings:
     batch_window_ms: float = 20.0
     threads: int | None = None
     batching: Literal["auto", "step", "generate"] = "auto"
+    prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB  # step batching's prompt KV cache
     trust_remote_code: bool = False  # the model's own code (auto_map): only as install recorded
     engine: Literal["transformers", "vllm"] = "transformers"
     engine_args: tuple[str, ...] = ()  # passed through to the engine (vLLM's own flags)

@@ -63,13 +63,16 @@ class TextGenerationHandler(Handler, TextGeneration):
         self.eos_ids = self._eos_ids()
         self.max_context = self._max_context()
         self.grammars = GrammarFactory(self.tokenizer, self._vocab_size())
-        self.engine = self._engine_class(settings)(
+        engine_class = self._engine_class(settings)
+        prefix_cache = {"prefix_cache_bytes": settings.prefix_cache_mb * 2**20}
+        self.engine = engine_class(
             model=self.model,
             pad_id=self._pad_id(),
             metrics=self.metrics,
             max_batch_size=settings.max_batch_size,
             max_queue=settings.max_queue,
             batch_window_s=settings.batch_window_ms / 1000,
+            **(prefix_cache if engine_class is StepBatchEngine else {}),
         )
 
     def _engine_class(self, settings: LoadSettings) -> type[BatchEngine]:

@@ -137,3 +137,39 @@ def test_request_joins_a_running_batch_at_the_next_step(llama_server, read_metri
     assert joined["text"] == alone  # same greedy text while sharing the batch
     assert still_running >= 1  # the short one finished while the long one kept generating
     assert json.loads(tail[-1][6:])["finished"] is True
+
+
+def test_prompts_reuse_cached_prefixes_and_answer_as_without_them(
+    llama_server, restricted_server, read_metric
+):
+    """The step engine's prefix cache against the generate engine (no cache): a repeated prompt,
+    one extending it, and a new one, sent together so one prefill mixes cached and new rows;
+    the log-probabilities of the greedy tokens agree, not just the text."""
+    system = "you are a helpful assistant who knows the quick brown fox and the lazy dog well. "
+    prompts = [system + "tell me a story", system + "tell me a story about the fox", "a new one"]
+    bodies = [
+        {"prompt": p, "max_tokens": 10, "temperature": 0, "logprobs": 1, "model": "m"}
+        for p in prompts
+    ]
+
+    def answer(response: httpx.Response) -> tuple[str, list[float]]:
+        choice = response.json()["choices"][0]
+        return choice["text"], choice["logprobs"]["token_logprobs"]
+
+    def alone(server, body) -> tuple[str, list[float]]:
+        url = f"{server.url}/v1/completions"
+        return answer(httpx.post(url, json=body, headers=server.headers, timeout=60))
+
+    expected = [alone(restricted_server, body) for body in bodies]
+    hits_before = read_metric(llama_server, "prefix_cache_hits_total")
+    first = alone(llama_server, bodies[0])
+    assert read_metric(llama_server, "prefix_cache_hits_total") == hits_before  # nothing cached
+    together = asyncio.run(_post_many(llama_server, bodies, path="/v1/completions"))
+    for (text, logprobs), (want_text, want) in zip(
+        [first] + [answer(r) for r in together], expected[:1] + expected, strict=True
+    ):
+        assert text == want_text
+        assert logprobs == pytest.approx(want, abs=1e-4)
+    reused = read_metric(llama_server, "prefix_cache_hits_total") - hits_before
+    assert reused >= 2 * 16, reused  # both prompts that start with the system text reused it
+    assert read_metric(llama_server, "prefix_cache_queries_total") > reused
