@@ -111,8 +111,8 @@ def free_port() -> int:
 def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: int, max_tokens: int,
             threads: int | None, kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
     """Each server in turn, each concurrency level: {server: {clients: figures}}. The
-    transformers engine runs twice: at its own CPU default (float32) and at the dtype vLLM
-    picks for a float32 checkpoint on a CPU with bf16 (the log says which)."""
+    transformers engine runs twice: at its default dtype (an LLM on a CPU with bf16
+    instructions: bf16, as vLLM picks) and at float32."""
     from llm_runtime.engines.vllm_process import VllmLaunch
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -151,7 +151,7 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
         ("vLLM standalone", standalone),
         ("ours on vLLM", ours("vllm", vllm_python)),
         ("ours on transformers", ours("transformers", sys.executable)),
-        ("ours on transformers, bf16", ours("transformers", sys.executable, "--dtype", "bfloat16")),
+        ("ours on transformers, fp32", ours("transformers", sys.executable, "--dtype", "float32")),
     ):
         process = starter(free_port())
         try:
@@ -235,7 +235,7 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
     """Table rows: each engine against the standalone vLLM server, per concurrency."""
     out = []
     pairs = [("vLLM standalone", "ours on vLLM"), ("vLLM standalone", "ours on transformers"),
-             ("vLLM standalone", "ours on transformers, bf16"),
+             ("vLLM standalone", "ours on transformers, fp32"),
              ("its vLLM (interleaved)", "front (interleaved)")]  # fmt: skip
     for base_label, label in pairs:
         for clients, ref in figures[base_label].items():

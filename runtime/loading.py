@@ -47,13 +47,16 @@ def resolve_device(requested: str = "auto") -> str:
     return requested
 
 
-def resolve_dtype(requested: str, device: str) -> torch.dtype:
-    """auto -> bf16 (or fp16) on cuda, fp16 on mps, fp32 on cpu."""
+def resolve_dtype(requested: str, device: str, *, cpu_bf16: bool = False) -> torch.dtype:
+    """auto -> bf16 (or fp16) on cuda, fp16 on mps; on cpu bf16 where ``cpu_bf16`` is asked
+    (LLMs) and the CPU has bf16 matrix instructions, as vLLM's CPU backend does, else fp32."""
     if requested != "auto":
         return DTYPES[requested]
     if device == "cuda":
         return torch.bfloat16 if bf16_native() else torch.float16
-    return torch.float16 if device == "mps" else torch.float32
+    if device == "mps":
+        return torch.float16
+    return torch.bfloat16 if cpu_bf16 and cpu_bf16_native() else torch.float32
 
 
 def bf16_native() -> bool:
@@ -62,11 +65,25 @@ def bf16_native() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-def resolve_placement(settings: LoadSettings) -> Placement:
+def cpu_bf16_native() -> bool:
+    """AMX or AVX512-BF16 under oneDNN: bf16 matmuls in hardware (elsewhere they are emulated,
+    slower than fp32)."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        )
+    except (AttributeError, RuntimeError):  # a torch build without these probes
+        return False
+
+
+def resolve_placement(settings: LoadSettings, *, cpu_bf16: bool = False) -> Placement:
+    """Device and dtype for ``settings``; ``cpu_bf16``: auto may pick bf16 on a CPU that has it."""
     if settings.threads:
         torch.set_num_threads(settings.threads)  # small models on CPU run faster on fewer
     device = resolve_device(settings.device)
-    return Placement(device=device, dtype=resolve_dtype(settings.dtype, device))
+    return Placement(device=device, dtype=resolve_dtype(settings.dtype, device, cpu_bf16=cpu_bf16))
 
 
 def quantization_config(settings: LoadSettings, placement: Placement):

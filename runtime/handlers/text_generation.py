@@ -54,7 +54,9 @@ class TextGenerationHandler(Handler, TextGeneration):
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.profile, self.placement = profile, resolve_placement(settings)
+        # LLMs take bf16 on a CPU with bf16 instructions (as vLLM); state-space kernels keep fp32
+        cpu_bf16 = profile.family == TEXT_GENERATION
+        self.profile, self.placement = profile, resolve_placement(settings, cpu_bf16=cpu_bf16)
         self.tokenizer = AutoTokenizer.from_pretrained(profile.model_dir, **remote_code(settings))
         self.model, self.adapter = load_model(
             AutoModelForCausalLM, profile.model_dir, settings, self.placement

@@ -141,21 +141,27 @@ def serve(tmp_path_factory):
         server.stop()
 
 
+# The servers whose answers tests compare token for token (batched vs alone, step vs generate
+# engine, prefix cache vs none, adapter vs base) run float32: an LLM's auto dtype is bf16 on a
+# CPU with bf16 instructions, and bf16 rounding differs with batch shapes.
+EXACT = ("--dtype", "float32")
+
+
 @pytest.fixture(scope="session")
 def llama_server(serve, llama_dir) -> Server:
-    return serve("llama", llama_dir, "--max-concurrency", "16", "--max-queue", "64")
+    return serve("llama", llama_dir, "--max-concurrency", "16", "--max-queue", "64", *EXACT)
 
 
 @pytest.fixture(scope="session")
 def restricted_server(serve, llama_dir) -> Server:
     """One request at a time, one waiting, an API key, and the generate-per-batch engine."""
-    args = ("--max-concurrency", "1", "--max-queue", "1", "--batching", "generate")
+    args = ("--max-concurrency", "1", "--max-queue", "1", "--batching", "generate", *EXACT)
     return serve("restricted", llama_dir, *args, api_key="sekret")
 
 
 @pytest.fixture(scope="session")
 def lora_server(serve, llama_dir, lora_dir) -> Server:
-    return serve("lora", llama_dir, "--lora", str(lora_dir))
+    return serve("lora", llama_dir, "--lora", str(lora_dir), *EXACT)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import json
 import httpx
 from openai import OpenAI
 
+from llm_runtime.loading import cpu_bf16_native
+
 CHAT = [{"role": "user", "content": "what is two plus two"}]
 
 
@@ -19,6 +21,7 @@ def post(server, path: str, **body) -> dict:
 def test_reasoning_model_is_detected(reasoning_server):
     info = httpx.get(f"{reasoning_server.url}/info").json()
     assert info["capabilities"]["supports_reasoning"] is True
+    assert info["dtype"] == ("bfloat16" if cpu_bf16_native() else "float32")  # LLMs' auto dtype
     assert info["details"]["thinking_toggle"] is True
 
 

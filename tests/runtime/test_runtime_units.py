@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from llm_runtime import loading
 from llm_runtime.decoding import RowState
 from llm_runtime.errors import ModelLoadError, OutOfMemory, UnsupportedFamily
 from llm_runtime.handlers import FAMILIES, handler_class, supported_families
@@ -146,6 +147,19 @@ def test_auto_device_and_dtype_on_this_machine():
     assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype("auto", "mps") == torch.float16
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    native = torch.bfloat16 if loading.cpu_bf16_native() else torch.float32
+    assert resolve_dtype("auto", "cpu", cpu_bf16=True) == native
+
+
+def test_llms_get_bf16_on_cpus_with_bf16_instructions_only(monkeypatch):
+    """As vLLM's CPU backend: bf16 where AMX or AVX512-BF16 run it, fp32 where it is emulated;
+    an explicit --dtype always wins, and families that do not ask (cpu_bf16) keep fp32."""
+    monkeypatch.setattr(loading, "cpu_bf16_native", lambda: True)
+    assert resolve_dtype("auto", "cpu", cpu_bf16=True) == torch.bfloat16
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("float32", "cpu", cpu_bf16=True) == torch.float32
+    monkeypatch.setattr(loading, "cpu_bf16_native", lambda: False)
+    assert resolve_dtype("auto", "cpu", cpu_bf16=True) == torch.float32
 
 
 def test_bitsandbytes_refused_without_cuda():

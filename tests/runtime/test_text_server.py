@@ -37,7 +37,7 @@ def test_health_is_live_and_ready_was_503_while_loading(llama_server):
 def test_info_describes_model_and_capabilities(llama_server):
     info = httpx.get(f"{llama_server.url}/info").json()
     assert info["family"] == "text-generation"
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info["device"] == "cpu" and info["dtype"] == "float32"  # as asked (conftest.EXACT)
     caps = info["capabilities"]
     assert caps["supports_streaming"] and not caps["supports_reasoning"]
     assert caps["supports_system_prompt"] and caps["max_context_length"] == 2048

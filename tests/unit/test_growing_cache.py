@@ -29,16 +29,16 @@ def assert_same(growing: GrowingLayer, plain: DynamicLayer) -> None:
 def test_decoding_steps_write_in_place_until_the_room_is_used():
     growing, plain = both(lambda layer: layer.update(states(3, 5, 0), states(3, 5, 1)))
     buffer = growing._key_store
-    assert buffer is not None and buffer.shape[2] == 5 + 128
+    assert buffer is not None and buffer.shape[2] == 5 + 64
     pointers = set()
-    for step in range(128):
+    for step in range(64):
         for layer in (growing, plain):
             layer.update(states(3, 1, 10 + step), states(3, 1, 500 + step))
         assert_same(growing, plain)
         pointers.add(growing.keys.data_ptr())
     assert growing._key_store is buffer and pointers == {buffer.data_ptr()}  # no copy
-    growing.update(states(3, 1, 7), states(3, 1, 8))  # 134 columns: a bigger buffer
-    assert growing._key_store is not buffer and growing._key_store.shape[2] == 134 + 128
+    growing.update(states(3, 1, 7), states(3, 1, 8))  # 70 columns: a bigger buffer
+    assert growing._key_store is not buffer and growing._key_store.shape[2] == 70 + 64
     plain.update(states(3, 1, 7), states(3, 1, 8))
     assert_same(growing, plain)
 
