@@ -320,9 +320,8 @@ def _seed_cache(cache, hits: list[PrefixHit | None], past: int) -> None:
         values = model_values.new_zeros((len(hits), heads, past, dim))
         for row, hit in enumerate(hits):
             if hit:
-                keys[row, :, past - hit.length :], values[row, :, past - hit.length :] = hit.layers[
-                    number
-                ]
+                start = past - hit.length
+                keys[row, :, start:], values[row, :, start:] = hit.layers[number]
         layer.update(keys, values)
 
 
