@@ -37,6 +37,19 @@ window.WebSocket = class extends RealWebSocket {
 """
 
 
+def reply_counts(page, max_tokens: int) -> int:
+    """The last reply's token count from its counter, checked against its finish reason: a
+    random-weight model may sample its end-of-text token before ``max_tokens``."""
+    counts = re.search(
+        r"(\d+) tokens · (\w+)", page.locator(".msg.assistant .counts").last.text_content()
+    )
+    assert counts, "the token counter is shown"
+    tokens, reason = int(counts.group(1)), counts.group(2)
+    assert 1 <= tokens <= max_tokens
+    assert (reason == "length") == (tokens == max_tokens), (tokens, reason)
+    return tokens
+
+
 def test_chat_streams_text(page, ui_servers):
     page.add_init_script(RECORDER)
     page.goto(ui_servers["chat"].url + "/")
@@ -55,14 +68,7 @@ def test_chat_streams_text(page, ui_servers):
     assert final
     partial = {n for n, running in page.evaluate("window.__lengths") if running and 0 < n < final}
     assert len(partial) >= 2, "the reply grows in steps while it streams, not all at once"
-    counts = re.search(
-        r"(\d+) tokens · (\w+)", page.locator(".msg.assistant .counts").last.text_content()
-    )
-    assert counts, "the token counter is shown"
-    tokens, reason = int(counts.group(1)), counts.group(2)
-    assert 1 <= tokens <= 24 and (
-        reason != "length" or tokens == 24
-    )  # a random model may stop early
+    tokens = reply_counts(page, 24)
     assert page.locator(".msg.user").last.text_content() == "hello there"
     context = ui_servers["chat"].client().get("/info").json()["capabilities"]["max_context_length"]
     used = re.fullmatch(rf"(\d+)/{context} tokens", page.text_content("#token-counter"))
@@ -70,6 +76,7 @@ def test_chat_streams_text(page, ui_servers):
 
 
 def test_chat_falls_back_to_sse(page, ui_servers):
+    page.add_init_script(RECORDER)
     page.goto(ui_servers["chat"].url + "/")
     page.wait_for_selector("#panel-chat.active", timeout=TIMEOUT_MS)
     page.select_option("#transport", "sse")
@@ -77,7 +84,9 @@ def test_chat_falls_back_to_sse(page, ui_servers):
     page.fill("#chat-input", "again")
     page.click("#send")
     page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
-    assert "8 tokens" in page.locator(".msg.assistant .counts").last.text_content()
+    reply_counts(page, 8)
+    generate = [f for f in page.evaluate("window.__fetches") if f["url"].endswith("/generate")]
+    assert [(f["body"]["stream"], f["body"]["max_tokens"]) for f in generate] == [(True, 8)]
 
 
 def test_chat_without_websocket_streams_over_sse(page, ui_servers):
@@ -89,9 +98,9 @@ def test_chat_without_websocket_streams_over_sse(page, ui_servers):
     page.fill("#chat-input", "no sockets here")
     page.click("#send")
     page.wait_for_selector("#send:not([disabled])", timeout=TIMEOUT_MS)
-    assert "8 tokens" in page.locator(".msg.assistant .counts").last.text_content()
+    reply_counts(page, 8)
     generate = [f for f in page.evaluate("window.__fetches") if f["url"].endswith("/generate")]
-    assert [f["body"].get("stream") for f in generate] == [True]  # one streamed request
+    assert [(f["body"]["stream"], f["body"]["max_tokens"]) for f in generate] == [(True, 8)]
 
 
 def test_failed_reply_is_marked_and_not_sent_back(page, ui_servers):

@@ -68,7 +68,9 @@ def test_qwen2_vl_chat_with_two_images_and_turns(side_servers):
     client = OpenAI(base_url=side_servers["qwen2-vl"].url + "/v1", api_key="unused")
 
     def reply(*messages):
-        return client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+        return client.chat.completions.create(
+            model="tiny", messages=messages, max_tokens=2, temperature=0
+        )
 
     two = {"role": "user", "content": [image, {"type": "text", "text": "and"}, image]}
     one = {"role": "user", "content": [image, {"type": "text", "text": "and"}]}
