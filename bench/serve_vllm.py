@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import tempfile
@@ -147,7 +146,7 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
     """Each server in turn, each concurrency level: {server: {clients: figures}}. The
     transformers engine runs twice: at its default dtype (an LLM on a CPU with bf16
     instructions: bf16, as vLLM picks) and at float32."""
-    from llm_runtime.engines.vllm_process import VllmLaunch
+    from llm_runtime.engines.vllm_launch import VllmLaunch
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     env = {**os.environ, "PYTHONPATH": runtime_path(work), "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
@@ -158,8 +157,8 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
 
     def standalone(port: int) -> Process:
         launch = VllmLaunch(model_dir=model, served_name=name, max_num_seqs=max_seqs, device="cpu")
-        command = [vllm_python, *launch.arguments(port)[1:]]  # the flags our engine passes
-        same_env = {**env, **launch.child_environment()}  # as our engine starts it
+        command = [vllm_python, *launch.server_command(port)[1:]]  # our engine's flags
+        same_env = {**env, **launch.engine_environment()}  # as our engine starts it
         return Process(
             command, f"http://127.0.0.1:{port}", "/health", same_env, work / "standalone.log"
         )
@@ -190,44 +189,37 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
         process = starter(free_port())
         try:
             servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
-            if label == "ours on vLLM":  # the front against its own vLLM, turn by turn
-                child = child_url(work / "logs-vllm")
-                servers.update(
-                    interleaved(
-                        process.url, child, name, levels, count, max_tokens, process.process.pid
-                    )
-                )
-                servers["ttft pairs"] = {1: paired_ttft(process.url, child, name)}
+            if label == "ours on vLLM":  # beside a standalone vLLM, turn by turn
+                other = standalone(free_port())
+                try:
+                    servers.update(interleaved(process, other, name, levels, count, max_tokens))
+                    servers["ttft pairs"] = {1: paired_ttft(process.url, other.url, name)}
+                finally:
+                    other.stop()
         finally:
             process.stop()
     return servers
 
 
-def child_url(logs: Path) -> str:
-    """The private URL of the vLLM server our front started (from its log)."""
-    text = (logs / "vllm.log").read_text(errors="replace")
-    return re.findall(r"Starting vLLM server on (http://127\.0\.0\.1:\d+)", text)[-1]
-
-
-def interleaved(front, child, name, levels, count, max_tokens, front_pid, rounds: int = 5) -> dict:
-    """Same instance, same moment: the front and the vLLM behind it alternate. Tokens/s and
-    latency are the best of the rounds, the ratio is the median of each round's pair (on a shared
-    machine background load swamps a front's few milliseconds otherwise); the front's own CPU
-    time per token (its process alone) is set beside vLLM's API server's (the front's child)."""
+def interleaved(ours: Process, standalone: Process, name, levels, count, max_tokens,
+                rounds: int = 5) -> dict:  # fmt: skip
+    """Same moment, same machine: our server on vLLM and a standalone vLLM server (each with its
+    own engine, the idle one waiting) alternate. Tokens/s and latency are the best of the
+    rounds, the ratio is the median of each round's pair (on a shared machine background load
+    swamps a few percent otherwise); the CPU time per token of our server's process (our front
+    and vLLM's OpenAI layer, in process) is set beside the standalone API server's (each without
+    its engine core)."""
     import psutil
 
-    front_process = psutil.Process(front_pid)
-    api_server = front_process.children()[0]
-    labels = ("front (interleaved)", "its vLLM (interleaved)")
+    labels = ("ours on vLLM (interleaved)", "vLLM standalone (interleaved)")
+    processes = [psutil.Process(server.process.pid) for server in (ours, standalone)]
     out: dict[str, dict] = {label: {} for label in labels}
     for clients in levels:
         runs: dict[str, list] = {label: [] for label in labels}
         for _ in range(rounds):
-            for label, url, process in zip(
-                labels, (front, child), (front_process, api_server), strict=True
-            ):
+            for label, server, process in zip(labels, (ours, standalone), processes, strict=True):
                 before = sum(process.cpu_times()[:2])
-                figures = load(url, name, clients, count(clients), max_tokens)
+                figures = load(server.url, name, clients, count(clients), max_tokens)
                 tokens = figures["tokens_per_s"] * figures.pop("seconds")
                 figures["cpu_us_per_token"] = (sum(process.cpu_times()[:2]) - before) / tokens * 1e6
                 runs[label].append(figures)
@@ -244,23 +236,23 @@ def interleaved(front, child, name, levels, count, max_tokens, front_pid, rounds
     return out
 
 
-def paired_ttft(front: str, child: str, name: str, pairs: int = 60) -> dict[str, float]:
-    """The front's own time-to-first-token cost: single streamed chats alternating between the
-    front and the vLLM behind it (which goes first alternates too), the median of each pair's
+def paired_ttft(front: str, standalone: str, name: str, pairs: int = 60) -> dict[str, float]:
+    """Our server's time-to-first-token cost: single streamed chats alternating between it and
+    a standalone vLLM server (which goes first alternates too), the median of each pair's
     difference; a shared machine's background load hits both sides of a pair alike."""
-    for url in (front, child):
+    for url in (front, standalone):
         one_request(url, name, 2)  # warm-up
-    differences, front_ttft, child_ttft = [], [], []
+    differences, front_ttft, standalone_ttft = [], [], []
     for index in range(pairs):
-        order = (front, child) if index % 2 == 0 else (child, front)
+        order = (front, standalone) if index % 2 == 0 else (standalone, front)
         ttft = {url: one_request(url, name, 2)[2] for url in order}
-        differences.append(ttft[front] - ttft[child])
+        differences.append(ttft[front] - ttft[standalone])
         front_ttft.append(ttft[front])
-        child_ttft.append(ttft[child])
+        standalone_ttft.append(ttft[standalone])
     return {
         "overhead_s": statistics.median(differences),
         "front_s": statistics.median(front_ttft),
-        "child_s": statistics.median(child_ttft),
+        "standalone_s": statistics.median(standalone_ttft),
         "pairs": pairs,
     }
 
@@ -270,7 +262,7 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
     out = []
     pairs = [("vLLM standalone", "ours on vLLM"), ("vLLM standalone", "ours on transformers"),
              ("vLLM standalone", "ours on transformers, fp32"),
-             ("its vLLM (interleaved)", "front (interleaved)")]  # fmt: skip
+             ("vLLM standalone (interleaved)", "ours on vLLM (interleaved)")]  # fmt: skip
     for base_label, label in pairs:
         for clients, ref in figures[base_label].items():
             mine = figures[label][clients]
@@ -280,19 +272,19 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
                 f"{mine['tokens_per_s']:.0f} | {mine['latency_s'] * 1000:.0f} ms | {mine['ttft_s'] * 1000:.1f} ms",
                 f"{mine['tokens_per_s'] / ref['tokens_per_s']:.2f}x tokens/s, TTFT {(mine['ttft_s'] - ref['ttft_s']) * 1000:+.1f} ms",
             ))  # fmt: skip
-    for clients, mine in figures.get("front (interleaved)", {}).items():
-        ref = figures["its vLLM (interleaved)"][clients]
+    for clients, mine in figures.get("ours on vLLM (interleaved)", {}).items():
+        ref = figures["vLLM standalone (interleaved)"][clients]
         out.append((
-            f"front, {clients} client(s): CPU per token | median of paired ratios",
+            f"ours on vLLM, {clients} client(s): CPU per token | median of paired ratios",
             f"{ref['cpu_us_per_token']:.0f} us (vLLM's API server process)",
-            f"{mine['cpu_us_per_token']:.0f} us (our front process)",
+            f"{mine['cpu_us_per_token']:.0f} us (our server process)",
             f"{mine['median_pair_ratio']:.2f}x tokens/s",
         ))  # fmt: skip
     for pair in figures.get("ttft pairs", {}).values():
         out.append((
-            f"front's time to first token, {pair['pairs']} alternating single chats (medians)",
-            f"{pair['child_s'] * 1000:.1f} ms (its vLLM)",
-            f"{pair['front_s'] * 1000:.1f} ms (front)",
+            f"time to first token, {pair['pairs']} alternating single chats (medians)",
+            f"{pair['standalone_s'] * 1000:.1f} ms (vLLM standalone)",
+            f"{pair['front_s'] * 1000:.1f} ms (ours on vLLM)",
             f"{pair['overhead_s'] * 1000:+.1f} ms (median of paired differences)",
         ))  # fmt: skip
     return out

@@ -44,8 +44,11 @@ class ModelHost:
         self.handler: Handler | None = None
         self.profile: ModelProfile | None = None
         self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
+        """Called on the serving event loop: loading runs on a thread of its own."""
+        self.loop = asyncio.get_running_loop()
         threading.Thread(target=self._load, name="llm-model-loader", daemon=True).start()
 
     def close(self) -> None:
@@ -84,6 +87,8 @@ class ModelHost:
             )
             settings = replace(self.config.load, trust_remote_code=self.profile.trust_remote_code)
             handler.load(profile=self.profile, settings=settings)
+            if self.loop is not None:
+                asyncio.run_coroutine_threadsafe(handler.started(), self.loop).result()
         except RuntimeServeError as exc:
             self._failed(exc.message)
         except Exception as exc:  # keep serving /health with the reason

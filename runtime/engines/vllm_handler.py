@@ -1,4 +1,5 @@
-"""Text generation on vLLM: a child vLLM server behind our front, same routes and shapes.
+"""Text generation on vLLM: vLLM's engine and OpenAI app in our process (engines/vllm_engine.py),
+same routes and shapes as the transformers engine.
 
 Native routes (/generate, /generate/stream, /ws) read a `VllmStream`; the OpenAI routes are
 forwarded nearly as they are (engines/vllm_routes.py), so tools, response_format, logprobs and
@@ -8,22 +9,18 @@ max-concurrency running plus max-queue waiting requests.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from llm_runtime.contract import TEXT_GENERATION
-from llm_runtime.engines.vllm_process import (
-    KEEP_ALIVE_S,
+from llm_runtime.engines.asgi_client import AsgiClient
+from llm_runtime.engines.vllm_engine import VllmEngine
+from llm_runtime.engines.vllm_launch import (
     TOOL_PARSERS,
     VllmLaunch,
-    VllmProcess,
     kv_cache_gib,
     lora_rank,
     max_model_len,
@@ -44,13 +41,12 @@ BASE_SUFFIX = "-base"  # vLLM's name for the base model when the adapter takes t
 
 
 class VllmTextHandler(Handler, TextGeneration):
-    """Causal LMs served by a vLLM child process."""
+    """Causal LMs served by vLLM's engine."""
 
     family = TEXT_GENERATION
     engine = "vllm"
 
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
-        import aiohttp  # noqa: F401  (imported now, not on the first request)
         from transformers import AutoTokenizer
 
         self.profile, self.settings = profile, settings
@@ -61,7 +57,6 @@ class VllmTextHandler(Handler, TextGeneration):
         self.max_context = max_model_len(profile.model_dir, cap=10**9)
         self.limit = settings.max_batch_size + settings.max_queue
         self.in_flight = 0
-        self._session: Any = None  # aiohttp.ClientSession, made on the serving event loop
         if settings.quantization:
             raise ModelLoadError(
                 f"--load-in-{settings.quantization} is a transformers-engine option; on vLLM pass "
@@ -70,11 +65,14 @@ class VllmTextHandler(Handler, TextGeneration):
             )
         # Answers name the model as start.sh serves it: the adapter when lora/ has one.
         self.served_name = profile.model_id
-        self.process = VllmProcess(
+        self.vllm = VllmEngine(
             self._launch(profile, settings), (settings.logs_dir or Path("logs")) / "vllm.log"
         )
-        self.process.start()
-        self.max_context = self._served_context()
+        self.vllm.start()
+        self.max_context = self.vllm.max_model_len
+
+    async def started(self) -> None:
+        await self.vllm.serve()
 
     def _launch(self, profile: ModelProfile, settings: LoadSettings) -> VllmLaunch:
         environment = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -113,30 +111,11 @@ class VllmTextHandler(Handler, TextGeneration):
         config = json.loads((self.profile.model_dir / "config.json").read_text())
         return TOOL_PARSERS.get(config.get("model_type", ""), "hermes")
 
-    def _served_context(self) -> int:
-        """vLLM's max_model_len, as its /v1/models reports it."""
-        try:
-            models = httpx.get(f"{self.process.url}/v1/models", timeout=10).json()["data"]
-            return int(models[0].get("max_model_len") or self.max_context)
-        except (httpx.HTTPError, KeyError, IndexError, ValueError):
-            return self.max_context
-
     @property
-    def session(self) -> Any:
-        """One aiohttp session to vLLM for every route: a keep-alive HTTP/1.1 pool and a C
-        response parser (httpx's pure-Python h11 cost the front a third of its CPU per token)."""
-        if self._session is None:  # created on the event loop that uses it
-            import aiohttp
-
-            self._session = aiohttp.ClientSession(
-                base_url=self.process.url,
-                connector=aiohttp.TCPConnector(
-                    limit=self.limit + 8, keepalive_timeout=KEEP_ALIVE_S
-                ),
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=False,
-            )
-        return self._session
+    def client(self) -> AsgiClient:
+        """vLLM's OpenAI app, called in this process."""
+        assert self.vllm.client is not None, "started() runs before the handler serves"
+        return self.vllm.client
 
     def describe(self) -> ModelDescription:
         return ModelDescription(
@@ -157,8 +136,8 @@ class VllmTextHandler(Handler, TextGeneration):
                 "is_reasoning": self.think is not None,
                 "chat_template": bool(self.tokenizer.chat_template),
                 "thinking_toggle": bool(self.think and self.think.template_toggle),
-                "reasoning_parser": self.process.launch.reasoning_parser,
-                "tool_parser": self.process.launch.tool_parser,
+                "reasoning_parser": self.vllm.launch.reasoning_parser,
+                "tool_parser": self.vllm.launch.tool_parser,
             },
         )
 
@@ -171,7 +150,7 @@ class VllmTextHandler(Handler, TextGeneration):
         path, body = self._request_body(request, thinking)
         split = thinking and request.messages is not None  # vLLM splits chat answers only
         return VllmStream(
-            self.session, path, body, reasoning=split, release=self.admit(), gone=self.engine_gone
+            self.client, path, body, reasoning=split, release=self.admit(), gone=self.engine_gone
         )
 
     def admit(self):
@@ -215,12 +194,12 @@ class VllmTextHandler(Handler, TextGeneration):
         return "/v1/chat/completions", body
 
     def engine_gone(self) -> NotReady | None:
-        """A clear 503 when the vLLM process has died (it answers no connection then)."""
-        if self.process.alive():
+        """A clear 503 once vLLM's engine core has died."""
+        error = self.vllm.dead()
+        if error is None:
             return None
-        code = self.process.process.returncode if self.process.process else None
         return NotReady(
-            f"The vLLM engine stopped (exit code {code}): {self.process.last_error()} "
+            f"The vLLM engine stopped ({type(error).__name__}): {self.vllm.last_error()} "
             "Restart the server (start.sh); logs/vllm.log has the details.",
             code="engine_stopped",
         )
@@ -230,22 +209,15 @@ class VllmTextHandler(Handler, TextGeneration):
 
     async def engine_metrics(self) -> str:
         """vLLM's own Prometheus metrics (``vllm:`` names), for our /metrics."""
-        import aiohttp
-
-        try:
-            async with self.session.get("/metrics", timeout=aiohttp.ClientTimeout(5)) as response:
-                return await response.text() if response.status == 200 else ""
-        except (aiohttp.ClientError, TimeoutError):
+        if self.vllm.client is None:
             return ""
+        async with await self.vllm.client.request("GET", "/metrics") as response:
+            return (await response.read()).decode() if response.status == 200 else ""
 
     def close(self) -> None:
-        session = getattr(self, "_session", None)
-        if session is not None and not session.closed:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing left to tidy
-                asyncio.get_running_loop().create_task(session.close())
-        process = getattr(self, "process", None)
-        if process is not None:
-            process.stop()
+        engine = getattr(self, "vllm", None)
+        if engine is not None:
+            engine.shutdown()
 
 
 def _available_memory() -> int:

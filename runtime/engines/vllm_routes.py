@@ -8,12 +8,13 @@ and reasoning deltas carry both ``reasoning_content`` and ``reasoning``, as on t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from llm_runtime.engines.asgi_client import AsgiResponse
 from llm_runtime.engines.vllm_handler import VllmTextHandler
 from llm_runtime.engines.vllm_stream import vllm_error
 from llm_runtime.engines.vllm_tools import (
@@ -27,7 +28,6 @@ from llm_runtime.serving import check_api_key, host_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 REASONING_MARK = b'"reasoning'
-JSON = {"Content-Type": "application/json"}
 
 
 @router.post("/chat/completions")
@@ -41,8 +41,6 @@ async def completions(request: Request):
 
 
 async def forward(request: Request, path: str):
-    import aiohttp
-
     handler = host_of(request).require_capability(VllmTextHandler, f"POST {path}")
     body = await _json_body(request)
     tools = forced_tools(body) if path == "/v1/chat/completions" else None
@@ -51,8 +49,8 @@ async def forward(request: Request, path: str):
     release = handler.admit()
     try:
         body["model"] = handler.served_name
-        response = await handler.session.post(path, data=json.dumps(body), headers=JSON)
-    except aiohttp.ClientError:
+        response = await handler.client.request("POST", path, json.dumps(body).encode())
+    except Exception:
         release()
         raise handler.engine_gone() or RuntimeServeError("vLLM did not answer; retry.") from None
     except BaseException:
@@ -60,7 +58,6 @@ async def forward(request: Request, path: str):
         raise
     if response.status != 200:
         raw = await response.read()
-        response.release()
         release()
         raise vllm_error(response.status, raw)
     if body.get("stream"):
@@ -69,7 +66,6 @@ async def forward(request: Request, path: str):
     try:
         raw = await response.read()
     finally:
-        response.release()
         release()
     if (
         not tools and REASONING_MARK not in raw
@@ -90,13 +86,15 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterator[bytes]:
+async def _events(
+    response: AsgiResponse, release: Callable[[], None], calls: StreamedCalls | None
+) -> AsyncIterator[bytes]:
     """vLLM's SSE bytes as they come, one write per read; only events that name reasoning (or
     every event of a forced tool call) are parsed and rewritten. Closing the response stops
     vLLM's generation."""
     pending = b""
     try:
-        async for data in response.content.iter_any():
+        async for data in response.iter_any():
             plain = calls is None and not pending and REASONING_MARK not in data
             if plain and data.endswith(b"\n\n"):
                 yield data  # the common case: whole events, nothing to change
@@ -108,7 +106,7 @@ async def _events(response, release, calls: StreamedCalls | None) -> AsyncIterat
         if pending:
             yield _rewrite(pending, calls)
     finally:
-        response.close()  # mid-stream (the client left): drops the connection, vLLM aborts
+        response.close()  # mid-stream (the client left): vLLM sees a disconnect and aborts
         release()
 
 

@@ -1,4 +1,5 @@
-"""One generation on vLLM, as the `TextStream` every native route reads (SSE over httpx)."""
+"""One generation on vLLM, as the `TextStream` every native route reads (vLLM's SSE, read in
+process)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from llm_runtime.engines.asgi_client import AsgiClient
 from llm_runtime.errors import InvalidRequest, RuntimeServeError
 from llm_runtime.handlers.base import TextStream
 from llm_runtime.values import Channel, TextDelta, TextResult, Usage
@@ -19,7 +21,7 @@ class VllmStream(TextStream):
     """Streams one chat or completion request from vLLM into deltas and a final result."""
 
     def __init__(
-        self, session: Any, path: str, body: dict[str, Any], *, reasoning: bool,
+        self, client: AsgiClient, path: str, body: dict[str, Any], *, reasoning: bool,
         release: Callable[[], None], gone: Callable[[], RuntimeServeError | None] = lambda: None,
     ) -> None:  # fmt: skip
         self._reasoning, self._release, self._gone = reasoning, release, gone
@@ -30,7 +32,7 @@ class VllmStream(TextStream):
         self._finish, self._usage = "stop", dict[str, Any]()
         self._first: float | None = None
         self._started = time.perf_counter()
-        self._task = asyncio.get_running_loop().create_task(self._run(session, path, body))
+        self._task = asyncio.get_running_loop().create_task(self._run(client, path, body))
         self._task.add_done_callback(lambda _: release())
 
     @property
@@ -62,22 +64,24 @@ class VllmStream(TextStream):
 
     def cancel(self) -> None:
         if not self._task.done():
-            self._task.cancel()  # closing the connection makes vLLM abort the request
+            self._task.cancel()  # leaving the response makes vLLM abort the request
 
-    async def _run(self, session: Any, path: str, body: dict[str, Any]) -> None:
-        """``session`` is the handler's aiohttp session to vLLM."""
-        import aiohttp
-
+    async def _run(self, client: AsgiClient, path: str, body: dict[str, Any]) -> None:
         try:
-            async with session.post(path, json=body) as response:
+            response = await client.request("POST", path, json.dumps(body).encode())
+        except Exception:
+            self._queue.put_nowait(None)
+            raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
+        try:
+            async with response:  # leaving it (cancel() too) makes vLLM abort the request
                 if response.status != 200:
                     raise vllm_error(response.status, await response.read())
-                async for raw in response.content:  # one SSE line at a time
+                async for raw in response.lines():  # one SSE line at a time
                     line = raw.rstrip(b"\r\n")
                     if line.startswith(b"data: {"):
                         self._chunk(json.loads(line[6:]))
-        except aiohttp.ClientError:
-            raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
+            if (gone := self._gone()) is not None:
+                raise gone
         finally:
             self._queue.put_nowait(None)
 

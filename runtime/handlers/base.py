@@ -52,6 +52,11 @@ class Handler(ABC):
     def load(self, *, profile: ModelProfile, settings: LoadSettings) -> None:
         """Load the model in profile.model_dir on the device and dtype settings name."""
 
+    async def started(self) -> None:
+        """Runs once on the serving event loop after load() (for engines whose clients live on
+        that loop); the default has nothing to do."""
+        return None
+
     @abstractmethod
     def describe(self) -> ModelDescription:
         """Family, device, dtype and capabilities of the loaded model for /info."""

@@ -140,7 +140,7 @@ def _model_dir(tmp_path: Path, **config) -> Path:
 
 
 def test_vllm_arguments(tmp_path):
-    from llm_runtime.engines.vllm_process import KEEP_ALIVE_S, VllmLaunch
+    from llm_runtime.engines.vllm_launch import VllmLaunch
 
     model = _model_dir(tmp_path)
     adapter = tmp_path / "lora"
@@ -148,15 +148,17 @@ def test_vllm_arguments(tmp_path):
         model_dir=model, served_name="base-model", max_num_seqs=16, device="cpu",
         lora=("org/model", adapter, 16), reasoning_parser="qwen3", tool_parser="llama3_json",
     )  # fmt: skip
-    args = launch.arguments(5555)
-    assert args[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]  # the `vllm` script fails
+    server = launch.server_command(5555)  # the benchmark's standalone vLLM, with our flags
+    assert server[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]  # the `vllm` script fails
+    assert "--host 127.0.0.1 --port 5555" in " ".join(server) and server[3:-7] == launch.flags()
+    args = launch.flags()
     text = " ".join(args)
-    assert "--host 127.0.0.1 --port 5555" in text and "--max-num-seqs 16" in text
+    assert "--max-num-seqs 16" in text
     assert "--max-model-len 8192" in text  # the model's 131072, capped
     assert "--enforce-eager" in args  # CPU images have no compiler for torch.compile
-    assert launch.child_environment()["TORCHDYNAMO_DISABLE"] == "1"  # nor for vLLM's logprobs
-    # vLLM keeps the front's idle connections open longer than the front reuses them
-    assert int(launch.child_environment()["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > KEEP_ALIVE_S
+    assert launch.engine_environment()["TORCHDYNAMO_DISABLE"] == "1"  # nor for vLLM's logprobs
+    # the engine core starts afresh, not as a fork of our threaded server
+    assert launch.engine_environment()["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
     assert json.loads(args[args.index("--structured-outputs-config") + 1]) == {
         "backend": "xgrammar", "disable_any_whitespace": True,
     }  # fmt: skip
@@ -167,14 +169,14 @@ def test_vllm_arguments(tmp_path):
     assert "--enable-auto-tool-choice --tool-call-parser llama3_json" in text
     user = VllmLaunch(model_dir=model, served_name="m", max_num_seqs=4, device="cpu",
                       extra_args=("--max-model-len", "4096", "-O", "3"))  # fmt: skip
-    assert user.arguments(1)[-4:] == ["--max-model-len", "4096", "-O", "3"]
-    assert "--enforce-eager" not in user.arguments(1)  # the user's compilation choice wins
-    assert "TORCHDYNAMO_DISABLE" not in user.child_environment()
-    assert " ".join(user.arguments(1)).count("--max-model-len") == 1  # the user's wins
+    assert user.flags()[-4:] == ["--max-model-len", "4096", "-O", "3"]
+    assert "--enforce-eager" not in user.flags()  # the user's compilation choice wins
+    assert "TORCHDYNAMO_DISABLE" not in user.engine_environment()
+    assert " ".join(user.flags()).count("--max-model-len") == 1  # the user's wins
 
 
 def test_kv_cache_and_lora_rank_sizing(tmp_path):
-    from llm_runtime.engines.vllm_process import GiB, kv_cache_gib, lora_rank
+    from llm_runtime.engines.vllm_launch import GiB, kv_cache_gib, lora_rank
 
     model = _model_dir(tmp_path)  # 16 layers x 8 kv heads x 64 dims: 32 KiB per token (bf16)
     assert kv_cache_gib(model, tokens=8192 * 4, available_bytes=64 * GiB) == 1
@@ -344,3 +346,25 @@ def test_merged_streams_keep_each_choice_in_order_and_end_each_once():
     assert [t for i, t in out if i == 0] == ["a", "b", "c", None]
     assert [t for i, t in out if i == 1] == ["x", "y", None]
     assert out.index((1, None)) < out.index((0, None))  # the faster stream ends first
+
+
+def test_vllm_log_lines_go_to_output_and_vllm_log(tmp_path):
+    """The logging config both vLLM processes read: the "vllm" logger to stdout and vllm.log."""
+    import logging
+    import logging.config
+
+    from llm_runtime.engines.vllm_engine import logging_config
+
+    logger = logging.getLogger("vllm")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        logging.config.dictConfig(logging_config(tmp_path / "vllm.log"))
+        logging.getLogger("vllm.v1.engine.core").error("ValueError: Unsupported activation")
+        for handler in logger.handlers:
+            handler.flush()
+        assert "ValueError: Unsupported activation" in (tmp_path / "vllm.log").read_text()
+        assert {type(h).__name__ for h in logger.handlers} == {"StreamHandler", "FileHandler"}
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:], logger.level, logger.propagate = saved
