@@ -50,9 +50,9 @@ async def forward(request: Request, path: str):
     try:
         body["model"] = handler.served_name
         response = await handler.client.request("POST", path, json.dumps(body).encode())
-    except Exception:
+    except Exception as exc:  # vLLM's app failed before it answered
         release()
-        raise handler.engine_gone() or RuntimeServeError("vLLM did not answer; retry.") from None
+        raise handler.engine_gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
     except BaseException:
         release()
         raise

@@ -69,9 +69,9 @@ class VllmStream(TextStream):
     async def _run(self, client: AsgiClient, path: str, body: dict[str, Any]) -> None:
         try:
             response = await client.request("POST", path, json.dumps(body).encode())
-        except Exception:
+        except Exception as exc:  # vLLM's app failed before it answered
             self._queue.put_nowait(None)
-            raise self._gone() or RuntimeServeError("vLLM did not answer; retry.") from None
+            raise self._gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
         try:
             async with response:  # leaving it (cancel() too) makes vLLM abort the request
                 if response.status != 200:
