@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llm_runtime.engines import vllm_plugin
 from llm_runtime.engines.asgi_client import AsgiClient
 from llm_runtime.engines.vllm_launch import VllmLaunch
 from llm_runtime.errors import ModelLoadError
@@ -38,6 +39,8 @@ class VllmEngine:
 
     def start(self) -> None:
         os.environ.update(self.launch.engine_environment())
+        if self.launch.device == "cpu":
+            vllm_plugin.register()  # AMX for vLLM's CPU attention, in each of its processes
         self._log_to_file()
         log.info("Starting vLLM: %s", " ".join(self.launch.flags()))
         try:

@@ -86,6 +86,10 @@ class VllmStream(TextStream):
             self._queue.put_nowait(None)
 
     def _chunk(self, chunk: dict[str, Any]) -> None:
+        if isinstance(chunk.get("error"), dict):  # vLLM failed mid-stream: never a silent ""
+            status = chunk["error"].get("code")
+            status = status if isinstance(status, int) else 500
+            raise self._gone() or vllm_error(status, json.dumps(chunk).encode())
         if chunk.get("usage"):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():

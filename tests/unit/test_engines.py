@@ -5,6 +5,7 @@ tests/docker/test_vllm_engine.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,25 @@ def test_vllm_log_lines_go_to_output_and_vllm_log(tmp_path):
         for handler in logger.handlers:
             handler.close()
         logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_the_amx_plugin_is_an_entry_point_vllm_processes_find(tmp_path, monkeypatch):
+    """vLLM loads `vllm.general_plugins` entry points in each of its processes; register() must
+    make ours findable there (spawned processes get this process's sys.path) and keep a user's
+    VLLM_PLUGINS allow-list working."""
+    import sys
+    from importlib.metadata import entry_points
+
+    from llm_runtime.engines import vllm_plugin
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "/opt/llm")
+    monkeypatch.setenv("VLLM_PLUGINS", "theirs")
+    vllm_plugin.register(tmp_path)
+    vllm_plugin.register(tmp_path)  # twice: nothing doubles
+    found = [e for e in entry_points(group="vllm.general_plugins") if e.name == vllm_plugin.NAME]
+    assert len(found) == 1 and found[0].load() is vllm_plugin.request_amx
+    assert sys.path.count(str(tmp_path)) == 1
+    assert os.environ["PYTHONPATH"] == f"{tmp_path}{os.pathsep}/opt/llm"
+    assert os.environ["VLLM_PLUGINS"] == f"theirs,{vllm_plugin.NAME}"
+    vllm_plugin.request_amx()  # asks where the CPU has AMX, else does nothing; never raises
