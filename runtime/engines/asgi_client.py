@@ -66,21 +66,10 @@ class AsgiClient:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
-    ) -> AsgiResponse:
+    async def request(self, method: str, path: str, body: bytes = b"") -> AsgiResponse:
         """Returns once the app has sent the response's status (or raises what the app raised
         before it could)."""
         response = AsgiResponse()
-        headers = [(b"content-type", content_type.encode()), (b"host", b"127.0.0.1")]
-        if method != "GET":
-            headers.append((b"content-length", str(len(body)).encode()))
-        scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "method": method, "scheme": "http", "path": path,
-            "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0), "state": {},
-        }  # fmt: skip
         unread = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
@@ -99,6 +88,7 @@ class AsgiClient:
                 if not message.get("more_body"):
                     response.chunks.put_nowait(None)
 
+        scope = _scope(method, path, body)
         response.task = asyncio.get_running_loop().create_task(self.app(scope, receive, send))
         response.task.add_done_callback(lambda task: _finished(task, response))
         try:
@@ -112,6 +102,28 @@ class AsgiClient:
             response.task.result()  # the app's own error
             raise RuntimeError(f"{method} {path}: the app returned without a response")
         return response
+
+    async def call(self, method: str, path: str, body: bytes, receive: Any, send: Any) -> None:
+        """Runs the app on this task with ``send`` (no queue between) and, once it has read
+        ``body``, ``receive`` (our own client's: its leaving is the app's disconnect)."""
+        unread = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def first_body_then(outer=receive) -> dict[str, Any]:
+            return unread.pop() if unread else await outer()
+
+        await self.app(_scope(method, path, body), first_body_then, send)
+
+
+def _scope(method: str, path: str, body: bytes) -> dict[str, Any]:
+    headers = [(b"content-type", b"application/json"), (b"host", b"127.0.0.1")]
+    if method != "GET":
+        headers.append((b"content-length", str(len(body)).encode()))
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+        "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0), "state": {},
+    }  # fmt: skip
 
 
 def _finished(task: asyncio.Task[None], response: AsgiResponse) -> None:

@@ -8,13 +8,12 @@ and reasoning deltas carry both ``reasoning_content`` and ``reasoning``, as on t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from llm_runtime.engines.asgi_client import AsgiResponse
 from llm_runtime.engines.vllm_handler import VllmTextHandler
 from llm_runtime.engines.vllm_stream import vllm_error
 from llm_runtime.engines.vllm_tools import (
@@ -23,7 +22,7 @@ from llm_runtime.engines.vllm_tools import (
     constrained,
     forced_tools,
 )
-from llm_runtime.errors import InvalidRequest, RuntimeServeError
+from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_response
 from llm_runtime.serving import check_api_key, host_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
@@ -47,26 +46,20 @@ async def forward(request: Request, path: str):
     if tools:
         body = constrained(body, tools)
     release = handler.admit()
-    try:
-        body["model"] = handler.served_name
-        response = await handler.client.request("POST", path, json.dumps(body).encode())
-    except Exception as exc:  # vLLM's app failed before it answered
-        release()
-        raise handler.engine_gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
-    except BaseException:
-        release()
-        raise
-    if response.status != 200:
-        raw = await response.read()
-        release()
-        raise vllm_error(response.status, raw)
+    body["model"] = handler.served_name
+    raw_body = json.dumps(body).encode()
     if body.get("stream"):
         calls = StreamedCalls(tools) if tools else None
-        return StreamingResponse(_events(response, release, calls), media_type="text/event-stream")
+        return Passthrough(handler, path, raw_body, release, calls)
     try:
+        response = await handler.client.request("POST", path, raw_body)
         raw = await response.read()
+    except Exception as exc:  # vLLM's app failed before it answered
+        raise handler.engine_gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
     finally:
         release()
+    if response.status != 200:
+        raise vllm_error(response.status, raw)
     if (
         not tools and REASONING_MARK not in raw
     ):  # nothing of ours to change: vLLM's bytes as they are
@@ -74,6 +67,74 @@ async def forward(request: Request, path: str):
     answer = json.loads(raw)
     answer = answer_with_calls(answer, tools) if tools else answer
     return JSONResponse(_with_both_reasoning_keys(answer))
+
+
+class Passthrough(Response):
+    """A streamed answer: vLLM's app runs on this request's own task and writes through our
+    connection (no queue or second task per token); our client's leaving is vLLM's disconnect.
+    Events that name reasoning (or every event of a forced tool call) are rewritten on the way;
+    an error status becomes our error answer."""
+
+    def __init__(
+        self, handler: VllmTextHandler, path: str, body: bytes, release: Callable[[], None],
+        calls: StreamedCalls | None,
+    ) -> None:  # fmt: skip
+        super().__init__(media_type="text/event-stream")
+        self.handler, self.path, self.raw_body = handler, path, body
+        self.release, self.calls = release, calls
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        failed: dict[str, Any] = {}  # a non-200 start and its body, or the app's error
+        events, started = _Events(self.calls), False
+
+        async def through(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                failed.update(status=message["status"], body=b"")
+            elif failed:
+                failed["body"] += message.get("body", b"")
+            elif message["type"] == "http.response.body":
+                more = message.get("more_body", False)
+                out = events.feed(message.get("body", b""), more)
+                if out is not None:
+                    await send({"type": "http.response.body", "body": out, "more_body": more})
+            else:
+                started = True
+                await send(message)
+
+        try:
+            await self.handler.client.call("POST", self.path, self.raw_body, receive, through)
+        except Exception as exc:
+            if started:
+                raise  # mid-stream: the connection is dropped
+            gone = self.handler.engine_gone()
+            failed["error"] = gone or RuntimeServeError(f"vLLM failed: {exc!r}")
+        finally:
+            self.release()
+        if "status" in failed:
+            failed["error"] = vllm_error(failed["status"], failed["body"])
+        if "error" in failed:
+            await error_response(failed["error"])(scope, receive, send)
+
+
+class _Events:
+    """vLLM's SSE bytes as they come, one write per read; only events that name reasoning (or
+    every event of a forced tool call) are parsed and rewritten."""
+
+    def __init__(self, calls: StreamedCalls | None) -> None:
+        self.calls, self.pending = calls, b""
+
+    def feed(self, data: bytes, more: bool) -> bytes | None:
+        """What to write for ``data`` (None: nothing yet)."""
+        plain = self.calls is None and not self.pending and REASONING_MARK not in data
+        if plain and (data.endswith(b"\n\n") or not data):
+            return data  # the common case: whole events, nothing to change
+        self.pending += data
+        complete, _, self.pending = self.pending.rpartition(b"\n\n")
+        out = b"".join(_rewrite(event, self.calls) for event in complete.split(b"\n\n") if event)
+        if not more and self.pending:
+            out, self.pending = out + _rewrite(self.pending, self.calls), b""
+        return out if out or not more else None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -84,30 +145,6 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body
-
-
-async def _events(
-    response: AsgiResponse, release: Callable[[], None], calls: StreamedCalls | None
-) -> AsyncIterator[bytes]:
-    """vLLM's SSE bytes as they come, one write per read; only events that name reasoning (or
-    every event of a forced tool call) are parsed and rewritten. Closing the response stops
-    vLLM's generation."""
-    pending = b""
-    try:
-        async for data in response.iter_any():
-            plain = calls is None and not pending and REASONING_MARK not in data
-            if plain and data.endswith(b"\n\n"):
-                yield data  # the common case: whole events, nothing to change
-                continue
-            pending += data
-            complete, _, pending = pending.rpartition(b"\n\n")
-            if complete:
-                yield b"".join(_rewrite(event, calls) for event in complete.split(b"\n\n"))
-        if pending:
-            yield _rewrite(pending, calls)
-    finally:
-        response.close()  # mid-stream (the client left): vLLM sees a disconnect and aborts
-        release()
 
 
 def _rewrite(event: bytes, calls: StreamedCalls | None) -> bytes:

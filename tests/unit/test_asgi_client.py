@@ -73,3 +73,32 @@ def test_an_app_that_fails_before_answering_raises():
             await AsgiClient(app).request("POST", "/v1/chat/completions", b"{}")
 
     asyncio.run(main())
+
+
+def test_call_runs_the_app_with_our_send_and_then_our_receive():
+    """The streamed passthrough: the app writes through the caller's send, and after the body
+    it reads the caller's receive: our client's leaving stops it."""
+
+    async def main():
+        events, leave = {"gate": asyncio.Event()}, asyncio.Event()
+        sent = []
+
+        async def outer_receive():
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+            if message.get("body") == b"data: 0\n\n":
+                events["gate"].set()  # the app may send one more line
+            elif message.get("body") == b"data: 1\n\n":
+                leave.set()  # then our client leaves while the app waits
+
+        await asyncio.wait_for(
+            AsgiClient(_app(events)).call("POST", "/stream", b"{}", outer_receive, send), 5
+        )
+        assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+        assert [m.get("body") for m in sent[1:3]] == [b"data: 0\n\n", b"data: 1\n\n"]
+        assert events.get("stopped") and events["sent"] == 1  # its generator was stopped
+
+    asyncio.run(main())
