@@ -10,7 +10,6 @@ error lines of that log become the load error.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import json
@@ -160,8 +159,3 @@ def _async_llm(args: Any) -> Any:
         aggregate_engine_logging=engine_args.aggregate_engine_logging,
         disable_log_stats=engine_args.disable_log_stats,
     )
-
-
-def run_on(loop: asyncio.AbstractEventLoop, coroutine: Any, timeout: float = 600) -> Any:
-    """Runs ``coroutine`` on ``loop`` (another thread's) and waits for its result."""
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
