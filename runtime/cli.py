@@ -229,18 +229,19 @@ def main(argv: list[str] | None = None) -> None:
     serve(parse_serve(argv))
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+def _at_least(least: int):
+    """An argparse type: an integer no smaller than ``least``."""
+
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}")
+        return number
+
+    return parse
 
 
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return number
+_positive, _non_negative = _at_least(1), _at_least(0)
 
 
 def _names(value: str) -> tuple[str, ...]:

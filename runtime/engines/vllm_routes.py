@@ -15,14 +15,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from llm_runtime.engines.vllm_handler import VllmTextHandler
-from llm_runtime.engines.vllm_stream import vllm_error
+from llm_runtime.engines.vllm_stream import vllm_error, vllm_failure
 from llm_runtime.engines.vllm_tools import (
     StreamedCalls,
     answer_with_calls,
     constrained,
     forced_tools,
 )
-from llm_runtime.errors import InvalidRequest, RuntimeServeError, error_response
+from llm_runtime.errors import InvalidRequest, error_response
 from llm_runtime.serving import check_api_key, host_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
@@ -55,7 +55,7 @@ async def forward(request: Request, path: str):
         response = await handler.client.request("POST", path, raw_body)
         raw = await response.read()
     except Exception as exc:  # vLLM's app failed before it answered
-        raise handler.engine_gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
+        raise vllm_failure(exc, handler.engine_gone) from exc
     finally:
         release()
     if response.status != 200:
@@ -107,8 +107,7 @@ class Passthrough(Response):
         except Exception as exc:
             if started:
                 raise  # mid-stream: the connection is dropped
-            gone = self.handler.engine_gone()
-            failed["error"] = gone or RuntimeServeError(f"vLLM failed: {exc!r}")
+            failed["error"] = vllm_failure(exc, self.handler.engine_gone)
         finally:
             self.release()
         if "status" in failed:

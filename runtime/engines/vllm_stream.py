@@ -71,7 +71,7 @@ class VllmStream(TextStream):
             response = await client.request("POST", path, json.dumps(body).encode())
         except Exception as exc:  # vLLM's app failed before it answered
             self._queue.put_nowait(None)
-            raise self._gone() or RuntimeServeError(f"vLLM failed: {exc!r}") from exc
+            raise vllm_failure(exc, self._gone) from exc
         try:
             async with response:  # leaving it (cancel() too) makes vLLM abort the request
                 if response.status != 200:
@@ -122,3 +122,10 @@ def vllm_error(status: int, raw: bytes) -> RuntimeServeError:
         code = "context_length_exceeded" if "context length" in (message or "").lower() else None
         return InvalidRequest(message or "vLLM refused the request.", code=code)
     return RuntimeServeError(f"vLLM failed: {message}")
+
+
+def vllm_failure(
+    exc: BaseException, gone: Callable[[], RuntimeServeError | None]
+) -> RuntimeServeError:
+    """vLLM's app raised before answering: a 503 when its engine died, else a 500 naming it."""
+    return gone() or RuntimeServeError(f"vLLM failed: {exc!r}")
