@@ -27,12 +27,14 @@ DEVICE_DTYPES = {
 }
 MIN_CAPABILITY = {"bf16": (8, 0)}  # Ampere or newer for bfloat16 on NVIDIA GPUs
 ACCELERATORS = ("cuda", "mps")
-# Preferred dtype per device for the recommendation (CPUs are fastest in fp32 where it fits).
+# Preferred dtype per device for the recommendation: CPUs run fp32 unless they have bf16 matrix
+# instructions, where the runtime (as vLLM) loads LLMs in bf16 (CPU_BF16_PREFERENCE).
 DTYPE_PREFERENCE = {
     "cuda": ("bf16", "fp16", "fp32", "int8", "int4"),
     "mps": ("fp16", "bf16", "fp32"),
     "cpu": ("fp32", "bf16", "fp16"),
 }
+CPU_BF16_PREFERENCE = ("bf16", "fp32", "fp16")
 DEVICE_PREFERENCE = ("cuda", "mps", "cpu")
 TRAINING_DEVICES = {
     "lora": ("cuda", "mps", "cpu"),
@@ -134,8 +136,10 @@ def check_compatibility(
     min_disk_gb: float = 50,
     warn_disk_gb: float = 100,
     dtypes: Sequence[str] | None = None,
+    llm: bool = False,
 ) -> Compatibility:
-    """The compatibility and training tables, the disk check and the verdict."""
+    """The compatibility and training tables, the disk check and the verdict. ``llm``: a
+    text-generation model, which the runtime loads in bf16 on a CPU with bf16 instructions."""
     inference = [e for e in estimates.inference if dtypes is None or e.dtype in dtypes]
     rows = inference_rows(inference, hardware)
     disk = check_disk(estimates.disk.total, hardware, min_disk_gb, warn_disk_gb)
@@ -143,7 +147,7 @@ def check_compatibility(
         rows=rows,
         training=tuple(training_row(t, hardware) for t in estimates.training),
         disk=disk,
-        verdict=verdict(rows, disk, hardware),
+        verdict=verdict(rows, disk, hardware, cpu_bf16=llm and hardware.cpu_bf16),
     )
 
 
@@ -293,12 +297,14 @@ def _gb(value: int) -> str:
     return f"{value / GiB:.1f} GB"
 
 
-def recommended(rows: Sequence[CompatRow]) -> CompatRow | None:
-    """The best runnable row: not close to the limit, then the best device, then its dtype order."""
+def recommended(rows: Sequence[CompatRow], *, cpu_bf16: bool = False) -> CompatRow | None:
+    """The best runnable row: not close to the limit, then the best device, then its dtype order
+    (``cpu_bf16``: bf16 first on the CPU, as the runtime loads the model there)."""
     runnable = [r for r in rows if r.can_run]
+    preference = {**DTYPE_PREFERENCE, **({"cpu": CPU_BF16_PREFERENCE} if cpu_bf16 else {})}
 
     def rank(row: CompatRow) -> tuple[int, int, int]:
-        order = DTYPE_PREFERENCE[row.device]
+        order = preference[row.device]
         return (
             CLOSE_NOTE in row.notes,
             DEVICE_PREFERENCE.index(row.device),
@@ -308,9 +314,11 @@ def recommended(rows: Sequence[CompatRow]) -> CompatRow | None:
     return min(runnable, key=rank, default=None)
 
 
-def verdict(rows: Sequence[CompatRow], disk: DiskCheck, hardware: Hardware) -> Verdict:
+def verdict(
+    rows: Sequence[CompatRow], disk: DiskCheck, hardware: Hardware, *, cpu_bf16: bool = False
+) -> Verdict:
     """compatible / limited / incompatible, with the recommended dtype and device."""
-    best = recommended(rows)
+    best = recommended(rows, cpu_bf16=cpu_bf16)
     if best is None:
         return Verdict(
             "incompatible", None, None, "the model fits neither in VRAM nor in RAM in any dtype"

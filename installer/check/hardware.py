@@ -71,6 +71,8 @@ class Hardware:
     )
     docker_error: str | None = None  # why the engine did not answer
     problems: tuple[str, ...] = field(default=(), compare=False)
+    # bf16 matrix instructions (AMX or AVX512-BF16): the runtime (and vLLM) run LLMs in bf16 there
+    cpu_bf16: bool = False
 
     @property
     def has_cuda(self) -> bool:
@@ -120,6 +122,7 @@ def probe_hardware(models_dir: str | Path) -> Hardware:
         problems, "disk", lambda: disk_space(models_dir), ("", 0, 0)
     )
     engine = _guarded(problems, "docker", probe_docker, _Docker())
+    bf16 = _guarded(problems, "cpu flags", cpu_bf16, False)
     problems += nvidia.problems
     return Hardware(
         os=platform.system(),
@@ -142,6 +145,7 @@ def probe_hardware(models_dir: str | Path) -> Hardware:
         gpu_access=engine.gpu_access,
         docker_error=engine.error,
         problems=tuple(problems),
+        cpu_bf16=bf16,
     )
 
 
@@ -178,6 +182,18 @@ def cpu_model() -> str:
     if platform.system() == "Darwin":
         return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or platform.processor()
     return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU has bf16 matrix instructions (``amx_bf16`` or ``avx512_bf16`` among the
+    flags of /proc/cpuinfo), where the runtime loads LLMs in bf16 as vLLM does; elsewhere fp32."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text(errors="replace") if path.exists() else ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return bool({"amx_bf16", "avx512_bf16"} & set(line.split(":", 1)[1].split()))
+    return False
 
 
 def ram_bytes() -> tuple[int, int]:

@@ -11,7 +11,7 @@ from llm_installer.check.families.base import Detection, Requirements
 from llm_installer.check.hardware import Hardware
 from llm_installer.check.source import ModelSource
 from llm_installer.settings import Settings
-from llm_runtime.contract import TrainingSupport, training_support
+from llm_runtime.contract import TEXT_GENERATION, TrainingSupport, training_support
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DEVICES = ("cuda", "cpu")
@@ -32,6 +32,7 @@ def build_profile(
         hardware if cuda is None or cuda["flavour"] else dataclasses.replace(hardware, gpus=()),
         min_disk_gb=settings.min_disk_space_gb,
         warn_disk_gb=settings.warn_disk_space_gb,
+        llm=detection.family == TEXT_GENERATION,
     )
     return {
         "model_id": source.model_id,

@@ -184,8 +184,9 @@ def _training_support(support: dict[str, Any] | None) -> list[RenderableType]:
 
 def _hardware_lines(hw: dict[str, Any], cuda: dict[str, Any] | None = None) -> list[str]:
     model = f" ({hw['cpu_model']})" if hw.get("cpu_model") else ""
+    bf16 = ", bf16 instructions" if hw.get("cpu_bf16") else ""
     lines = [
-        f"  - CPU: {hw['cpu_cores']} cores, {hw['cpu_threads']} threads{model}",
+        f"  - CPU: {hw['cpu_cores']} cores, {hw['cpu_threads']} threads{bf16}{model}",
         f"  - RAM: {gb(hw['ram_total'])} total, {gb(hw['ram_available'])} available",
     ]
     if hw["gpus"]:

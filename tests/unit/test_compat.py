@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from llm_installer.check.compat import CLOSE_NOTE, REQUIRES_QUANTIZATION, check_compatibility
@@ -192,3 +194,14 @@ def test_disk_levels(seven_b):
     warn = check_compatibility(seven_b, machine(23.5, disk_gib=needed + 60))
     assert warn.disk.level == "warn" and warn.verdict.status == "compatible"
     assert check_compatibility(seven_b, machine(23.5, disk_gib=needed + 200)).disk.level == "ok"
+
+
+def test_cpu_with_bf16_instructions_recommends_bf16_for_an_llm(seven_b):
+    """The runtime (like vLLM) loads an LLM in bf16 on a CPU with AMX/AVX512-BF16: check says so;
+    other families, and CPUs without those instructions, keep fp32 where it fits."""
+    plain, bf16_cpu = machine(ram_gib=64), dataclasses.replace(machine(ram_gib=64), cpu_bf16=True)
+    assert check_compatibility(seven_b, bf16_cpu, llm=True).verdict.dtype == "bf16"
+    assert check_compatibility(seven_b, bf16_cpu, llm=False).verdict.dtype == "fp32"
+    assert check_compatibility(seven_b, plain, llm=True).verdict.dtype == "fp32"
+    gpu = dataclasses.replace(machine(23.5, ram_gib=64), cpu_bf16=True)  # the GPU still wins
+    assert check_compatibility(seven_b, gpu, llm=True).verdict.device == "cuda"

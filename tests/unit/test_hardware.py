@@ -97,3 +97,18 @@ def test_nvml_gpus_are_read(monkeypatch):
     found = hardware.probe_nvidia()
     assert found.gpus[1] == Gpu(1, "NVIDIA GeForce RTX 4090", 24 * 2**30, 23 * 2**30, (8, 9))
     assert (found.driver, found.cuda) == ("550.54.14", "12.4")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu sse2 avx2 avx512f avx512_bf16 amx_tile", True),
+        ("fpu sse2 avx2 amx_bf16 amx_tile amx_int8", True),
+        ("fpu sse2 avx2 avx512f avx512_vnni", False),  # AVX-512 without bf16: fp32
+        ("fp asimd bf16", False),  # an Arm core's bf16 is not what the runtime asks for
+    ],
+)
+def test_cpu_bf16_reads_the_flags_line(flags, expected):
+    cpuinfo = f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+    assert hardware.cpu_bf16(cpuinfo) is expected
+    assert hardware.cpu_bf16("processor\t: 0\n") is False  # no flags line (macOS has no file)
