@@ -251,6 +251,13 @@ def summarize(runs: list[dict], levels) -> dict:
         pairs = [list(zip(*(r[label][clients] for label in LABELS), strict=True)) for r in runs]
         every = [pair for instance in pairs for pair in instance]
         ratios = [f["tokens_per_s"] / c["tokens_per_s"] for f, c in every]
+        shared = {
+            "median_pair_ratio": statistics.median(ratios),
+            "pair_ratios": ratios,
+            "pooled_ratio": _pooled_ratio(every),
+            "instance_ratios": [_pooled_ratio(instance) for instance in pairs],
+            "pooled_interval": pooled_interval(pairs),
+        }
         for side, label in enumerate(LABELS):
             figures = [pair[side] for pair in every]
             out[label][clients] = {
@@ -258,11 +265,7 @@ def summarize(runs: list[dict], levels) -> dict:
                 "latency_s": min(f["latency_s"] for f in figures),
                 "ttft_s": min(f["ttft_s"] for f in figures),
                 "cpu_us_per_token": statistics.median(f["cpu_us_per_token"] for f in figures),
-                "median_pair_ratio": statistics.median(ratios),
-                "pair_ratios": ratios,
-                "pooled_ratio": _pooled_ratio(every),
-                "instance_ratios": [_pooled_ratio(instance) for instance in pairs],
-                "pooled_interval": pooled_interval(pairs),
+                **shared,
             }
     return out
 
